@@ -1,0 +1,266 @@
+// Generated from the Rust crate keyport-protocol. Do not edit by hand:
+// run `KEYPORT_BLESS=1 cargo test -p keyport-protocol` after changing protocol/.
+/* eslint-disable */
+
+export const DEFAULT_PORT = 10443;
+
+/** JSON-RPC method names. */
+export const METHODS = {
+  info: "pkcs11.info",
+  slots: "pkcs11.slots",
+  slotsWithTokenPresent: "pkcs11.slotsWithTokenPresent",
+  token: "pkcs11.token",
+  certificates: "pkcs11.certificates",
+  signData: "pkcs11.signData",
+  verifySignedData: "pkcs11.verifySignedData",
+} as const;
+
+/**
+ * A user PIN as it arrives in `pkcs11.signData`.
+ *
+ * `Debug` prints `Pin(***)`, never the value; the buffer is zeroized when the value is dropped.
+ * Use [`Pin::expose`] only at the point where the PIN is handed to the token.
+ */
+export type Pin = string;
+
+/**
+ * Params of `pkcs11.info`, `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
+ */
+export type ModuleParams = { 
+/**
+ * Path of the PKCS #11 library; absent means the agent's default module.
+ */
+module?: string, };
+
+/**
+ * Params of `pkcs11.token`.
+ */
+export type TokenParams = { slot_id: number, module?: string, };
+
+/**
+ * Params of `pkcs11.certificates`.
+ */
+export type CertificatesParams = { slot_id: number, 
+/**
+ * When true each entry also carries `parsed`.
+ */
+parse_certs?: boolean, module?: string, };
+
+/**
+ * The digest algorithm of the data a page asks to sign.
+ */
+export type AlgorithmReference = "sha1" | "sha256" | "sha384" | "sha512";
+
+/**
+ * Params of `pkcs11.signData`.
+ */
+export type SignDataParams = { slot_id: number, 
+/**
+ * Upper-case hex of the certificate's CKA_ID (as `pkcs11.certificates` returns it).
+ */
+cert_id: string, 
+/**
+ * The user PIN. Never logged, never echoed, zeroized after the call.
+ */
+pin: Pin, 
+/**
+ * Base64 of the digest to sign.
+ */
+data: string, algorithm_reference: AlgorithmReference, module?: string, };
+
+/**
+ * Params of `pkcs11.verifySignedData`: the signData fields plus the signature.
+ *
+ * Verification uses the certificate's public key; the PIN is not needed and may be omitted.
+ */
+export type VerifySignedDataParams = { slot_id: number, cert_id: string, pin?: Pin, 
+/**
+ * Base64 of the digest that was signed.
+ */
+data: string, algorithm_reference: AlgorithmReference, 
+/**
+ * Base64 of the signature (PKCS #1 v1.5 for RSA, raw r||s for ECDSA).
+ */
+signature: string, module?: string, };
+
+/**
+ * Result of `pkcs11.info`.
+ */
+export type InfoResult = { 
+/**
+ * "major.minor" of the Cryptoki version the library implements.
+ */
+cryptoki_version: string, manufacturer_id: string, 
+/**
+ * CK_INFO flags (reserved, 0 in PKCS #11 v2.40).
+ */
+flags: number, library_description: string, 
+/**
+ * "major.minor".
+ */
+library_version: string, };
+
+/**
+ * One entry of `pkcs11.slots` / `pkcs11.slotsWithTokenPresent`.
+ */
+export type SlotInfo = { slot_id: number, description: string, 
+/**
+ * CK_SLOT_INFO flags: CKF_TOKEN_PRESENT 0x1, CKF_REMOVABLE_DEVICE 0x2, CKF_HW_SLOT 0x4.
+ */
+flags: number, hardware_version: string, firmware_version: string, };
+
+/**
+ * What the token says about its user PIN.
+ */
+export type PinState = "ok" | "count_low" | "final_try" | "locked";
+
+/**
+ * Result of `pkcs11.token`.
+ */
+export type TokenInfo = { slot_id: number, label: string, manufacturer_id: string, model: string, serial_number: string, 
+/**
+ * CK_TOKEN_INFO flags as the PKCS #11 bit mask (e.g. CKF_USER_PIN_COUNT_LOW 0x10000).
+ */
+flags: number, 
+/**
+ * The user PIN state decoded from `flags`.
+ */
+pin_state: PinState, 
+/**
+ * `null` where the token reports CK_UNAVAILABLE_INFORMATION or CK_EFFECTIVELY_INFINITE.
+ */
+max_session_count: number | null, session_count: number | null, max_rw_session_count: number | null, rw_session_count: number | null, max_pin_length: number, min_pin_length: number, total_public_memory: number | null, free_public_memory: number | null, total_private_memory: number | null, free_private_memory: number | null, hardware_version: string, firmware_version: string, };
+
+/**
+ * Parsed fields of an X.509 certificate (`parse_certs: true`).
+ */
+export type ParsedCertificate = { 
+/**
+ * RFC 4514 string, e.g. "CN=Alice, O=Example".
+ */
+subject: string, issuer: string, 
+/**
+ * The CN of the subject, when there is one.
+ */
+common_name: string | null, 
+/**
+ * Upper-case hex of the serial number.
+ */
+serial_number: string, 
+/**
+ * RFC 3339, UTC.
+ */
+not_before: string, not_after: string, 
+/**
+ * "RSA" or "EC".
+ */
+public_key_algorithm: string, 
+/**
+ * Bits of the RSA modulus or of the EC field.
+ */
+public_key_size: number, 
+/**
+ * Named curve of an EC key ("P-256", "P-384", "P-521"), else null.
+ */
+curve: string | null, 
+/**
+ * Key usage bits by name, e.g. ["digitalSignature", "nonRepudiation"]; empty when absent.
+ */
+key_usage: Array<string>, 
+/**
+ * Upper-case hex of the SHA-256 of the DER.
+ */
+sha256_fingerprint: string, };
+
+/**
+ * One entry of `pkcs11.certificates`.
+ */
+export type CertificateEntry = { 
+/**
+ * Standard base64 of the exact DER on the token.
+ */
+base64: string, 
+/**
+ * Upper-case hex of CKA_ID: pass it as `cert_id`.
+ */
+id: string, 
+/**
+ * Present when `parse_certs` was true.
+ */
+parsed?: ParsedCertificate, };
+
+/**
+ * Stable symbolic name of an error, sent as `error.data.reason`.
+ */
+export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE";
+
+/**
+ * The `data` member of every error object the agent sends.
+ */
+export type ErrorData = { 
+/**
+ * Stable symbolic name, see [`ErrorReason`].
+ */
+reason: ErrorReason, 
+/**
+ * The token's PIN state, on PIN errors where the token reports it.
+ */
+pin_state?: PinState, };
+
+/** The JSON-RPC error code of each reason. */
+export const ERROR_CODES: Record<ErrorReason, number> = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  MESSAGE_TOO_LARGE: -32007,
+  MODULE_NOT_ALLOWED: 1001,
+  MODULE_LOAD_FAILED: 1002,
+  SLOT_NOT_FOUND: 1101,
+  TOKEN_NOT_PRESENT: 1102,
+  CERTIFICATE_NOT_FOUND: 1201,
+  KEY_NOT_FOUND: 1202,
+  PIN_INCORRECT: 1301,
+  PIN_LOCKED: 1302,
+  PIN_LEN_RANGE: 1303,
+  UNSUPPORTED_ALGORITHM: 1401,
+  CONSENT_DENIED: 1501,
+  CONSENT_UNAVAILABLE: 1502,
+  CONSENT_TIMEOUT: 1503,
+  SIGNING_PAUSED: 1504,
+  CONSENT_BUSY: 1505,
+  DEVICE_ERROR: 1601,
+  REQUEST_TIMEOUT: 1602,
+  BUSY: 1603,
+  INTERNAL: 1900,
+  AGENT_UNAVAILABLE: 2001,
+};
+
+/** The agent's default message of each reason. */
+export const ERROR_MESSAGES: Record<ErrorReason, string> = {
+  PARSE_ERROR: "The request is not valid JSON.",
+  INVALID_REQUEST: "The request is not a valid JSON-RPC 2.0 request.",
+  METHOD_NOT_FOUND: "The agent has no such method.",
+  INVALID_PARAMS: "The request's params are invalid.",
+  MESSAGE_TOO_LARGE: "The request is larger than the agent accepts.",
+  MODULE_NOT_ALLOWED: "This PKCS #11 library is not on the agent's allowlist.",
+  MODULE_LOAD_FAILED: "The PKCS #11 library could not be loaded.",
+  SLOT_NOT_FOUND: "No slot with this id.",
+  TOKEN_NOT_PRESENT: "There is no token in this slot.",
+  CERTIFICATE_NOT_FOUND: "No certificate with this id on the token.",
+  KEY_NOT_FOUND: "The token has no private key for this certificate.",
+  PIN_INCORRECT: "The PIN is incorrect.",
+  PIN_LOCKED: "The PIN is locked.",
+  PIN_LEN_RANGE: "The PIN has the wrong length for this token.",
+  UNSUPPORTED_ALGORITHM: "This algorithm or key type is not supported.",
+  CONSENT_DENIED: "The person at the computer refused this signature.",
+  CONSENT_UNAVAILABLE: "The agent cannot ask the person for consent.",
+  CONSENT_TIMEOUT: "Nobody answered the consent prompt in time.",
+  SIGNING_PAUSED: "Signing is paused in the Keyport agent.",
+  CONSENT_BUSY: "Too many signatures are already waiting for the person's answer.",
+  DEVICE_ERROR: "The token or its library reported an error.",
+  REQUEST_TIMEOUT: "The request took too long and was abandoned.",
+  BUSY: "Too many requests are in flight on this connection.",
+  INTERNAL: "The agent hit an internal error.",
+  AGENT_UNAVAILABLE: "The Keyport agent is not running or refused the connection.",
+};

@@ -1,0 +1,149 @@
+//! The error table: every error the agent (or the client, for `AGENT_UNAVAILABLE`) reports.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $code:expr, $msg:expr, $help:expr; )+) => {
+        /// Stable symbolic name of an error, sent as `error.data.reason`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+        pub enum ErrorReason {
+            $( $(#[$doc])* #[serde(rename = $name)] $variant, )+
+        }
+
+        impl ErrorReason {
+            /// Every reason, in table order.
+            pub const ALL: &'static [ErrorReason] = &[ $( ErrorReason::$variant, )+ ];
+
+            /// The symbolic name, e.g. `PIN_INCORRECT`.
+            pub const fn as_str(self) -> &'static str {
+                match self { $( ErrorReason::$variant => $name, )+ }
+            }
+
+            /// The JSON-RPC `error.code` sent with this reason.
+            pub const fn code(self) -> i32 {
+                match self { $( ErrorReason::$variant => $code, )+ }
+            }
+
+            /// The default `error.message`: a sentence a person can act on.
+            pub const fn message(self) -> &'static str {
+                match self { $( ErrorReason::$variant => $msg, )+ }
+            }
+
+            /// When it happens and what to do (for the documentation).
+            pub const fn help(self) -> &'static str {
+                match self { $( ErrorReason::$variant => $help, )+ }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The request is not valid JSON.
+    ParseError = "PARSE_ERROR", -32700, "The request is not valid JSON.",
+        "The client sent bytes that are not JSON. Fix the client.";
+    /// Valid JSON but not a JSON-RPC 2.0 request.
+    InvalidRequest = "INVALID_REQUEST", -32600, "The request is not a valid JSON-RPC 2.0 request.",
+        "Missing `jsonrpc: \"2.0\"`, `method` or a valid `id`. Fix the client.";
+    /// No such method.
+    MethodNotFound = "METHOD_NOT_FOUND", -32601, "The agent has no such method.",
+        "The method name is misspelt, or the agent is older than the client. Update the agent.";
+    /// A param is missing, has the wrong type, or has a bad value.
+    InvalidParams = "INVALID_PARAMS", -32602, "The request's params are invalid.",
+        "The message names the field. Params are a by-name object with snake_case names.";
+    /// The message is larger than the agent accepts.
+    MessageTooLarge = "MESSAGE_TOO_LARGE", -32007, "The request is larger than the agent accepts.",
+        "Send a digest, not the document: `data` is a hash of at most 64 bytes.";
+    /// The PKCS #11 library is not on the agent's allowlist.
+    ModuleNotAllowed = "MODULE_NOT_ALLOWED", 1001, "This PKCS #11 library is not on the agent's allowlist.",
+        "Only libraries the person or administrator listed with --module (or `modules` in the config) can be used. Add it there, or send no `module` to use the default.";
+    /// The allowed library could not be loaded or initialised.
+    ModuleLoadFailed = "MODULE_LOAD_FAILED", 1002, "The PKCS #11 library could not be loaded.",
+        "The file is missing or is not a PKCS #11 library for this platform. Install the token's middleware or fix the path in the agent's configuration.";
+    /// No slot with this id.
+    SlotNotFound = "SLOT_NOT_FOUND", 1101, "No slot with this id.",
+        "Slot ids can change when readers or tokens come and go: list them again with pkcs11.slots.";
+    /// The slot has no token in it.
+    TokenNotPresent = "TOKEN_NOT_PRESENT", 1102, "There is no token in this slot.",
+        "Insert the card or token, then retry.";
+    /// No certificate with this id on the token.
+    CertificateNotFound = "CERTIFICATE_NOT_FOUND", 1201, "No certificate with this id on the token.",
+        "Use an `id` returned by pkcs11.certificates for the same slot.";
+    /// No private key with the certificate's CKA_ID.
+    KeyNotFound = "KEY_NOT_FOUND", 1202, "The token has no private key for this certificate.",
+        "The certificate's CKA_ID matches no private key on the token: this certificate cannot sign.";
+    /// Wrong PIN.
+    PinIncorrect = "PIN_INCORRECT", 1301, "The PIN is incorrect.",
+        "Ask the person for the PIN again. `data.pin_state` says when few tries remain.";
+    /// The PIN is locked.
+    PinLocked = "PIN_LOCKED", 1302, "The PIN is locked.",
+        "Too many wrong PINs. The token must be unlocked with its PUK or SO PIN by its issuer's tool.";
+    /// PIN too short or too long for the token.
+    PinLenRange = "PIN_LEN_RANGE", 1303, "The PIN has the wrong length for this token.",
+        "See min_pin_length and max_pin_length in pkcs11.token.";
+    /// Digest algorithm or key type not supported.
+    UnsupportedAlgorithm = "UNSUPPORTED_ALGORITHM", 1401, "This algorithm or key type is not supported.",
+        "algorithm_reference is one of sha1, sha256, sha384, sha512; keys are RSA or EC P-256/P-384/P-521.";
+    /// The person refused the signature.
+    ConsentDenied = "CONSENT_DENIED", 1501, "The person at the computer refused this signature.",
+        "Nothing was signed. Tell the person what the signature is for and let them retry.";
+    /// No way to ask the person.
+    ConsentUnavailable = "CONSENT_UNAVAILABLE", 1502, "The agent cannot ask the person for consent.",
+        "No consent prompt is available (no notification service) and this site is not pre-approved. Nothing was signed.";
+    /// Nobody answered the prompt in time.
+    ConsentTimeout = "CONSENT_TIMEOUT", 1503, "Nobody answered the consent prompt in time.",
+        "Nothing was signed. Retry when the person is at the computer.";
+    /// Signing is paused in the tray.
+    SigningPaused = "SIGNING_PAUSED", 1504, "Signing is paused in the Keyport agent.",
+        "The person paused signing from the tray menu. Ask them to resume it.";
+    /// Too many signatures are already waiting for consent.
+    ConsentBusy = "CONSENT_BUSY", 1505, "Too many signatures are already waiting for the person's answer.",
+        "Wait for the pending prompts to be answered, then retry.";
+    /// The token or library failed.
+    DeviceError = "DEVICE_ERROR", 1601, "The token or its library reported an error.",
+        "The token may have been removed or the library failed. Re-insert the token and retry.";
+    /// The request took longer than the agent allows.
+    RequestTimeout = "REQUEST_TIMEOUT", 1602, "The request took too long and was abandoned.",
+        "The token did not answer in time. Retry; if it persists, re-insert the token.";
+    /// Too many requests in flight on this connection.
+    Busy = "BUSY", 1603, "Too many requests are in flight on this connection.",
+        "Wait for earlier requests to finish before sending more.";
+    /// A bug in the agent.
+    Internal = "INTERNAL", 1900, "The agent hit an internal error.",
+        "Please report it with the agent's log.";
+    /// Client side only: the agent is not running, not reachable, or refused the connection.
+    AgentUnavailable = "AGENT_UNAVAILABLE", 2001, "The Keyport agent is not running or refused the connection.",
+        "Start or install the Keyport agent; if it runs, check that this site's origin is allowed in its configuration.";
+}
+
+impl ErrorReason {
+    /// The reason with this JSON-RPC code, if any.
+    pub fn from_code(code: i32) -> Option<ErrorReason> {
+        Self::ALL.iter().copied().find(|r| r.code() == code)
+    }
+}
+
+impl std::fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_names_match_serde() {
+        let mut codes: Vec<i32> = ErrorReason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorReason::ALL.len());
+        for r in ErrorReason::ALL {
+            let json = serde_json::to_value(r).unwrap();
+            assert_eq!(json, serde_json::Value::String(r.as_str().to_string()));
+            assert_eq!(ErrorReason::from_code(r.code()), Some(*r));
+        }
+        assert_eq!(ErrorReason::PinLenRange.as_str(), "PIN_LEN_RANGE");
+    }
+}

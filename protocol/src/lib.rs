@@ -1,0 +1,330 @@
+//! The Keyport wire contract.
+//!
+//! This crate is the single source of truth for what travels between a web page (through the
+//! `keyport-client` TypeScript package) and the `keyport` agent: JSON-RPC method names, the
+//! by-name params of each method, the results, and the error table.
+//!
+//! * The agent deserializes params and serializes results with these types.
+//! * The end-to-end tests deserialize the agent's answers with these types.
+//! * The TypeScript types in `js-client/src/protocol.ts` are generated from them
+//!   ([`generate::typescript`]); a test fails when the committed file drifts.
+//! * `docs/PROTOCOL.md` carries the error table; a test checks it against [`ErrorReason::ALL`].
+//!
+//! # Layout
+//! * [`method`]: the method names.
+//! * params and results: the structs in this file.
+//! * [`ErrorReason`]: every error the agent can return, with its stable code.
+//! * [`generate`]: the TypeScript types and the Markdown error table.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+mod error;
+mod pin;
+pub mod generate;
+
+pub use error::ErrorReason;
+pub use pin::Pin;
+
+/// JSON-RPC method names.
+pub mod method {
+    pub const INFO: &str = "pkcs11.info";
+    pub const SLOTS: &str = "pkcs11.slots";
+    pub const SLOTS_WITH_TOKEN_PRESENT: &str = "pkcs11.slotsWithTokenPresent";
+    pub const TOKEN: &str = "pkcs11.token";
+    pub const CERTIFICATES: &str = "pkcs11.certificates";
+    pub const SIGN_DATA: &str = "pkcs11.signData";
+    pub const VERIFY_SIGNED_DATA: &str = "pkcs11.verifySignedData";
+
+    /// Every method the agent serves.
+    pub const ALL: &[&str] = &[
+        INFO,
+        SLOTS,
+        SLOTS_WITH_TOKEN_PRESENT,
+        TOKEN,
+        CERTIFICATES,
+        SIGN_DATA,
+        VERIFY_SIGNED_DATA,
+    ];
+}
+
+/// The default TCP port of the agent (and of the client's default URL).
+pub const DEFAULT_PORT: u16 = 10_443;
+
+// ---------------------------------------------------------------------------------------------
+// Params
+// ---------------------------------------------------------------------------------------------
+
+/// Params of `pkcs11.info`, `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleParams {
+    /// Path of the PKCS #11 library; absent means the agent's default module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub module: Option<String>,
+}
+
+/// Params of `pkcs11.token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct TokenParams {
+    pub slot_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub module: Option<String>,
+}
+
+/// Params of `pkcs11.certificates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatesParams {
+    pub slot_id: u64,
+    /// When true each entry also carries `parsed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub parse_certs: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub module: Option<String>,
+}
+
+/// The digest algorithm of the data a page asks to sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum AlgorithmReference {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl AlgorithmReference {
+    pub const ALL: [AlgorithmReference; 4] = [Self::Sha1, Self::Sha256, Self::Sha384, Self::Sha512];
+
+    /// The length in bytes of a digest of this algorithm.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha384 => 48,
+            Self::Sha512 => 64,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+            Self::Sha384 => "sha384",
+            Self::Sha512 => "sha512",
+        }
+    }
+}
+
+/// Params of `pkcs11.signData`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct SignDataParams {
+    pub slot_id: u64,
+    /// Upper-case hex of the certificate's CKA_ID (as `pkcs11.certificates` returns it).
+    pub cert_id: String,
+    /// The user PIN. Never logged, never echoed, zeroized after the call.
+    pub pin: Pin,
+    /// Base64 of the digest to sign.
+    pub data: String,
+    pub algorithm_reference: AlgorithmReference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub module: Option<String>,
+}
+
+/// Params of `pkcs11.verifySignedData`: the signData fields plus the signature.
+///
+/// Verification uses the certificate's public key; the PIN is not needed and may be omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySignedDataParams {
+    pub slot_id: u64,
+    pub cert_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub pin: Option<Pin>,
+    /// Base64 of the digest that was signed.
+    pub data: String,
+    pub algorithm_reference: AlgorithmReference,
+    /// Base64 of the signature (PKCS #1 v1.5 for RSA, raw r||s for ECDSA).
+    pub signature: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub module: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------------
+
+/// Result of `pkcs11.info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct InfoResult {
+    /// "major.minor" of the Cryptoki version the library implements.
+    pub cryptoki_version: String,
+    pub manufacturer_id: String,
+    /// CK_INFO flags (reserved, 0 in PKCS #11 v2.40).
+    pub flags: u64,
+    pub library_description: String,
+    /// "major.minor".
+    pub library_version: String,
+}
+
+/// One entry of `pkcs11.slots` / `pkcs11.slotsWithTokenPresent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct SlotInfo {
+    pub slot_id: u64,
+    pub description: String,
+    /// CK_SLOT_INFO flags: CKF_TOKEN_PRESENT 0x1, CKF_REMOVABLE_DEVICE 0x2, CKF_HW_SLOT 0x4.
+    pub flags: u64,
+    pub hardware_version: String,
+    pub firmware_version: String,
+}
+
+/// What the token says about its user PIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum PinState {
+    /// No warning from the token.
+    Ok,
+    /// At least one wrong PIN was entered since the last success.
+    CountLow,
+    /// The next wrong PIN locks the token.
+    FinalTry,
+    /// The user PIN is locked.
+    Locked,
+}
+
+/// Result of `pkcs11.token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct TokenInfo {
+    pub slot_id: u64,
+    pub label: String,
+    pub manufacturer_id: String,
+    pub model: String,
+    pub serial_number: String,
+    /// CK_TOKEN_INFO flags as the PKCS #11 bit mask (e.g. CKF_USER_PIN_COUNT_LOW 0x10000).
+    pub flags: u64,
+    /// The user PIN state decoded from `flags`.
+    pub pin_state: PinState,
+    /// `null` where the token reports CK_UNAVAILABLE_INFORMATION or CK_EFFECTIVELY_INFINITE.
+    pub max_session_count: Option<u64>,
+    pub session_count: Option<u64>,
+    pub max_rw_session_count: Option<u64>,
+    pub rw_session_count: Option<u64>,
+    pub max_pin_length: u64,
+    pub min_pin_length: u64,
+    pub total_public_memory: Option<u64>,
+    pub free_public_memory: Option<u64>,
+    pub total_private_memory: Option<u64>,
+    pub free_private_memory: Option<u64>,
+    pub hardware_version: String,
+    pub firmware_version: String,
+}
+
+/// Parsed fields of an X.509 certificate (`parse_certs: true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ParsedCertificate {
+    /// RFC 4514 string, e.g. "CN=Alice, O=Example".
+    pub subject: String,
+    pub issuer: String,
+    /// The CN of the subject, when there is one.
+    pub common_name: Option<String>,
+    /// Upper-case hex of the serial number.
+    pub serial_number: String,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub not_after: String,
+    /// "RSA" or "EC".
+    pub public_key_algorithm: String,
+    /// Bits of the RSA modulus or of the EC field.
+    pub public_key_size: u32,
+    /// Named curve of an EC key ("P-256", "P-384", "P-521"), else null.
+    pub curve: Option<String>,
+    /// Key usage bits by name, e.g. ["digitalSignature", "nonRepudiation"]; empty when absent.
+    pub key_usage: Vec<String>,
+    /// Upper-case hex of the SHA-256 of the DER.
+    pub sha256_fingerprint: String,
+}
+
+/// One entry of `pkcs11.certificates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct CertificateEntry {
+    /// Standard base64 of the exact DER on the token.
+    pub base64: String,
+    /// Upper-case hex of CKA_ID: pass it as `cert_id`.
+    pub id: String,
+    /// Present when `parse_certs` was true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub parsed: Option<ParsedCertificate>,
+}
+
+/// Result of `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
+pub type SlotsResult = Vec<SlotInfo>;
+/// Result of `pkcs11.certificates`.
+pub type CertificatesResult = Vec<CertificateEntry>;
+/// Result of `pkcs11.signData`: standard base64 of the signature.
+pub type SignDataResult = String;
+/// Result of `pkcs11.verifySignedData`.
+pub type VerifySignedDataResult = bool;
+
+/// The `data` member of every error object the agent sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ErrorData {
+    /// Stable symbolic name, see [`ErrorReason`].
+    pub reason: ErrorReason,
+    /// The token's PIN state, on PIN errors where the token reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub pin_state: Option<PinState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sign_params_use_snake_case_names_and_reject_unknown_fields() {
+        let p: SignDataParams = serde_json::from_value(json!({
+            "slot_id": 7, "cert_id": "01", "pin": "1234", "data": "AA==",
+            "algorithm_reference": "sha256"
+        }))
+        .unwrap();
+        assert_eq!(p.slot_id, 7);
+        assert_eq!(p.pin.expose(), "1234");
+        assert_eq!(p.algorithm_reference, AlgorithmReference::Sha256);
+
+        let err = serde_json::from_value::<SignDataParams>(json!({
+            "slotId": 7, "cert_id": "01", "pin": "1", "data": "", "algorithm_reference": "sha256"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("slotId"), "{err}");
+    }
+
+    #[test]
+    fn unknown_algorithm_is_rejected() {
+        let err = serde_json::from_value::<AlgorithmReference>(json!("md5")).unwrap_err();
+        assert!(err.to_string().contains("md5"));
+    }
+
+    #[test]
+    fn digest_lengths() {
+        let lens: Vec<usize> = AlgorithmReference::ALL.iter().map(|a| a.digest_len()).collect();
+        assert_eq!(lens, [20, 32, 48, 64]);
+    }
+
+    #[test]
+    fn optional_fields_are_omitted() {
+        let v = serde_json::to_value(ModuleParams::default()).unwrap();
+        assert_eq!(v, json!({}));
+    }
+}
