@@ -16,14 +16,6 @@ export const METHODS = {
 } as const;
 
 /**
- * A user PIN as it arrives in `pkcs11.signData`.
- *
- * `Debug` prints `Pin(***)`, never the value; the buffer is zeroized when the value is dropped.
- * Use [`Pin::expose`] only at the point where the PIN is handed to the token.
- */
-export type Pin = string;
-
-/**
  * Params of `pkcs11.info`, `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
  */
 export type ModuleParams = { 
@@ -62,7 +54,7 @@ cert_id: string,
 /**
  * The user PIN. Never logged, never echoed, zeroized after the call.
  */
-pin: Pin, 
+pin: string, 
 /**
  * Base64 of the digest to sign.
  */
@@ -73,7 +65,7 @@ data: string, algorithm_reference: AlgorithmReference, module?: string, };
  *
  * Verification uses the certificate's public key; the PIN is not needed and may be omitted.
  */
-export type VerifySignedDataParams = { slot_id: number, cert_id: string, pin?: Pin, 
+export type VerifySignedDataParams = { slot_id: number, cert_id: string, pin?: string, 
 /**
  * Base64 of the digest that was signed.
  */

@@ -39,7 +39,6 @@ pub fn typescript() -> String {
     }
     out.push_str("} as const;\n\n");
 
-    decl::<Pin>(&cfg, &mut out);
     decl::<ModuleParams>(&cfg, &mut out);
     decl::<TokenParams>(&cfg, &mut out);
     decl::<CertificatesParams>(&cfg, &mut out);

@@ -130,6 +130,7 @@ pub struct SignDataParams {
     /// Upper-case hex of the certificate's CKA_ID (as `pkcs11.certificates` returns it).
     pub cert_id: String,
     /// The user PIN. Never logged, never echoed, zeroized after the call.
+    #[ts(type = "string")]
     pub pin: Pin,
     /// Base64 of the digest to sign.
     pub data: String,
@@ -148,7 +149,7 @@ pub struct VerifySignedDataParams {
     pub slot_id: u64,
     pub cert_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[ts(optional)]
+    #[ts(optional, type = "string")]
     pub pin: Option<Pin>,
     /// Base64 of the digest that was signed.
     pub data: String,

@@ -1,14 +1,13 @@
 //! The PIN type: redacted in `Debug`, zeroized on drop.
 
 use serde::{Deserialize, Serialize};
-use ts_rs::TS;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// A user PIN as it arrives in `pkcs11.signData`.
 ///
 /// `Debug` prints `Pin(***)`, never the value; the buffer is zeroized when the value is dropped.
 /// Use [`Pin::expose`] only at the point where the PIN is handed to the token.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop, TS)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(transparent)]
 pub struct Pin(String);
 

@@ -1,0 +1,124 @@
+//! An in-memory backend for fast unit and in-process tests of validation, policy and error
+//! mapping. It signs nothing real: `sign` returns `FAKE-SIG:` followed by the digest. Features are
+//! also tested end to end against SoftHSM (see `tests/`).
+
+use super::{Backend, CertificateObject, SignRequest};
+use crate::error::{AgentError, Result};
+use keyport_protocol::{ErrorReason, InfoResult, PinState, SlotInfo, TokenInfo};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct FakeBackend {
+    /// The one slot with a token.
+    pub slot_id: u64,
+    /// An empty slot.
+    pub empty_slot_id: u64,
+    pub pin: String,
+    pub certificates: Vec<CertificateObject>,
+    /// How many times `sign` reached the "token".
+    pub sign_calls: AtomicUsize,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        FakeBackend {
+            slot_id: 1,
+            empty_slot_id: 2,
+            pin: "1234".into(),
+            certificates: vec![CertificateObject { id: vec![0x01], der: b"fake-der".to_vec() }],
+            sign_calls: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl FakeBackend {
+    fn check_slot(&self, slot_id: u64) -> Result<()> {
+        if slot_id == self.slot_id {
+            Ok(())
+        } else if slot_id == self.empty_slot_id {
+            Err(ErrorReason::TokenNotPresent.into())
+        } else {
+            Err(ErrorReason::SlotNotFound.into())
+        }
+    }
+
+    pub fn sign_calls(&self) -> usize {
+        self.sign_calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Backend for FakeBackend {
+    fn info(&self, _module: &str) -> Result<InfoResult> {
+        Ok(InfoResult {
+            cryptoki_version: "2.40".into(),
+            manufacturer_id: "Keyport".into(),
+            flags: 0,
+            library_description: "Fake backend".into(),
+            library_version: "1.0".into(),
+        })
+    }
+
+    fn slots(&self, _module: &str, token_present: bool) -> Result<Vec<SlotInfo>> {
+        let slot = |id, flags| SlotInfo {
+            slot_id: id,
+            description: format!("fake slot {id}"),
+            flags,
+            hardware_version: "1.0".into(),
+            firmware_version: "1.0".into(),
+        };
+        let mut out = vec![slot(self.slot_id, 1)];
+        if !token_present {
+            out.push(slot(self.empty_slot_id, 0));
+        }
+        Ok(out)
+    }
+
+    fn token(&self, _module: &str, slot_id: u64) -> Result<TokenInfo> {
+        self.check_slot(slot_id)?;
+        Ok(TokenInfo {
+            slot_id,
+            label: "fake".into(),
+            manufacturer_id: "Keyport".into(),
+            model: "fake".into(),
+            serial_number: "0001".into(),
+            flags: 0x400,
+            pin_state: PinState::Ok,
+            max_session_count: None,
+            session_count: Some(0),
+            max_rw_session_count: None,
+            rw_session_count: Some(0),
+            max_pin_length: 32,
+            min_pin_length: 4,
+            total_public_memory: None,
+            free_public_memory: None,
+            total_private_memory: None,
+            free_private_memory: None,
+            hardware_version: "1.0".into(),
+            firmware_version: "1.0".into(),
+        })
+    }
+
+    fn certificates(&self, _module: &str, slot_id: u64) -> Result<Vec<CertificateObject>> {
+        self.check_slot(slot_id)?;
+        Ok(self.certificates.clone())
+    }
+
+    fn certificate(&self, module: &str, slot_id: u64, id: &[u8]) -> Result<CertificateObject> {
+        self.certificates(module, slot_id)?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| ErrorReason::CertificateNotFound.into())
+    }
+
+    fn sign(&self, _module: &str, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+        self.check_slot(req.slot_id)?;
+        self.sign_calls.fetch_add(1, Ordering::SeqCst);
+        if req.pin.expose() != self.pin {
+            return Err(AgentError::new(ErrorReason::PinIncorrect).with_pin_state(PinState::CountLow));
+        }
+        let mut sig = b"FAKE-SIG:".to_vec();
+        sig.extend_from_slice(req.digest);
+        Ok(sig)
+    }
+
+    fn logout_all(&self) {}
+}

@@ -1,0 +1,53 @@
+//! The token backend: what the method handlers need from PKCS #11, as a trait.
+//!
+//! Handlers never touch cryptoki; they call a [`Backend`] on a blocking thread. The real one is
+//! [`pkcs11::CryptokiBackend`]; unit and in-process tests use [`fake::FakeBackend`].
+//! Every call names an allowlisted module path (the handlers check the allowlist first).
+
+pub mod pkcs11;
+pub mod fake;
+
+use crate::error::Result;
+use keyport_protocol::{AlgorithmReference, InfoResult, Pin, SlotInfo, TokenInfo};
+
+/// A certificate object on a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateObject {
+    /// CKA_ID.
+    pub id: Vec<u8>,
+    /// CKA_VALUE: the DER.
+    pub der: Vec<u8>,
+}
+
+/// What a signature request hands the backend. The PIN is borrowed and never stored as text.
+#[derive(Debug)]
+pub struct SignRequest<'a> {
+    pub slot_id: u64,
+    /// CKA_ID of the certificate and of its private key.
+    pub key_id: &'a [u8],
+    pub pin: &'a Pin,
+    pub algorithm: AlgorithmReference,
+    /// The digest to sign (its length already checked against `algorithm`).
+    pub digest: &'a [u8],
+}
+
+pub trait Backend: Send + Sync + 'static {
+    fn info(&self, module: &str) -> Result<InfoResult>;
+    fn slots(&self, module: &str, token_present: bool) -> Result<Vec<SlotInfo>>;
+    fn token(&self, module: &str, slot_id: u64) -> Result<TokenInfo>;
+    /// Every X.509 certificate object on the token.
+    fn certificates(&self, module: &str, slot_id: u64) -> Result<Vec<CertificateObject>>;
+    /// The certificate with this CKA_ID (CERTIFICATE_NOT_FOUND if none).
+    fn certificate(&self, module: &str, slot_id: u64, id: &[u8]) -> Result<CertificateObject>;
+    /// Sign with the private key whose CKA_ID is `key_id`: RSA keys sign the DigestInfo with
+    /// CKM_RSA_PKCS, EC keys the digest with CKM_ECDSA (raw r||s).
+    fn sign(&self, module: &str, request: &SignRequest<'_>) -> Result<Vec<u8>>;
+    /// Forget every login (pause, idle, shutdown). Idempotent.
+    fn logout_all(&self);
+    /// Log out tokens idle for longer than the login policy allows.
+    fn logout_idle(&self) {}
+    /// Log out, close sessions, finalise the modules. Called once at shutdown.
+    fn shutdown(&self) {
+        self.logout_all();
+    }
+}

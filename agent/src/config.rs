@@ -1,0 +1,281 @@
+//! Settings: command-line flags (clap) over a TOML file. Every key is documented in the README.
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What happens to a WebSocket client that sends no `Origin` header (not a browser: a local
+/// program, which could load the PKCS #11 library itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NoOriginPolicy {
+    /// Refuse the handshake (403).
+    Deny,
+    /// Connect; every signature needs the person's consent, like an allowed origin.
+    #[default]
+    Consent,
+    /// Connect and sign without a prompt, like a trusted origin (tests, benchmarks, kiosks).
+    Trust,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "keyport", version, about = "Keyport: PKCS #11 tokens for web pages, with the person's consent")]
+pub struct Cli {
+    /// Address to listen on (loopback only); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Allowed PKCS #11 library (exact path); repeat for more. The first is the default.
+    #[arg(long = "module", value_name = "PATH")]
+    pub modules: Vec<String>,
+    /// Origin (scheme://host[:port]) whose pages may connect; signing needs consent. Repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// Origin pre-approved to connect and sign without a prompt. Repeatable.
+    #[arg(long = "trust-origin", value_name = "ORIGIN")]
+    pub trust_origins: Vec<String>,
+    /// TOML configuration file (flags win over it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Clients without an Origin header: deny, consent (default) or trust.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub no_origin: Option<NoOriginPolicy>,
+    /// Seconds the person has to answer a consent prompt (default 60).
+    #[arg(long, value_name = "SECS")]
+    pub consent_timeout: Option<u64>,
+    /// Seconds of no signature after which a token is logged out (default 300).
+    #[arg(long, value_name = "SECS")]
+    pub idle_logout: Option<u64>,
+    /// Log in and out for every signature instead of keeping the token logged in.
+    #[arg(long)]
+    pub no_login_cache: bool,
+    /// Run without a tray icon.
+    #[arg(long)]
+    pub no_tray: bool,
+    /// Demo mode: also allow the agent's own demo page origin (http://127.0.0.1:PORT).
+    #[arg(long)]
+    pub demo: bool,
+    /// File where "always allow" sites are remembered.
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+}
+
+/// The TOML file. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub modules: Option<Vec<String>>,
+    pub allow_origins: Option<Vec<String>>,
+    pub trust_origins: Option<Vec<String>>,
+    pub no_origin: Option<NoOriginPolicy>,
+    pub consent_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub idle_logout_secs: Option<u64>,
+    pub keep_logged_in: Option<bool>,
+    pub max_connections: Option<u32>,
+    pub max_message_bytes: Option<u32>,
+    pub max_in_flight_per_connection: Option<usize>,
+    pub max_pending_consent_per_origin: Option<usize>,
+    pub max_pending_consent: Option<usize>,
+    pub tray: Option<bool>,
+    pub demo: Option<bool>,
+    pub state_file: Option<PathBuf>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Allowlisted PKCS #11 libraries; the first is the default.
+    pub modules: Vec<String>,
+    pub allow_origins: Vec<String>,
+    pub trust_origins: Vec<String>,
+    pub no_origin: NoOriginPolicy,
+    pub consent_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_logout: Duration,
+    pub keep_logged_in: bool,
+    pub max_connections: u32,
+    pub max_message_bytes: u32,
+    pub max_in_flight_per_connection: usize,
+    pub max_pending_consent_per_origin: usize,
+    pub max_pending_consent: usize,
+    pub tray: bool,
+    pub demo: bool,
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], keyport_protocol::DEFAULT_PORT)),
+            modules: Vec::new(),
+            allow_origins: Vec::new(),
+            trust_origins: Vec::new(),
+            no_origin: NoOriginPolicy::Consent,
+            consent_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            idle_logout: Duration::from_secs(300),
+            keep_logged_in: true,
+            max_connections: 64,
+            max_message_bytes: 256 * 1024,
+            max_in_flight_per_connection: 16,
+            max_pending_consent_per_origin: 2,
+            max_pending_consent: 8,
+            tray: true,
+            demo: false,
+            state_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid origin {0:?}: write scheme://host[:port], e.g. https://app.example.com")]
+    Origin(String),
+    #[error("refusing to listen on {0}: Keyport listens on loopback addresses only")]
+    NotLoopback(SocketAddr),
+    #[error("invalid module path {0:?}: give the absolute path of the PKCS #11 library")]
+    Module(String),
+}
+
+/// Normalise an origin as browsers send it: lower-case scheme and host, no default port, no path.
+pub fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::Origin(origin.to_string());
+    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(bad());
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ', '*']) {
+        return Err(bad());
+    }
+    let host_port = rest.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host_port = host_port.strip_suffix(default_port).unwrap_or(&host_port).to_string();
+    Ok(format!("{scheme}://{host_port}"))
+}
+
+impl Config {
+    /// Flags over the file over the defaults.
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    pub fn merge(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let pick = |flag: Vec<String>, file: Option<Vec<String>>| {
+            if flag.is_empty() {
+                file.unwrap_or_default()
+            } else {
+                flag
+            }
+        };
+        let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).map(Duration::from_secs).unwrap_or(default)
+        };
+        let cfg = Config {
+            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+            modules: pick(cli.modules, file.modules),
+            allow_origins: pick(cli.allow_origins, file.allow_origins)
+                .iter()
+                .map(|o| normalize_origin(o))
+                .collect::<Result<_, _>>()?,
+            trust_origins: pick(cli.trust_origins, file.trust_origins)
+                .iter()
+                .map(|o| normalize_origin(o))
+                .collect::<Result<_, _>>()?,
+            no_origin: cli.no_origin.or(file.no_origin).unwrap_or(d.no_origin),
+            consent_timeout: secs(cli.consent_timeout, file.consent_timeout_secs, d.consent_timeout),
+            request_timeout: secs(None, file.request_timeout_secs, d.request_timeout),
+            idle_logout: secs(cli.idle_logout, file.idle_logout_secs, d.idle_logout),
+            keep_logged_in: !cli.no_login_cache && file.keep_logged_in.unwrap_or(d.keep_logged_in),
+            max_connections: file.max_connections.unwrap_or(d.max_connections).max(1),
+            max_message_bytes: file.max_message_bytes.unwrap_or(d.max_message_bytes).max(1024),
+            max_in_flight_per_connection: file
+                .max_in_flight_per_connection
+                .unwrap_or(d.max_in_flight_per_connection)
+                .max(1),
+            max_pending_consent_per_origin: file
+                .max_pending_consent_per_origin
+                .unwrap_or(d.max_pending_consent_per_origin)
+                .max(1),
+            max_pending_consent: file.max_pending_consent.unwrap_or(d.max_pending_consent).max(1),
+            tray: !cli.no_tray && file.tray.unwrap_or(d.tray),
+            demo: cli.demo || file.demo.unwrap_or(false),
+            state_file: cli.state_file.or(file.state_file),
+        };
+        if !cfg.listen.ip().is_loopback() {
+            return Err(ConfigError::NotLoopback(cfg.listen));
+        }
+        if let Some(m) = cfg.modules.iter().find(|m| !Path::new(m).is_absolute()) {
+            return Err(ConfigError::Module(m.clone()));
+        }
+        Ok(cfg)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("keyport").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        assert_eq!(normalize_origin("HTTPS://App.Example.com/").unwrap(), "https://app.example.com");
+        assert_eq!(normalize_origin("https://a.example:443").unwrap(), "https://a.example");
+        assert_eq!(normalize_origin("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        for bad in ["*", "app.example.com", "https://a.example/path", "file:///x", "https://"] {
+            assert!(normalize_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:9000"
+            modules = ["/usr/lib/a.so"]
+            allow_origins = ["https://file.example"]
+            consent_timeout_secs = 5
+            "#,
+        )
+        .unwrap();
+        let cfg = Config::merge(cli(&["--module", "/usr/lib/b.so", "--listen", "127.0.0.1:0"]), file)
+            .unwrap();
+        assert_eq!(cfg.modules, ["/usr/lib/b.so"]);
+        assert_eq!(cfg.listen.port(), 0);
+        assert_eq!(cfg.allow_origins, ["https://file.example"]);
+        assert_eq!(cfg.consent_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_and_public_addresses_are_refused() {
+        assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
+        let err = Config::merge(cli(&["--listen", "0.0.0.0:1"]), FileConfig::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::NotLoopback(_)));
+        let err = Config::merge(cli(&["--module", "libsofthsm2.so"]), FileConfig::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::Module(_)));
+    }
+}

@@ -1,0 +1,384 @@
+//! Consent: who may sign, and asking the person when it is not settled in advance.
+//!
+//! [`ConsentPolicy::authorize`] is called before every signature:
+//! 1. signing paused (tray) → SIGNING_PAUSED;
+//! 2. a trusted origin (administrator's `trust_origins`, or a no-Origin client under
+//!    `no_origin = "trust"`) → allowed without a prompt;
+//! 3. an origin the person chose to "always allow" → allowed without a prompt;
+//! 4. otherwise the [`ConsentUi`] asks; no UI → CONSENT_UNAVAILABLE; no answer in time →
+//!    CONSENT_TIMEOUT; a refusal → CONSENT_DENIED. Waiting prompts are bounded per origin and in
+//!    total (CONSENT_BUSY).
+
+use crate::error::{AgentError, Result};
+use keyport_protocol::ErrorReason;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Who is calling, as established at the WebSocket handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A browser page with this (normalised, allowlisted) origin.
+    Origin(String),
+    /// A client that sent no Origin header (a local program).
+    Local { trusted: bool },
+}
+
+impl Caller {
+    /// How the prompt names the caller.
+    pub fn label(&self) -> &str {
+        match self {
+            Caller::Origin(o) => o,
+            Caller::Local { .. } => "a local application (no web origin)",
+        }
+    }
+}
+
+/// What the person is asked to approve. Never contains the PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    pub origin: String,
+    pub subject: String,
+    pub issuer: String,
+    /// e.g. "SHA-256 with RSA" or "SHA-384 with ECDSA".
+    pub algorithm: String,
+    /// Short fingerprint of the digest: its first 8 bytes in hex, in two groups.
+    pub digest_fingerprint: String,
+}
+
+/// The person's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    AllowAlways,
+    Deny,
+}
+
+/// A way to ask the person (desktop notification, test double, ...).
+#[async_trait::async_trait]
+pub trait ConsentUi: Send + Sync + 'static {
+    /// Ask and wait at most `timeout`. `Ok(None)` = no answer in time (the UI withdraws its prompt).
+    /// `Err(why)` = no prompt can be shown here.
+    async fn ask(&self, request: &ConsentRequest, timeout: Duration) -> Result<Option<Decision>, String>;
+}
+
+/// Origins the person chose to always allow, optionally persisted as JSON in a file they own.
+#[derive(Debug, Default)]
+pub struct RememberedSites {
+    sites: Mutex<BTreeSet<String>>,
+    file: Option<PathBuf>,
+}
+
+impl RememberedSites {
+    pub fn load(file: Option<PathBuf>) -> Self {
+        let sites = file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|text| serde_json::from_str::<StateFile>(&text).ok())
+            .map(|s| s.always_allow.into_iter().collect())
+            .unwrap_or_default();
+        RememberedSites { sites: Mutex::new(sites), file }
+    }
+
+    pub fn contains(&self, origin: &str) -> bool {
+        self.lock().contains(origin)
+    }
+
+    pub fn list(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+
+    pub fn add(&self, origin: &str) {
+        let mut sites = self.lock();
+        if sites.insert(origin.to_string()) {
+            self.save(&sites);
+        }
+    }
+
+    pub fn revoke(&self, origin: &str) -> bool {
+        let mut sites = self.lock();
+        let removed = sites.remove(origin);
+        if removed {
+            self.save(&sites);
+        }
+        removed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.sites.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn save(&self, sites: &BTreeSet<String>) {
+        let Some(file) = &self.file else { return };
+        let state = StateFile { always_allow: sites.iter().cloned().collect() };
+        let result = (|| {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
+            std::fs::rename(&tmp, file)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(file = %file.display(), error = %e, "cannot save remembered sites");
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    always_allow: Vec<String>,
+}
+
+pub struct ConsentPolicy {
+    trusted: HashSet<String>,
+    ui: Option<Arc<dyn ConsentUi>>,
+    timeout: Duration,
+    paused: AtomicBool,
+    pub remembered: RememberedSites,
+    pending: Mutex<HashMap<String, usize>>,
+    max_pending_per_origin: usize,
+    max_pending: usize,
+}
+
+/// Releases a pending-prompt slot when dropped (also when the request is abandoned).
+struct PendingSlot<'a> {
+    policy: &'a ConsentPolicy,
+    origin: String,
+}
+
+impl Drop for PendingSlot<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.policy.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = pending.get_mut(&self.origin) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.origin);
+            }
+        }
+    }
+}
+
+impl ConsentPolicy {
+    pub fn new(
+        trusted: impl IntoIterator<Item = String>,
+        ui: Option<Arc<dyn ConsentUi>>,
+        timeout: Duration,
+        remembered: RememberedSites,
+    ) -> Self {
+        ConsentPolicy {
+            trusted: trusted.into_iter().collect(),
+            ui,
+            timeout,
+            paused: AtomicBool::new(false),
+            remembered,
+            pending: Mutex::new(HashMap::new()),
+            max_pending_per_origin: 2,
+            max_pending: 8,
+        }
+    }
+
+    pub fn with_pending_limits(mut self, per_origin: usize, total: usize) -> Self {
+        self.max_pending_per_origin = per_origin.max(1);
+        self.max_pending = total.max(1);
+        self
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Requests now waiting for the person's answer.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+
+    fn reserve(&self, origin: &str) -> Result<PendingSlot<'_>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = pending.values().sum();
+        let mine = pending.get(origin).copied().unwrap_or(0);
+        if total >= self.max_pending || mine >= self.max_pending_per_origin {
+            return Err(AgentError::new(ErrorReason::ConsentBusy));
+        }
+        pending.insert(origin.to_string(), mine + 1);
+        Ok(PendingSlot { policy: self, origin: origin.to_string() })
+    }
+
+    /// Decide whether `caller` may make the signature described by `request`.
+    pub async fn authorize(&self, caller: &Caller, request: &ConsentRequest) -> Result<()> {
+        if self.is_paused() {
+            return Err(AgentError::new(ErrorReason::SigningPaused));
+        }
+        let origin = match caller {
+            Caller::Local { trusted: true } => return Ok(()),
+            Caller::Origin(o) if self.trusted.contains(o) => return Ok(()),
+            Caller::Origin(o) if self.remembered.contains(o) => return Ok(()),
+            Caller::Origin(o) => o.as_str(),
+            Caller::Local { trusted: false } => "",
+        };
+        let Some(ui) = &self.ui else {
+            return Err(AgentError::new(ErrorReason::ConsentUnavailable));
+        };
+        let _slot = self.reserve(origin)?;
+        let answer = tokio::time::timeout(self.timeout + Duration::from_secs(2), ui.ask(request, self.timeout))
+            .await
+            .unwrap_or(Ok(None));
+        // The person may have paused signing while the prompt was up.
+        if self.is_paused() {
+            return Err(AgentError::new(ErrorReason::SigningPaused));
+        }
+        match answer {
+            Ok(Some(Decision::Allow)) => Ok(()),
+            Ok(Some(Decision::AllowAlways)) => {
+                if let Caller::Origin(o) = caller {
+                    self.remembered.add(o);
+                    tracing::info!(origin = %o, "site remembered as always allowed");
+                }
+                Ok(())
+            }
+            Ok(Some(Decision::Deny)) => Err(AgentError::new(ErrorReason::ConsentDenied)),
+            Ok(None) => Err(AgentError::new(ErrorReason::ConsentTimeout)),
+            Err(why) => {
+                tracing::warn!(reason = %why, "cannot show a consent prompt");
+                Err(AgentError::new(ErrorReason::ConsentUnavailable))
+            }
+        }
+    }
+}
+
+/// The short digest fingerprint shown in prompts.
+pub fn digest_fingerprint(digest: &[u8]) -> String {
+    let head = hex::encode_upper(&digest[..digest.len().min(8)]);
+    match head.len() > 8 {
+        true => format!("{} {}", &head[..8], &head[8..]),
+        false => head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Scripted(Result<Option<Decision>, String>, Duration);
+
+    #[async_trait::async_trait]
+    impl ConsentUi for Scripted {
+        async fn ask(&self, _: &ConsentRequest, _: Duration) -> Result<Option<Decision>, String> {
+            tokio::time::sleep(self.1).await;
+            self.0.clone()
+        }
+    }
+
+    fn request() -> ConsentRequest {
+        ConsentRequest {
+            origin: "https://a.example".into(),
+            subject: "CN=Alice".into(),
+            issuer: "CN=CA".into(),
+            algorithm: "SHA-256 with RSA".into(),
+            digest_fingerprint: "00".into(),
+        }
+    }
+
+    fn policy(ui: Option<Scripted>) -> ConsentPolicy {
+        ConsentPolicy::new(
+            ["https://trusted.example".to_string()],
+            ui.map(|u| Arc::new(u) as Arc<dyn ConsentUi>),
+            Duration::from_millis(200),
+            RememberedSites::default(),
+        )
+    }
+
+    fn origin(o: &str) -> Caller {
+        Caller::Origin(o.into())
+    }
+
+    #[tokio::test]
+    async fn trusted_signs_without_ui_and_others_need_one() {
+        let p = policy(None);
+        assert!(p.authorize(&origin("https://trusted.example"), &request()).await.is_ok());
+        let err = p.authorize(&origin("https://a.example"), &request()).await.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ConsentUnavailable);
+        let err = p.authorize(&Caller::Local { trusted: false }, &request()).await.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ConsentUnavailable);
+        assert!(p.authorize(&Caller::Local { trusted: true }, &request()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn answers_map_to_outcomes() {
+        let cases = [
+            (Ok(Some(Decision::Allow)), None),
+            (Ok(Some(Decision::Deny)), Some(ErrorReason::ConsentDenied)),
+            (Ok(None), Some(ErrorReason::ConsentTimeout)),
+            (Err("no bus".to_string()), Some(ErrorReason::ConsentUnavailable)),
+        ];
+        for (answer, want) in cases {
+            let p = policy(Some(Scripted(answer, Duration::ZERO)));
+            let got = p.authorize(&origin("https://a.example"), &request()).await.err().map(|e| e.reason);
+            assert_eq!(got, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ui_that_hangs_is_a_timeout() {
+        let p = policy(Some(Scripted(Ok(Some(Decision::Allow)), Duration::from_secs(3600))));
+        let started = std::time::Instant::now();
+        let err = p.authorize(&origin("https://a.example"), &request()).await.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ConsentTimeout);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn always_allow_is_remembered_and_revocable() {
+        let p = policy(Some(Scripted(Ok(Some(Decision::AllowAlways)), Duration::ZERO)));
+        p.authorize(&origin("https://a.example"), &request()).await.unwrap();
+        assert_eq!(p.remembered.list(), ["https://a.example"]);
+        assert!(p.remembered.revoke("https://a.example"));
+        assert!(p.remembered.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn pause_refuses_everyone() {
+        let p = policy(None);
+        p.set_paused(true);
+        let err = p.authorize(&origin("https://trusted.example"), &request()).await.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::SigningPaused);
+    }
+
+    #[tokio::test]
+    async fn pending_prompts_are_bounded_per_origin() {
+        let p = Arc::new(
+            policy(Some(Scripted(Ok(Some(Decision::Allow)), Duration::from_millis(150))))
+                .with_pending_limits(1, 8),
+        );
+        let p2 = p.clone();
+        let first = tokio::spawn(async move { p2.authorize(&origin("https://a.example"), &request()).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let err = p.authorize(&origin("https://a.example"), &request()).await.unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ConsentBusy);
+        // Another site is not starved by the first one's prompt.
+        assert!(p.authorize(&origin("https://b.example"), &request()).await.is_ok());
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn remembered_sites_persist() {
+        let dir = std::env::temp_dir().join(format!("keyport-sites-{}", std::process::id()));
+        let file = dir.join("sites.json");
+        RememberedSites::load(Some(file.clone())).add("https://a.example");
+        assert_eq!(RememberedSites::load(Some(file.clone())).list(), ["https://a.example"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn fingerprint_is_short() {
+        assert_eq!(digest_fingerprint(&[0xAB; 32]), "ABABABAB ABABABAB");
+    }
+}

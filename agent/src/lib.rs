@@ -1,0 +1,36 @@
+//! Keyport: a small desktop agent that lets web pages use PKCS #11 tokens, with the consent of
+//! the person at the keyboard.
+//!
+//! # Layout
+//! * `main.rs`: thin: flags and config, logging, start, wait for a signal, shut down.
+//! * [`config`]: flags (clap) over the TOML file.
+//! * [`server`]: binds loopback, stacks the handshake [`guard`] and the limits around jsonrpsee.
+//! * [`guard`]: Host and Origin checks before the WebSocket upgrade; the demo page.
+//! * [`methods`]: the JSON-RPC methods, one file per group; [`methods::AppState`].
+//! * [`consent`]: who may sign; the [`consent::ConsentUi`] trait the desktop prompt implements.
+//! * [`backend`]: the [`backend::Backend`] trait; the cryptoki implementation and its login
+//!   policy ([`backend::pkcs11`]); an in-memory fake for tests.
+//! * [`x509`]: certificate parsing, DigestInfo, signature verification.
+//! * [`error`]: the one error type and its mapping to wire codes.
+//!
+//! The wire contract (names, params, results, error codes) lives in the `keyport-protocol` crate.
+
+pub mod backend;
+pub mod config;
+pub mod consent;
+pub mod error;
+pub mod guard;
+pub mod methods;
+pub mod server;
+pub mod x509;
+
+/// Logging to stderr. `RUST_LOG` sets the level, but the JSON-RPC and WebSocket libraries are
+/// capped at `warn` whatever it says: at trace level they would log raw requests, PINs included.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in ["jsonrpsee=warn", "jsonrpsee_server=warn", "jsonrpsee_core=warn", "soketto=warn"] {
+        filter = filter.add_directive(target.parse().expect("static directive"));
+    }
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,31 @@
+//! `pkcs11.certificates`.
+
+use super::{parse, AppState, MethodResult};
+use crate::x509;
+use base64::Engine;
+use jsonrpsee::RpcModule;
+use keyport_protocol::{method, CertificateEntry, CertificatesParams, CertificatesResult};
+
+pub(super) fn register(m: &mut RpcModule<AppState>) {
+    m.register_async_method(method::CERTIFICATES, |params, state, _| async move {
+        let p: CertificatesParams = parse(&params)?;
+        let module = state.module(p.module.as_deref())?;
+        let with_parsed = p.parse_certs.unwrap_or(false);
+        let r: CertificatesResult = state
+            .blocking(move |b| {
+                let certs = b.certificates(&module, p.slot_id)?;
+                Ok(certs
+                    .into_iter()
+                    .map(|c| CertificateEntry {
+                        base64: base64::engine::general_purpose::STANDARD.encode(&c.der),
+                        id: hex::encode_upper(&c.id),
+                        // A certificate we cannot parse is still listed, without `parsed`.
+                        parsed: with_parsed.then(|| x509::parse_certificate(&c.der).ok()).flatten(),
+                    })
+                    .collect())
+            })
+            .await?;
+        MethodResult::Ok(r)
+    })
+    .expect("unique method name");
+}

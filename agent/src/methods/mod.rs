@@ -1,0 +1,171 @@
+//! JSON-RPC methods, one file per group, all registered by [`rpc_module`].
+//!
+//! Handlers parse by-name params into `keyport_protocol` types, check the module allowlist, and run
+//! backend calls on blocking threads with a time limit. They return [`AgentError`]s, which become
+//! JSON-RPC error objects in one place (`error.rs`).
+
+mod certificates;
+mod signing;
+mod token;
+
+use crate::backend::Backend;
+use crate::consent::{Caller, ConsentPolicy};
+use crate::error::{AgentError, Result};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::{Extensions, RpcModule};
+use keyport_protocol::ErrorReason;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every handler shares.
+pub struct AppState {
+    pub backend: Arc<dyn Backend>,
+    /// Allowlisted PKCS #11 libraries; the first is the default.
+    pub modules: Vec<String>,
+    pub consent: ConsentPolicy,
+    /// Longest time one backend call may take.
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    /// The module a request names (or the default), if it is on the allowlist. A path that is
+    /// not listed is refused here, before anything could open it.
+    pub fn module(&self, requested: Option<&str>) -> Result<String> {
+        match requested {
+            None => self.modules.first().cloned().ok_or_else(|| {
+                AgentError::with_message(
+                    ErrorReason::ModuleNotAllowed,
+                    "The agent has no PKCS #11 library configured: start it with --module PATH.",
+                )
+            }),
+            Some(path) if self.modules.iter().any(|m| m == path) => Ok(path.to_string()),
+            Some(path) => {
+                tracing::warn!(module = path, "request for a module outside the allowlist refused");
+                Err(AgentError::new(ErrorReason::ModuleNotAllowed))
+            }
+        }
+    }
+
+    /// Run a backend call on a blocking thread, bounded by `request_timeout`.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
+    {
+        let backend = self.backend.clone();
+        let task = tokio::task::spawn_blocking(move || f(backend.as_ref()));
+        match tokio::time::timeout(self.request_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "backend call panicked");
+                Err(AgentError::new(ErrorReason::Internal))
+            }
+            Err(_) => Err(AgentError::new(ErrorReason::RequestTimeout)),
+        }
+    }
+}
+
+/// Parse by-name params; absent params are an empty object.
+pub(crate) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T> {
+    let raw = params.as_str().unwrap_or("{}");
+    if raw.trim_start().starts_with('[') {
+        return Err(AgentError::invalid_params(
+            "Params must be an object with named fields (e.g. {\"slot_id\": 1}), not an array.",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_str(raw);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        AgentError::invalid_params(format!("Invalid params: {}.", describe(&field, &e.into_inner())))
+    })
+}
+
+/// A serde error as a sentence that names the field but never the value sent (it may be a PIN).
+fn describe(field: &str, err: &serde_json::Error) -> String {
+    let msg = err.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg);
+    if msg.starts_with("missing field") || msg.starts_with("unknown field") {
+        return msg.to_string();
+    }
+    let kind = msg.split([':', '`']).next().unwrap_or("invalid value").trim();
+    let expected = msg.split_once(", expected ").map(|(_, e)| e).unwrap_or("a valid value");
+    match field {
+        "" | "." => format!("{kind}, expected {expected}"),
+        f => format!("`{f}`: {kind}, expected {expected}"),
+    }
+}
+
+pub(crate) fn caller(ext: &Extensions) -> Caller {
+    ext.get::<Caller>().cloned().unwrap_or(Caller::Local { trusted: false })
+}
+
+pub(crate) type MethodResult<T> = std::result::Result<T, ErrorObjectOwned>;
+
+/// Every method of the wire contract.
+pub fn rpc_module(state: Arc<AppState>) -> RpcModule<AppState> {
+    let mut module = RpcModule::from_arc(state);
+    token::register(&mut module);
+    certificates::register(&mut module);
+    signing::register(&mut module);
+    module
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::backend::fake::FakeBackend;
+    use crate::consent::RememberedSites;
+    use serde_json::{json, Value};
+
+    pub fn state(backend: Arc<FakeBackend>) -> Arc<AppState> {
+        Arc::new(AppState {
+            backend,
+            modules: vec!["/usr/lib/softhsm/libsofthsm2.so".into()],
+            consent: ConsentPolicy::new(
+                Vec::<String>::new(),
+                None,
+                Duration::from_secs(1),
+                RememberedSites::default(),
+            ),
+            request_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// Call a method in process; returns the result or the error object as JSON.
+    pub async fn call(module: &RpcModule<AppState>, method: &str, params: Value) -> Result<Value, Value> {
+        let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let (resp, _) = module.raw_json_request(&req, 1).await.unwrap();
+        let v: Value = serde_json::from_str(resp.get()).unwrap();
+        match v.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(v["result"].clone()),
+        }
+    }
+
+    #[tokio::test]
+    async fn module_outside_the_allowlist_is_refused() {
+        let m = rpc_module(state(Arc::new(FakeBackend::default())));
+        let err = call(&m, "pkcs11.info", json!({"module": "/tmp/evil.so"})).await.unwrap_err();
+        assert_eq!(err["code"], 1001);
+        assert_eq!(err["data"]["reason"], "MODULE_NOT_ALLOWED");
+        assert!(call(&m, "pkcs11.info", json!({"module": "/usr/lib/softhsm/libsofthsm2.so"})).await.is_ok());
+        assert!(call(&m, "pkcs11.info", json!({})).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn positional_and_misspelt_params_are_invalid() {
+        let m = rpc_module(state(Arc::new(FakeBackend::default())));
+        let err = call(&m, "pkcs11.token", json!([1])).await.unwrap_err();
+        assert_eq!(err["code"], -32602);
+        assert_eq!(err["data"]["reason"], "INVALID_PARAMS");
+        let err = call(&m, "pkcs11.token", json!({"slotId": 1})).await.unwrap_err();
+        assert!(err["message"].as_str().unwrap().contains("slotId"), "{err}");
+        let err = call(&m, "pkcs11.token", json!({"slot_id": "one"})).await.unwrap_err();
+        assert_eq!(err["data"]["reason"], "INVALID_PARAMS");
+        let msg = err["message"].as_str().unwrap();
+        assert!(msg.contains("`slot_id`") && !msg.contains("one"), "{msg}");
+        let err = call(&m, "pkcs11.token", json!({})).await.unwrap_err();
+        assert!(err["message"].as_str().unwrap().contains("missing field `slot_id`"), "{err}");
+    }
+}

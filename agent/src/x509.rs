@@ -1,0 +1,195 @@
+//! Certificates: parsing for `parse_certs`, the DigestInfo that RSA keys sign, and verification
+//! of a signature with the certificate's public key (so that a token holding only a certificate
+//! and a private key can still verify).
+
+use crate::error::{AgentError, Result};
+use keyport_protocol::{AlgorithmReference, ErrorReason, ParsedCertificate};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::Pkcs1v15Sign;
+use sha2::Digest;
+use x509_parser::prelude::*;
+
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_P521: &str = "1.3.132.0.35";
+
+/// The kind of key a certificate carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa { bits: u32 },
+    P256,
+    P384,
+    P521,
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>> {
+    match X509Certificate::from_der(der) {
+        Ok((_, cert)) => Ok(cert),
+        Err(e) => {
+            tracing::warn!(error = %e, "certificate on the token does not parse");
+            Err(AgentError::with_message(
+                ErrorReason::UnsupportedAlgorithm,
+                "The certificate on the token is not a valid X.509 certificate.",
+            ))
+        }
+    }
+}
+
+fn key_kind(cert: &X509Certificate<'_>) -> Result<KeyKind> {
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+            Ok(KeyKind::Rsa { bits: rsa.key_size() as u32 })
+        }
+        Ok(x509_parser::public_key::PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            match curve.as_deref() {
+                Some(OID_P256) => Ok(KeyKind::P256),
+                Some(OID_P384) => Ok(KeyKind::P384),
+                Some(OID_P521) => Ok(KeyKind::P521),
+                _ => Err(AgentError::with_message(
+                    ErrorReason::UnsupportedAlgorithm,
+                    "The certificate's EC curve is not supported (P-256, P-384 and P-521 are).",
+                )),
+            }
+        }
+        _ => Err(AgentError::with_message(
+            ErrorReason::UnsupportedAlgorithm,
+            "The certificate's key type is not supported (RSA and EC are).",
+        )),
+    }
+}
+
+fn upper_hex(bytes: &[u8]) -> String {
+    hex::encode_upper(bytes)
+}
+
+fn rfc3339(t: &ASN1Time) -> String {
+    t.to_datetime()
+        .format(&::time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.timestamp().to_string())
+}
+
+/// The parsed fields `pkcs11.certificates` returns with `parse_certs: true`.
+pub fn parse_certificate(der: &[u8]) -> Result<ParsedCertificate> {
+    let cert = parse(der)?;
+    let kind = key_kind(&cert).ok();
+    let (algorithm, size, curve) = match kind {
+        Some(KeyKind::Rsa { bits }) => ("RSA", bits, None),
+        Some(KeyKind::P256) => ("EC", 256, Some("P-256")),
+        Some(KeyKind::P384) => ("EC", 384, Some("P-384")),
+        Some(KeyKind::P521) => ("EC", 521, Some("P-521")),
+        None => ("unknown", 0, None),
+    };
+    let mut key_usage = Vec::new();
+    if let Ok(Some(ku)) = cert.key_usage() {
+        let ku = ku.value;
+        let bits = [
+            (ku.digital_signature(), "digitalSignature"),
+            (ku.non_repudiation(), "nonRepudiation"),
+            (ku.key_encipherment(), "keyEncipherment"),
+            (ku.data_encipherment(), "dataEncipherment"),
+            (ku.key_agreement(), "keyAgreement"),
+            (ku.key_cert_sign(), "keyCertSign"),
+            (ku.crl_sign(), "cRLSign"),
+            (ku.encipher_only(), "encipherOnly"),
+            (ku.decipher_only(), "decipherOnly"),
+        ];
+        key_usage = bits.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()).collect();
+    }
+    let common_name =
+        cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
+    Ok(ParsedCertificate {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        common_name,
+        serial_number: upper_hex(cert.raw_serial()),
+        not_before: rfc3339(&cert.validity().not_before),
+        not_after: rfc3339(&cert.validity().not_after),
+        public_key_algorithm: algorithm.to_string(),
+        public_key_size: size,
+        curve: curve.map(str::to_string),
+        key_usage,
+        sha256_fingerprint: upper_hex(&sha2::Sha256::digest(der)),
+    })
+}
+
+/// Subject and issuer, for the consent prompt.
+pub fn subject_and_issuer(der: &[u8]) -> Result<(String, String)> {
+    let cert = parse(der)?;
+    Ok((cert.subject().to_string(), cert.issuer().to_string()))
+}
+
+fn pkcs1v15(alg: AlgorithmReference) -> Pkcs1v15Sign {
+    match alg {
+        AlgorithmReference::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),
+        AlgorithmReference::Sha256 => Pkcs1v15Sign::new::<sha2::Sha256>(),
+        AlgorithmReference::Sha384 => Pkcs1v15Sign::new::<sha2::Sha384>(),
+        AlgorithmReference::Sha512 => Pkcs1v15Sign::new::<sha2::Sha512>(),
+    }
+}
+
+/// The DER DigestInfo (algorithm prefix and digest) that CKM_RSA_PKCS signs.
+pub fn digest_info(alg: AlgorithmReference, digest: &[u8]) -> Vec<u8> {
+    let scheme = pkcs1v15(alg);
+    let mut out = Vec::with_capacity(scheme.prefix.len() + digest.len());
+    out.extend_from_slice(&scheme.prefix);
+    out.extend_from_slice(digest);
+    out
+}
+
+/// ECDSA verification of raw r||s over a prehashed digest, for one curve crate.
+macro_rules! ec_verify {
+    ($curve:ident, $point:expr, $digest:expr, $sig:expr) => {{
+        use $curve::ecdsa::signature::hazmat::PrehashVerifier;
+        let key = $curve::ecdsa::VerifyingKey::from_sec1_bytes($point)
+            .map_err(|_| AgentError::new(ErrorReason::UnsupportedAlgorithm))?;
+        match $curve::ecdsa::Signature::from_slice($sig) {
+            Ok(sig) => Ok(key.verify_prehash($digest, &sig).is_ok()),
+            Err(_) => Ok(false),
+        }
+    }};
+}
+
+/// Verify `sig` over `digest` with the public key of the certificate `der`.
+///
+/// RSA: PKCS #1 v1.5 with the DigestInfo of `alg`. EC: raw r||s over the digest (ECDSA truncates a
+/// longer digest to the curve's size, as the token does).
+pub fn verify(der: &[u8], alg: AlgorithmReference, digest: &[u8], sig: &[u8]) -> Result<bool> {
+    let cert = parse(der)?;
+    let spki = cert.public_key().raw;
+    let point = &cert.public_key().subject_public_key.data;
+    match key_kind(&cert)? {
+        KeyKind::Rsa { .. } => {
+            let key = rsa::RsaPublicKey::from_public_key_der(spki)
+                .map_err(|_| AgentError::new(ErrorReason::UnsupportedAlgorithm))?;
+            Ok(key.verify(pkcs1v15(alg), digest, sig).is_ok())
+        }
+        KeyKind::P256 => ec_verify!(p256, point, digest, sig),
+        KeyKind::P384 => ec_verify!(p384, point, digest, sig),
+        KeyKind::P521 => ec_verify!(p521, point, digest, sig),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_info_has_the_sha256_prefix() {
+        let info = digest_info(AlgorithmReference::Sha256, &[0u8; 32]);
+        assert_eq!(info.len(), 19 + 32);
+        assert_eq!(hex::encode(&info[..19]), "3031300d060960864801650304020105000420");
+    }
+
+    #[test]
+    fn garbage_is_not_a_certificate() {
+        let err = parse_certificate(b"not a certificate").unwrap_err();
+        assert_eq!(err.reason, ErrorReason::UnsupportedAlgorithm);
+    }
+}
