@@ -57,3 +57,6 @@ TMPL
 make_key 01 rsa:2048 rsa-2048 "Keyport Demo RSA-2048"
 make_key 02 EC:prime256v1 ec-p256 "Keyport Demo P-256"
 make_key 03 EC:secp384r1 ec-p384 "Keyport Demo P-384"
+
+# A certificate whose CKA_ID matches no private key (for KEY_NOT_FOUND).
+p11 --login --pin "$pin" --write-object "$dir/certs/rsa-2048.der" --type cert --id 04 --label orphan-cert

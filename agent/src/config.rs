@@ -21,7 +21,11 @@ pub enum NoOriginPolicy {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "keyport", version, about = "Keyport: PKCS #11 tokens for web pages, with the person's consent")]
+#[command(
+    name = "keyport",
+    version,
+    about = "Keyport: PKCS #11 tokens for web pages, with the person's consent"
+)]
 pub struct Cli {
     /// Address to listen on (loopback only); port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
@@ -59,6 +63,9 @@ pub struct Cli {
     /// File where "always allow" sites are remembered.
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// Folder whose files the agent serves at /demo in demo mode (index.html, *.js, *.css).
+    #[arg(long, value_name = "DIR")]
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// The TOML file. Every key is optional.
@@ -82,6 +89,7 @@ pub struct FileConfig {
     pub tray: Option<bool>,
     pub demo: Option<bool>,
     pub state_file: Option<PathBuf>,
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// The settings in force.
@@ -105,6 +113,7 @@ pub struct Config {
     pub tray: bool,
     pub demo: bool,
     pub state_file: Option<PathBuf>,
+    pub demo_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -127,6 +136,7 @@ impl Default for Config {
             tray: true,
             demo: false,
             state_file: None,
+            demo_dir: None,
         }
     }
 }
@@ -134,7 +144,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid origin {0:?}: write scheme://host[:port], e.g. https://app.example.com")]
@@ -159,7 +172,10 @@ pub fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
     }
     let host_port = rest.to_ascii_lowercase();
     let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let host_port = host_port.strip_suffix(default_port).unwrap_or(&host_port).to_string();
+    let host_port = host_port
+        .strip_suffix(default_port)
+        .unwrap_or(&host_port)
+        .to_string();
     Ok(format!("{scheme}://{host_port}"))
 }
 
@@ -197,12 +213,19 @@ impl Config {
                 .map(|o| normalize_origin(o))
                 .collect::<Result<_, _>>()?,
             no_origin: cli.no_origin.or(file.no_origin).unwrap_or(d.no_origin),
-            consent_timeout: secs(cli.consent_timeout, file.consent_timeout_secs, d.consent_timeout),
+            consent_timeout: secs(
+                cli.consent_timeout,
+                file.consent_timeout_secs,
+                d.consent_timeout,
+            ),
             request_timeout: secs(None, file.request_timeout_secs, d.request_timeout),
             idle_logout: secs(cli.idle_logout, file.idle_logout_secs, d.idle_logout),
             keep_logged_in: !cli.no_login_cache && file.keep_logged_in.unwrap_or(d.keep_logged_in),
             max_connections: file.max_connections.unwrap_or(d.max_connections).max(1),
-            max_message_bytes: file.max_message_bytes.unwrap_or(d.max_message_bytes).max(1024),
+            max_message_bytes: file
+                .max_message_bytes
+                .unwrap_or(d.max_message_bytes)
+                .max(1024),
             max_in_flight_per_connection: file
                 .max_in_flight_per_connection
                 .unwrap_or(d.max_in_flight_per_connection)
@@ -211,10 +234,14 @@ impl Config {
                 .max_pending_consent_per_origin
                 .unwrap_or(d.max_pending_consent_per_origin)
                 .max(1),
-            max_pending_consent: file.max_pending_consent.unwrap_or(d.max_pending_consent).max(1),
+            max_pending_consent: file
+                .max_pending_consent
+                .unwrap_or(d.max_pending_consent)
+                .max(1),
             tray: !cli.no_tray && file.tray.unwrap_or(d.tray),
             demo: cli.demo || file.demo.unwrap_or(false),
             state_file: cli.state_file.or(file.state_file),
+            demo_dir: cli.demo_dir.or(file.demo_dir),
         };
         if !cfg.listen.ip().is_loopback() {
             return Err(ConfigError::NotLoopback(cfg.listen));
@@ -227,10 +254,14 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    toml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -243,10 +274,25 @@ mod tests {
 
     #[test]
     fn origins_are_normalised_and_checked() {
-        assert_eq!(normalize_origin("HTTPS://App.Example.com/").unwrap(), "https://app.example.com");
-        assert_eq!(normalize_origin("https://a.example:443").unwrap(), "https://a.example");
-        assert_eq!(normalize_origin("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
-        for bad in ["*", "app.example.com", "https://a.example/path", "file:///x", "https://"] {
+        assert_eq!(
+            normalize_origin("HTTPS://App.Example.com/").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            normalize_origin("https://a.example:443").unwrap(),
+            "https://a.example"
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://a.example/path",
+            "file:///x",
+            "https://",
+        ] {
             assert!(normalize_origin(bad).is_err(), "{bad}");
         }
     }
@@ -262,8 +308,11 @@ mod tests {
             "#,
         )
         .unwrap();
-        let cfg = Config::merge(cli(&["--module", "/usr/lib/b.so", "--listen", "127.0.0.1:0"]), file)
-            .unwrap();
+        let cfg = Config::merge(
+            cli(&["--module", "/usr/lib/b.so", "--listen", "127.0.0.1:0"]),
+            file,
+        )
+        .unwrap();
         assert_eq!(cfg.modules, ["/usr/lib/b.so"]);
         assert_eq!(cfg.listen.port(), 0);
         assert_eq!(cfg.allow_origins, ["https://file.example"]);
@@ -273,9 +322,11 @@ mod tests {
     #[test]
     fn unknown_keys_and_public_addresses_are_refused() {
         assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
-        let err = Config::merge(cli(&["--listen", "0.0.0.0:1"]), FileConfig::default()).unwrap_err();
+        let err =
+            Config::merge(cli(&["--listen", "0.0.0.0:1"]), FileConfig::default()).unwrap_err();
         assert!(matches!(err, ConfigError::NotLoopback(_)));
-        let err = Config::merge(cli(&["--module", "libsofthsm2.so"]), FileConfig::default()).unwrap_err();
+        let err =
+            Config::merge(cli(&["--module", "libsofthsm2.so"]), FileConfig::default()).unwrap_err();
         assert!(matches!(err, ConfigError::Module(_)));
     }
 }

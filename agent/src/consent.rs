@@ -61,7 +61,11 @@ pub enum Decision {
 pub trait ConsentUi: Send + Sync + 'static {
     /// Ask and wait at most `timeout`. `Ok(None)` = no answer in time (the UI withdraws its prompt).
     /// `Err(why)` = no prompt can be shown here.
-    async fn ask(&self, request: &ConsentRequest, timeout: Duration) -> Result<Option<Decision>, String>;
+    async fn ask(
+        &self,
+        request: &ConsentRequest,
+        timeout: Duration,
+    ) -> Result<Option<Decision>, String>;
 }
 
 /// Origins the person chose to always allow, optionally persisted as JSON in a file they own.
@@ -79,7 +83,10 @@ impl RememberedSites {
             .and_then(|text| serde_json::from_str::<StateFile>(&text).ok())
             .map(|s| s.always_allow.into_iter().collect())
             .unwrap_or_default();
-        RememberedSites { sites: Mutex::new(sites), file }
+        RememberedSites {
+            sites: Mutex::new(sites),
+            file,
+        }
     }
 
     pub fn contains(&self, origin: &str) -> bool {
@@ -112,7 +119,9 @@ impl RememberedSites {
 
     fn save(&self, sites: &BTreeSet<String>) {
         let Some(file) = &self.file else { return };
-        let state = StateFile { always_allow: sites.iter().cloned().collect() };
+        let state = StateFile {
+            always_allow: sites.iter().cloned().collect(),
+        };
         let result = (|| {
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -151,7 +160,11 @@ struct PendingSlot<'a> {
 
 impl Drop for PendingSlot<'_> {
     fn drop(&mut self) {
-        let mut pending = self.policy.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self
+            .policy
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = pending.get_mut(&self.origin) {
             *n -= 1;
             if *n == 0 {
@@ -196,7 +209,11 @@ impl ConsentPolicy {
 
     /// Requests now waiting for the person's answer.
     pub fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum()
     }
 
     fn reserve(&self, origin: &str) -> Result<PendingSlot<'_>> {
@@ -207,7 +224,10 @@ impl ConsentPolicy {
             return Err(AgentError::new(ErrorReason::ConsentBusy));
         }
         pending.insert(origin.to_string(), mine + 1);
-        Ok(PendingSlot { policy: self, origin: origin.to_string() })
+        Ok(PendingSlot {
+            policy: self,
+            origin: origin.to_string(),
+        })
     }
 
     /// Decide whether `caller` may make the signature described by `request`.
@@ -226,9 +246,12 @@ impl ConsentPolicy {
             return Err(AgentError::new(ErrorReason::ConsentUnavailable));
         };
         let _slot = self.reserve(origin)?;
-        let answer = tokio::time::timeout(self.timeout + Duration::from_secs(2), ui.ask(request, self.timeout))
-            .await
-            .unwrap_or(Ok(None));
+        let answer = tokio::time::timeout(
+            self.timeout + Duration::from_secs(2),
+            ui.ask(request, self.timeout),
+        )
+        .await
+        .unwrap_or(Ok(None));
         // The person may have paused signing while the prompt was up.
         if self.is_paused() {
             return Err(AgentError::new(ErrorReason::SigningPaused));
@@ -301,12 +324,24 @@ mod tests {
     #[tokio::test]
     async fn trusted_signs_without_ui_and_others_need_one() {
         let p = policy(None);
-        assert!(p.authorize(&origin("https://trusted.example"), &request()).await.is_ok());
-        let err = p.authorize(&origin("https://a.example"), &request()).await.unwrap_err();
+        assert!(p
+            .authorize(&origin("https://trusted.example"), &request())
+            .await
+            .is_ok());
+        let err = p
+            .authorize(&origin("https://a.example"), &request())
+            .await
+            .unwrap_err();
         assert_eq!(err.reason, ErrorReason::ConsentUnavailable);
-        let err = p.authorize(&Caller::Local { trusted: false }, &request()).await.unwrap_err();
+        let err = p
+            .authorize(&Caller::Local { trusted: false }, &request())
+            .await
+            .unwrap_err();
         assert_eq!(err.reason, ErrorReason::ConsentUnavailable);
-        assert!(p.authorize(&Caller::Local { trusted: true }, &request()).await.is_ok());
+        assert!(p
+            .authorize(&Caller::Local { trusted: true }, &request())
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -315,20 +350,33 @@ mod tests {
             (Ok(Some(Decision::Allow)), None),
             (Ok(Some(Decision::Deny)), Some(ErrorReason::ConsentDenied)),
             (Ok(None), Some(ErrorReason::ConsentTimeout)),
-            (Err("no bus".to_string()), Some(ErrorReason::ConsentUnavailable)),
+            (
+                Err("no bus".to_string()),
+                Some(ErrorReason::ConsentUnavailable),
+            ),
         ];
         for (answer, want) in cases {
             let p = policy(Some(Scripted(answer, Duration::ZERO)));
-            let got = p.authorize(&origin("https://a.example"), &request()).await.err().map(|e| e.reason);
+            let got = p
+                .authorize(&origin("https://a.example"), &request())
+                .await
+                .err()
+                .map(|e| e.reason);
             assert_eq!(got, want);
         }
     }
 
     #[tokio::test]
     async fn a_ui_that_hangs_is_a_timeout() {
-        let p = policy(Some(Scripted(Ok(Some(Decision::Allow)), Duration::from_secs(3600))));
+        let p = policy(Some(Scripted(
+            Ok(Some(Decision::Allow)),
+            Duration::from_secs(3600),
+        )));
         let started = std::time::Instant::now();
-        let err = p.authorize(&origin("https://a.example"), &request()).await.unwrap_err();
+        let err = p
+            .authorize(&origin("https://a.example"), &request())
+            .await
+            .unwrap_err();
         assert_eq!(err.reason, ErrorReason::ConsentTimeout);
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(p.pending(), 0);
@@ -336,8 +384,13 @@ mod tests {
 
     #[tokio::test]
     async fn always_allow_is_remembered_and_revocable() {
-        let p = policy(Some(Scripted(Ok(Some(Decision::AllowAlways)), Duration::ZERO)));
-        p.authorize(&origin("https://a.example"), &request()).await.unwrap();
+        let p = policy(Some(Scripted(
+            Ok(Some(Decision::AllowAlways)),
+            Duration::ZERO,
+        )));
+        p.authorize(&origin("https://a.example"), &request())
+            .await
+            .unwrap();
         assert_eq!(p.remembered.list(), ["https://a.example"]);
         assert!(p.remembered.revoke("https://a.example"));
         assert!(p.remembered.list().is_empty());
@@ -347,23 +400,38 @@ mod tests {
     async fn pause_refuses_everyone() {
         let p = policy(None);
         p.set_paused(true);
-        let err = p.authorize(&origin("https://trusted.example"), &request()).await.unwrap_err();
+        let err = p
+            .authorize(&origin("https://trusted.example"), &request())
+            .await
+            .unwrap_err();
         assert_eq!(err.reason, ErrorReason::SigningPaused);
     }
 
     #[tokio::test]
     async fn pending_prompts_are_bounded_per_origin() {
         let p = Arc::new(
-            policy(Some(Scripted(Ok(Some(Decision::Allow)), Duration::from_millis(150))))
-                .with_pending_limits(1, 8),
+            policy(Some(Scripted(
+                Ok(Some(Decision::Allow)),
+                Duration::from_millis(150),
+            )))
+            .with_pending_limits(1, 8),
         );
         let p2 = p.clone();
-        let first = tokio::spawn(async move { p2.authorize(&origin("https://a.example"), &request()).await });
+        let first =
+            tokio::spawn(
+                async move { p2.authorize(&origin("https://a.example"), &request()).await },
+            );
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let err = p.authorize(&origin("https://a.example"), &request()).await.unwrap_err();
+        let err = p
+            .authorize(&origin("https://a.example"), &request())
+            .await
+            .unwrap_err();
         assert_eq!(err.reason, ErrorReason::ConsentBusy);
         // Another site is not starved by the first one's prompt.
-        assert!(p.authorize(&origin("https://b.example"), &request()).await.is_ok());
+        assert!(p
+            .authorize(&origin("https://b.example"), &request())
+            .await
+            .is_ok());
         assert!(first.await.unwrap().is_ok());
         assert_eq!(p.pending(), 0);
     }
@@ -373,7 +441,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("keyport-sites-{}", std::process::id()));
         let file = dir.join("sites.json");
         RememberedSites::load(Some(file.clone())).add("https://a.example");
-        assert_eq!(RememberedSites::load(Some(file.clone())).list(), ["https://a.example"]);
+        assert_eq!(
+            RememberedSites::load(Some(file.clone())).list(),
+            ["https://a.example"]
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -21,12 +21,20 @@ pub type Result<T, E = AgentError> = std::result::Result<T, E>;
 impl AgentError {
     /// An error with the reason's default message.
     pub fn new(reason: ErrorReason) -> Self {
-        AgentError { reason, message: reason.message().to_string(), pin_state: None }
+        AgentError {
+            reason,
+            message: reason.message().to_string(),
+            pin_state: None,
+        }
     }
 
     /// An error with a more specific message. The message must never contain a PIN.
     pub fn with_message(reason: ErrorReason, message: impl Into<String>) -> Self {
-        AgentError { reason, message: message.into(), pin_state: None }
+        AgentError {
+            reason,
+            message: message.into(),
+            pin_state: None,
+        }
     }
 
     pub fn invalid_params(message: impl Into<String>) -> Self {
@@ -58,7 +66,10 @@ impl From<ErrorReason> for AgentError {
 
 impl From<AgentError> for ErrorObjectOwned {
     fn from(err: AgentError) -> Self {
-        let data = ErrorData { reason: err.reason, pin_state: err.pin_state };
+        let data = ErrorData {
+            reason: err.reason,
+            pin_state: err.pin_state,
+        };
         ErrorObjectOwned::owned(err.reason.code(), err.message, Some(data))
     }
 }
@@ -150,6 +161,9 @@ mod tests {
         assert_eq!(obj.code(), 1301);
         assert!(obj.message().contains("One more wrong PIN"));
         let data: serde_json::Value = serde_json::from_str(obj.data().unwrap().get()).unwrap();
-        assert_eq!(data, serde_json::json!({"reason": "PIN_INCORRECT", "pin_state": "final_try"}));
+        assert_eq!(
+            data,
+            serde_json::json!({"reason": "PIN_INCORRECT", "pin_state": "final_try"})
+        );
     }
 }

@@ -16,9 +16,41 @@ use std::task::{Context, Poll};
 /// A static file served over plain HTTP (the demo page and the client bundle).
 #[derive(Debug, Clone)]
 pub struct StaticFile {
-    pub path: &'static str,
+    pub path: String,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+}
+
+impl StaticFile {
+    /// The demo files in `dir`: `index.html` at `/demo`, every other `.html`, `.js`, `.mjs`,
+    /// `.css` or `.map` file at `/demo/NAME`. Read once at start.
+    pub fn load_dir(dir: &std::path::Path) -> std::io::Result<Vec<StaticFile>> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let content_type = match path.extension().and_then(|e| e.to_str()) {
+                Some("html") => "text/html; charset=utf-8",
+                Some("js" | "mjs") => "text/javascript; charset=utf-8",
+                Some("css") => "text/css; charset=utf-8",
+                Some("map") => "application/json",
+                _ => continue,
+            };
+            let url = if name == "index.html" {
+                "/demo".to_string()
+            } else {
+                format!("/demo/{name}")
+            };
+            files.push(StaticFile {
+                path: url,
+                content_type,
+                body: std::fs::read(&path)?,
+            });
+        }
+        Ok(files)
+    }
 }
 
 #[derive(Debug)]
@@ -43,17 +75,26 @@ impl Guard {
         let Some(host) = host else { return false };
         let host = host.to_ascii_lowercase();
         let port = self.port;
-        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")].contains(&host)
+        [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]
+        .contains(&host)
     }
 
     /// Decide on a handshake from its `Host` and `Origin` headers.
     pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Verdict {
         if !self.host_ok(host) {
-            return Verdict::Refuse("Host not allowed: connect to 127.0.0.1, localhost or [::1] with the agent's port.");
+            return Verdict::Refuse(
+                "Host not allowed: connect to 127.0.0.1, localhost or [::1] with the agent's port.",
+            );
         }
         match origin {
             None => match self.no_origin {
-                NoOriginPolicy::Deny => Verdict::Refuse("Clients without an Origin header are not allowed."),
+                NoOriginPolicy::Deny => {
+                    Verdict::Refuse("Clients without an Origin header are not allowed.")
+                }
                 NoOriginPolicy::Consent => Verdict::Connect(Caller::Local { trusted: false }),
                 NoOriginPolicy::Trust => Verdict::Connect(Caller::Local { trusted: true }),
             },
@@ -73,7 +114,10 @@ pub struct GuardLayer(pub Arc<Guard>);
 impl<S> tower::Layer<S> for GuardLayer {
     type Service = GuardService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GuardService { inner, guard: self.0.clone() }
+        GuardService {
+            inner,
+            guard: self.0.clone(),
+        }
     }
 }
 
@@ -169,11 +213,27 @@ mod tests {
     #[test]
     fn host_must_be_loopback_with_our_port() {
         let g = guard(NoOriginPolicy::Consent);
-        for host in ["127.0.0.1:4000", "localhost:4000", "LOCALHOST:4000", "[::1]:4000"] {
-            assert!(matches!(g.check(Some(host), None), Verdict::Connect(_)), "{host}");
+        for host in [
+            "127.0.0.1:4000",
+            "localhost:4000",
+            "LOCALHOST:4000",
+            "[::1]:4000",
+        ] {
+            assert!(
+                matches!(g.check(Some(host), None), Verdict::Connect(_)),
+                "{host}"
+            );
         }
-        for host in [None, Some("127.0.0.1:4001"), Some("evil.example:4000"), Some("127.0.0.1")] {
-            assert!(matches!(g.check(host, None), Verdict::Refuse(_)), "{host:?}");
+        for host in [
+            None,
+            Some("127.0.0.1:4001"),
+            Some("evil.example:4000"),
+            Some("127.0.0.1"),
+        ] {
+            assert!(
+                matches!(g.check(host, None), Verdict::Refuse(_)),
+                "{host:?}"
+            );
         }
     }
 
@@ -181,13 +241,33 @@ mod tests {
     fn origins() {
         let g = guard(NoOriginPolicy::Consent);
         let h = Some("127.0.0.1:4000");
-        assert_eq!(g.check(h, Some("https://app.example")), Verdict::Connect(Caller::Origin("https://app.example".into())));
-        assert_eq!(g.check(h, Some("https://kiosk.example")), Verdict::Connect(Caller::Origin("https://kiosk.example".into())));
-        for bad in ["https://evil.example", "null", "https://app.example.evil.example", "http://app.example"] {
+        assert_eq!(
+            g.check(h, Some("https://app.example")),
+            Verdict::Connect(Caller::Origin("https://app.example".into()))
+        );
+        assert_eq!(
+            g.check(h, Some("https://kiosk.example")),
+            Verdict::Connect(Caller::Origin("https://kiosk.example".into()))
+        );
+        for bad in [
+            "https://evil.example",
+            "null",
+            "https://app.example.evil.example",
+            "http://app.example",
+        ] {
             assert!(matches!(g.check(h, Some(bad)), Verdict::Refuse(_)), "{bad}");
         }
-        assert_eq!(g.check(h, None), Verdict::Connect(Caller::Local { trusted: false }));
-        assert!(matches!(guard(NoOriginPolicy::Deny).check(h, None), Verdict::Refuse(_)));
-        assert_eq!(guard(NoOriginPolicy::Trust).check(h, None), Verdict::Connect(Caller::Local { trusted: true }));
+        assert_eq!(
+            g.check(h, None),
+            Verdict::Connect(Caller::Local { trusted: false })
+        );
+        assert!(matches!(
+            guard(NoOriginPolicy::Deny).check(h, None),
+            Verdict::Refuse(_)
+        ));
+        assert_eq!(
+            guard(NoOriginPolicy::Trust).check(h, None),
+            Verdict::Connect(Caller::Local { trusted: true })
+        );
     }
 }

@@ -29,8 +29,16 @@ pub mod x509;
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    for target in ["jsonrpsee=warn", "jsonrpsee_server=warn", "jsonrpsee_core=warn", "soketto=warn"] {
+    for target in [
+        "jsonrpsee=warn",
+        "jsonrpsee_server=warn",
+        "jsonrpsee_core=warn",
+        "soketto=warn",
+    ] {
         filter = filter.add_directive(target.parse().expect("static directive"));
     }
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

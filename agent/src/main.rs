@@ -23,23 +23,46 @@ fn main() -> std::process::ExitCode {
 
 async fn run(config: Config) -> std::process::ExitCode {
     if config.modules.is_empty() {
-        tracing::warn!("no PKCS #11 library allowed: start with --module PATH (every request will fail)");
+        tracing::warn!(
+            "no PKCS #11 library allowed: start with --module PATH (every request will fail)"
+        );
     }
     let backend = Arc::new(CryptokiBackend::new(LoginPolicy {
         keep_logged_in: config.keep_logged_in,
         idle_timeout: config.idle_logout,
     }));
-    let running = match keyport::server::start(&config, backend, None, Vec::new()).await {
+    let files = match (&config.demo_dir, config.demo) {
+        (Some(dir), true) => match keyport::guard::StaticFile::load_dir(dir) {
+            Ok(files) => files,
+            Err(e) => {
+                eprintln!(
+                    "keyport: cannot read the demo folder {}: {e}",
+                    dir.display()
+                );
+                return std::process::ExitCode::from(2);
+            }
+        },
+        _ => Vec::new(),
+    };
+    let running = match keyport::server::start(&config, backend, None, files).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("keyport: {e}");
             return std::process::ExitCode::from(1);
         }
     };
-    println!("Keyport {} listening on {}", env!("CARGO_PKG_VERSION"), running.url());
+    println!(
+        "Keyport {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        running.url()
+    );
+    if config.demo {
+        println!("Demo page: http://127.0.0.1:{}/demo", running.addr.port());
+    }
     let _ = std::io::stdout().flush();
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -31,8 +31,11 @@ fn busy() -> ErrorObjectOwned {
 
 impl<S> RpcServiceT for InFlightLimit<S>
 where
-    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
-        + Send
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
         + Sync
         + Clone
         + 'static,
@@ -63,7 +66,10 @@ where
         }
     }
 
-    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = MethodResponse> + Send + 'a {
         self.service.notification(n)
     }
 }
@@ -100,7 +106,10 @@ impl Running {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Start serving on `config.listen` (port 0 = any free port).
@@ -112,10 +121,17 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let listener = std::net::TcpListener::bind(config.listen)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
 
-    let mut allowed: std::collections::HashSet<String> = config.allow_origins.iter().cloned().collect();
+    let mut allowed: std::collections::HashSet<String> =
+        config.allow_origins.iter().cloned().collect();
     let mut files_served = Vec::new();
     if config.demo {
         for host in ["127.0.0.1", "localhost"] {
@@ -137,7 +153,10 @@ pub async fn start(
         config.consent_timeout,
         RememberedSites::load(config.state_file.clone()),
     )
-    .with_pending_limits(config.max_pending_consent_per_origin, config.max_pending_consent);
+    .with_pending_limits(
+        config.max_pending_consent_per_origin,
+        config.max_pending_consent,
+    );
     let state = Arc::new(AppState {
         backend: backend.clone(),
         modules: config.modules.clone(),
@@ -154,8 +173,10 @@ pub async fn start(
         .set_batch_request_config(BatchRequestConfig::Limit(16))
         .build();
     let max_in_flight = config.max_in_flight_per_connection;
-    let rpc_middleware = RpcServiceBuilder::new()
-        .layer_fn(move |service| InFlightLimit { service, permits: Arc::new(Semaphore::new(max_in_flight)) });
+    let rpc_middleware = RpcServiceBuilder::new().layer_fn(move |service| InFlightLimit {
+        service,
+        permits: Arc::new(Semaphore::new(max_in_flight)),
+    });
     let server = jsonrpsee::server::Server::builder()
         .set_config(server_config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(GuardLayer(Arc::new(guard))))
@@ -166,7 +187,10 @@ pub async fn start(
 
     let idle = config.idle_logout;
     let idle_task = tokio::spawn(async move {
-        let period = (idle / 4).clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(30));
+        let period = (idle / 4).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(30),
+        );
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
@@ -175,5 +199,10 @@ pub async fn start(
         }
     });
 
-    Ok(Running { addr, state, handle, idle_task })
+    Ok(Running {
+        addr,
+        state,
+        handle,
+        idle_task,
+    })
 }

@@ -38,9 +38,9 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>> {
 fn key_kind(cert: &X509Certificate<'_>) -> Result<KeyKind> {
     let spki = cert.public_key();
     match spki.parsed() {
-        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
-            Ok(KeyKind::Rsa { bits: rsa.key_size() as u32 })
-        }
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Ok(KeyKind::Rsa {
+            bits: rsa.key_size() as u32,
+        }),
         Ok(x509_parser::public_key::PublicKey::EC(_)) => {
             let curve = spki
                 .algorithm
@@ -100,10 +100,18 @@ pub fn parse_certificate(der: &[u8]) -> Result<ParsedCertificate> {
             (ku.encipher_only(), "encipherOnly"),
             (ku.decipher_only(), "decipherOnly"),
         ];
-        key_usage = bits.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()).collect();
+        key_usage = bits
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| n.to_string())
+            .collect();
     }
-    let common_name =
-        cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string);
     Ok(ParsedCertificate {
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
@@ -145,12 +153,22 @@ pub fn digest_info(alg: AlgorithmReference, digest: &[u8]) -> Vec<u8> {
 
 /// ECDSA verification of raw r||s over a prehashed digest, for one curve crate.
 macro_rules! ec_verify {
-    ($curve:ident, $point:expr, $digest:expr, $sig:expr) => {{
+    ($curve:ident, $field_bytes:expr, $point:expr, $digest:expr, $sig:expr) => {{
         use $curve::ecdsa::signature::hazmat::PrehashVerifier;
+        // ECDSA reads a digest shorter than the curve as an integer; RustCrypto wants at least
+        // half the field size, so left-pad with zeros (the same integer) as the token does.
+        let digest: &[u8] = $digest;
+        let padded;
+        let digest = if digest.len() < $field_bytes {
+            padded = [vec![0u8; $field_bytes - digest.len()], digest.to_vec()].concat();
+            &padded[..]
+        } else {
+            digest
+        };
         let key = $curve::ecdsa::VerifyingKey::from_sec1_bytes($point)
             .map_err(|_| AgentError::new(ErrorReason::UnsupportedAlgorithm))?;
         match $curve::ecdsa::Signature::from_slice($sig) {
-            Ok(sig) => Ok(key.verify_prehash($digest, &sig).is_ok()),
+            Ok(sig) => Ok(key.verify_prehash(digest, &sig).is_ok()),
             Err(_) => Ok(false),
         }
     }};
@@ -170,9 +188,9 @@ pub fn verify(der: &[u8], alg: AlgorithmReference, digest: &[u8], sig: &[u8]) ->
                 .map_err(|_| AgentError::new(ErrorReason::UnsupportedAlgorithm))?;
             Ok(key.verify(pkcs1v15(alg), digest, sig).is_ok())
         }
-        KeyKind::P256 => ec_verify!(p256, point, digest, sig),
-        KeyKind::P384 => ec_verify!(p384, point, digest, sig),
-        KeyKind::P521 => ec_verify!(p521, point, digest, sig),
+        KeyKind::P256 => ec_verify!(p256, 32, point, digest, sig),
+        KeyKind::P384 => ec_verify!(p384, 48, point, digest, sig),
+        KeyKind::P521 => ec_verify!(p521, 66, point, digest, sig),
     }
 }
 
@@ -184,7 +202,10 @@ mod tests {
     fn digest_info_has_the_sha256_prefix() {
         let info = digest_info(AlgorithmReference::Sha256, &[0u8; 32]);
         assert_eq!(info.len(), 19 + 32);
-        assert_eq!(hex::encode(&info[..19]), "3031300d060960864801650304020105000420");
+        assert_eq!(
+            hex::encode(&info[..19]),
+            "3031300d060960864801650304020105000420"
+        );
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub fn typescript() -> String {
 
 /// The Markdown error table kept in `docs/PROTOCOL.md`.
 pub fn error_table_markdown() -> String {
-    let mut out = String::from("| code | reason | message | when / what to do |\n|---:|---|---|---|\n");
+    let mut out =
+        String::from("| code | reason | message | when / what to do |\n|---:|---|---|---|\n");
     for r in ErrorReason::ALL {
         out.push_str(&format!(
             "| {} | `{}` | {} | {} |\n",

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 mod error;
-mod pin;
 pub mod generate;
+mod pin;
 
 pub use error::ErrorReason;
 pub use pin::Pin;
@@ -319,7 +319,10 @@ mod tests {
 
     #[test]
     fn digest_lengths() {
-        let lens: Vec<usize> = AlgorithmReference::ALL.iter().map(|a| a.digest_len()).collect();
+        let lens: Vec<usize> = AlgorithmReference::ALL
+            .iter()
+            .map(|a| a.digest_len())
+            .collect();
         assert_eq!(lens, [20, 32, 48, 64]);
     }
 

@@ -1,1 +1,412 @@
+//! Harness for the end-to-end tests: a SoftHSM2 token made by `scripts/provision-token.sh` in a
+//! temporary folder, the real `keyport` binary started against it, a JSON-RPC client over a real
+//! WebSocket, and an independent verifier (the `openssl` command line).
+//!
+//! The `keyport` binary is `target/<profile>/keyport` beside the test executable (`cargo test
+//! --workspace` builds it), or `$KEYPORT_BIN`.
 
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const PIN: &str = "1234";
+pub const TRUSTED: &str = "https://trusted.example";
+pub const ALLOWED: &str = "https://allowed.example";
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A private SoftHSM2 token store with the demo token (RSA-2048 id 01, P-256 id 02, P-384 id 03,
+/// a certificate without a key id 04) and an empty token.
+pub struct Token {
+    pub dir: tempfile::TempDir,
+}
+
+/// One token per test binary, provisioned on first use.
+pub fn shared_token() -> &'static Token {
+    static TOKEN: std::sync::OnceLock<Token> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(Token::provision)
+}
+
+impl Token {
+    pub fn provision() -> Token {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new(workspace_root().join("scripts/provision-token.sh"))
+            .arg(dir.path())
+            .arg(PIN)
+            .status()
+            .expect("run scripts/provision-token.sh");
+        assert!(status.success(), "provisioning the SoftHSM token failed");
+        Token { dir }
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("softhsm2.conf")
+    }
+
+    /// The DER certificate written at provisioning (e.g. `rsa-2048`, `ec-p256`, `ec-p384`).
+    pub fn cert_der(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("certs").join(format!("{name}.der"))).unwrap()
+    }
+}
+
+pub fn keyport_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEYPORT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/keyport
+    let bin = exe.parent().unwrap().parent().unwrap().join("keyport");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p keyport` (or cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `keyport` process; killed on drop.
+pub struct Agent {
+    pub child: Child,
+    pub url: String,
+    pub port: u16,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Agent {
+    /// Start with the token's module allowed, `TRUSTED` trusted and `ALLOWED` allowed, plus `extra` flags.
+    pub fn start(token: &Token, extra: &[&str]) -> Agent {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--module",
+            MODULE,
+            "--trust-origin",
+            TRUSTED,
+            "--allow-origin",
+            ALLOWED,
+            "--no-tray",
+        ];
+        args.extend_from_slice(extra);
+        Self::start_raw(token, &args, &[])
+    }
+
+    pub fn start_raw(token: &Token, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut cmd = Command::new(keyport_bin());
+        cmd.args(args)
+            .env("SOFTHSM2_CONF", token.conf())
+            .env("RUST_LOG", "keyport=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn keyport");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                s.push_str(&line);
+                s.push('\n');
+            }
+            s
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("ws://") {
+                    let _ = tx.send(line[i..].split_whitespace().next().unwrap().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("agent printed no ready line");
+        let port = url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        Agent {
+            child,
+            url,
+            port,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Stop with SIGTERM and return everything the agent logged.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        unsafe_kill_term(self.child.id());
+        let status = wait_timeout(&mut self.child, Duration::from_secs(10))
+            .expect("agent did not exit after SIGTERM");
+        let log = self.stderr.take().unwrap().join().unwrap();
+        (status, log)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub async fn client(&self, origin: Option<&str>) -> Client {
+        Client::connect(&self.url, origin).await.expect("connect")
+    }
+
+    pub async fn trusted(&self) -> Client {
+        self.client(Some(TRUSTED)).await
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill_term(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A sequential JSON-RPC client over a real WebSocket.
+pub struct Client {
+    ws: Ws,
+    next_id: u64,
+}
+
+/// Why a handshake failed: the HTTP status, if the server answered.
+pub fn handshake_status(err: &tokio_tungstenite::tungstenite::Error) -> Option<u16> {
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => Some(resp.status().as_u16()),
+        _ => None,
+    }
+}
+
+impl Client {
+    pub async fn connect(
+        url: &str,
+        origin: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        Self::connect_with(url, origin, None).await
+    }
+
+    /// Connect with an explicit `Host` header (to test DNS-rebinding defence).
+    pub async fn connect_with(
+        url: &str,
+        origin: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut req = url.into_client_request()?;
+        if let Some(o) = origin {
+            req.headers_mut().insert("Origin", o.parse().unwrap());
+        }
+        if let Some(h) = host {
+            req.headers_mut().insert("Host", h.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Client { ws, next_id: 1 })
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next text message, or None when the connection closed.
+    pub async fn recv(&mut self) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), self.ws.next())
+                .await
+                .expect("agent answered within 60 s")?
+            {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("agent sent JSON"))
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Call a method: Ok(result) or Err(error object).
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_text(
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        )
+        .await;
+        let resp = self
+            .recv()
+            .await
+            .expect("connection closed before the answer");
+        assert_eq!(resp["id"], id, "answer to another request: {resp}");
+        match resp.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(resp["result"].clone()),
+        }
+    }
+
+    pub async fn ok(&mut self, method: &str, params: Value) -> Value {
+        match self.call(method, params).await {
+            Ok(v) => v,
+            Err(e) => panic!("{method} failed: {e}"),
+        }
+    }
+
+    /// Call and expect an error with this reason; returns the error object.
+    pub async fn err(&mut self, method: &str, params: Value, reason: &str) -> Value {
+        match self.call(method, params.clone()).await {
+            Ok(v) => panic!("{method}({params}) succeeded with {v}, expected {reason}"),
+            Err(e) => {
+                assert_eq!(e["data"]["reason"], reason, "{method}({params}): {e}");
+                let code = keyport_protocol::ErrorReason::ALL
+                    .iter()
+                    .find(|r| r.as_str() == reason)
+                    .map(|r| r.code())
+                    .unwrap();
+                assert_eq!(e["code"], code, "{e}");
+                e
+            }
+        }
+    }
+
+    /// The slot id of the token with this label.
+    pub async fn slot_of(&mut self, label: &str) -> u64 {
+        let slots = self.ok("pkcs11.slotsWithTokenPresent", json!({})).await;
+        for s in slots.as_array().unwrap() {
+            let id = s["slot_id"].as_u64().unwrap();
+            let token = self.ok("pkcs11.token", json!({"slot_id": id})).await;
+            if token["label"] == label {
+                return id;
+            }
+        }
+        panic!("no token labelled {label}");
+    }
+}
+
+pub fn sha(alg: &str, data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    match alg {
+        "sha1" => sha1::Sha1::digest(data).to_vec(),
+        "sha256" => sha2::Sha256::digest(data).to_vec(),
+        "sha384" => sha2::Sha384::digest(data).to_vec(),
+        "sha512" => sha2::Sha512::digest(data).to_vec(),
+        other => panic!("unknown algorithm {other}"),
+    }
+}
+
+/// DER-encode a raw r||s ECDSA signature (for openssl).
+pub fn ecdsa_raw_to_der(raw: &[u8]) -> Vec<u8> {
+    fn int(bytes: &[u8]) -> Vec<u8> {
+        let mut b: Vec<u8> = bytes.iter().copied().skip_while(|&x| x == 0).collect();
+        if b.is_empty() || b[0] & 0x80 != 0 {
+            b.insert(0, 0);
+        }
+        let mut out = vec![0x02];
+        out.extend(der_len(b.len()));
+        out.extend(b);
+        out
+    }
+    fn der_len(n: usize) -> Vec<u8> {
+        if n < 0x80 {
+            vec![n as u8]
+        } else if n < 0x100 {
+            vec![0x81, n as u8]
+        } else {
+            vec![0x82, (n >> 8) as u8, n as u8]
+        }
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let body = [int(r), int(s)].concat();
+    let mut out = vec![0x30];
+    out.extend(der_len(body.len()));
+    out.extend(body);
+    out
+}
+
+/// Verify with the openssl command line and the certificate's public key: the independent check.
+/// RSA: PKCS #1 v1.5 over the DigestInfo of `alg`. EC: raw r||s over the digest.
+pub fn openssl_verify(cert_der: &[u8], alg: &str, digest: &[u8], signature: &[u8]) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("cert.der"), cert_der).unwrap();
+    let out = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(p("cert.der"))
+        .args(["-pubkey", "-noout"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(p("pub.pem"), &out.stdout).unwrap();
+    let pem = String::from_utf8_lossy(&out.stdout).to_string();
+    let is_ec = Command::new("openssl")
+        .args(["pkey", "-pubin", "-noout", "-text", "-in"])
+        .arg(p("pub.pem"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("ASN1 OID"))
+        .unwrap();
+    assert!(pem.contains("PUBLIC KEY"));
+    let sig = if is_ec {
+        ecdsa_raw_to_der(signature)
+    } else {
+        signature.to_vec()
+    };
+    std::fs::write(p("sig"), sig).unwrap();
+    std::fs::write(p("digest"), digest).unwrap();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+        .arg(p("pub.pem"))
+        .arg("-in")
+        .arg(p("digest"))
+        .arg("-sigfile")
+        .arg(p("sig"));
+    if !is_ec {
+        cmd.args(["-pkeyopt", &format!("digest:{alg}")]);
+    }
+    let out = cmd.output().unwrap();
+    out.status.success()
+}

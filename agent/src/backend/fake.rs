@@ -24,7 +24,10 @@ impl Default for FakeBackend {
             slot_id: 1,
             empty_slot_id: 2,
             pin: "1234".into(),
-            certificates: vec![CertificateObject { id: vec![0x01], der: b"fake-der".to_vec() }],
+            certificates: vec![CertificateObject {
+                id: vec![0x01],
+                der: b"fake-der".to_vec(),
+            }],
             sign_calls: AtomicUsize::new(0),
         }
     }
@@ -113,7 +116,9 @@ impl Backend for FakeBackend {
         self.check_slot(req.slot_id)?;
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
         if req.pin.expose() != self.pin {
-            return Err(AgentError::new(ErrorReason::PinIncorrect).with_pin_state(PinState::CountLow));
+            return Err(
+                AgentError::new(ErrorReason::PinIncorrect).with_pin_state(PinState::CountLow)
+            );
         }
         let mut sig = b"FAKE-SIG:".to_vec();
         sig.extend_from_slice(req.digest);

@@ -4,8 +4,8 @@
 //! [`pkcs11::CryptokiBackend`]; unit and in-process tests use [`fake::FakeBackend`].
 //! Every call names an allowlisted module path (the handlers check the allowlist first).
 
-pub mod pkcs11;
 pub mod fake;
+pub mod pkcs11;
 
 use crate::error::Result;
 use keyport_protocol::{AlgorithmReference, InfoResult, Pin, SlotInfo, TokenInfo};

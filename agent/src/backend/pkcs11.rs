@@ -23,7 +23,9 @@ use crate::x509::digest_info;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
+};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::{Limit, Slot};
 use cryptoki::types::{AuthPin, Version};
@@ -45,7 +47,10 @@ pub struct LoginPolicy {
 
 impl Default for LoginPolicy {
     fn default() -> Self {
-        LoginPolicy { keep_logged_in: true, idle_timeout: Duration::from_secs(300) }
+        LoginPolicy {
+            keep_logged_in: true,
+            idle_timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -81,7 +86,10 @@ impl PinVerifier {
         let mut salt = [0u8; 16];
         // A failing OS RNG leaves a zero salt: still a correct verifier, only a weaker one.
         let _ = getrandom::fill(&mut salt);
-        PinVerifier { salt, hash: Self::digest(&salt, pin) }
+        PinVerifier {
+            salt,
+            hash: Self::digest(&salt, pin),
+        }
     }
 
     fn matches(&self, pin: &Pin) -> bool {
@@ -155,10 +163,16 @@ fn token_flags(t: &cryptoki::slot::TokenInfo) -> u64 {
         (t.user_pin_initialized(), s::CKF_USER_PIN_INITIALIZED),
         (t.restore_key_not_needed(), s::CKF_RESTORE_KEY_NOT_NEEDED),
         (t.clock_on_token(), s::CKF_CLOCK_ON_TOKEN),
-        (t.protected_authentication_path(), s::CKF_PROTECTED_AUTHENTICATION_PATH),
+        (
+            t.protected_authentication_path(),
+            s::CKF_PROTECTED_AUTHENTICATION_PATH,
+        ),
         (t.dual_crypto_operations(), s::CKF_DUAL_CRYPTO_OPERATIONS),
         (t.token_initialized(), s::CKF_TOKEN_INITIALIZED),
-        (t.secondary_authentication(), s::CKF_SECONDARY_AUTHENTICATION),
+        (
+            t.secondary_authentication(),
+            s::CKF_SECONDARY_AUTHENTICATION,
+        ),
         (t.user_pin_count_low(), s::CKF_USER_PIN_COUNT_LOW),
         (t.user_pin_final_try(), s::CKF_USER_PIN_FINAL_TRY),
         (t.user_pin_locked(), s::CKF_USER_PIN_LOCKED),
@@ -169,7 +183,9 @@ fn token_flags(t: &cryptoki::slot::TokenInfo) -> u64 {
         (t.so_pin_to_be_changed(), s::CKF_SO_PIN_TO_BE_CHANGED),
         (t.error_state(), s::CKF_ERROR_STATE),
     ];
-    bits.iter().filter(|(on, _)| *on).fold(0, |acc, (_, bit)| acc | *bit as u64)
+    bits.iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | *bit as u64)
 }
 
 impl TokenState {
@@ -244,17 +260,31 @@ impl TokenState {
         }
     }
 
-    fn find_key(&self, session: &Session, id: &[u8]) -> std::result::Result<(ObjectHandle, KeyType), SignFailure> {
+    fn find_key(
+        &self,
+        session: &Session,
+        id: &[u8],
+    ) -> std::result::Result<(ObjectHandle, KeyType), SignFailure> {
         if let Some(k) = lock(&self.keys).get(id) {
             return Ok(*k);
         }
-        let template = [Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(id.to_vec())];
-        let found = session.find_objects(&template).map_err(|e| SignFailure::Error(e.into()))?;
+        let template = [
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Id(id.to_vec()),
+        ];
+        let found = session
+            .find_objects(&template)
+            .map_err(|e| SignFailure::Error(e.into()))?;
         let Some(handle) = found.first().copied() else {
             // Private objects are invisible to a session that is not logged in.
             let logged_in = session
                 .get_session_info()
-                .map(|i| matches!(i.session_state(), SessionState::RoUser | SessionState::RwUser))
+                .map(|i| {
+                    matches!(
+                        i.session_state(),
+                        SessionState::RoUser | SessionState::RwUser
+                    )
+                })
                 .unwrap_or(false);
             return Err(if logged_in {
                 SignFailure::Error(AgentError::new(ErrorReason::KeyNotFound))
@@ -271,13 +301,19 @@ impl TokenState {
                 Attribute::KeyType(k) => Some(k),
                 _ => None,
             })
-            .ok_or_else(|| SignFailure::Error(AgentError::new(ErrorReason::UnsupportedAlgorithm)))?;
+            .ok_or_else(|| {
+                SignFailure::Error(AgentError::new(ErrorReason::UnsupportedAlgorithm))
+            })?;
         lock(&self.keys).insert(id.to_vec(), (handle, kind));
         Ok((handle, kind))
     }
 
     /// Sign on a token that is logged in (as far as we know).
-    fn sign_logged_in(&self, ctx: &Pkcs11, req: &SignRequest<'_>) -> std::result::Result<Vec<u8>, SignFailure> {
+    fn sign_logged_in(
+        &self,
+        ctx: &Pkcs11,
+        req: &SignRequest<'_>,
+    ) -> std::result::Result<Vec<u8>, SignFailure> {
         let session = self.take_session(ctx)?;
         match self.sign_on(&session, req, true) {
             Err(SignFailure::Error(e)) if e.reason == ErrorReason::DeviceError => {
@@ -293,10 +329,18 @@ impl TokenState {
         }
     }
 
-    fn sign_on(&self, session: &Session, req: &SignRequest<'_>, retry: bool) -> std::result::Result<Vec<u8>, SignFailure> {
+    fn sign_on(
+        &self,
+        session: &Session,
+        req: &SignRequest<'_>,
+        retry: bool,
+    ) -> std::result::Result<Vec<u8>, SignFailure> {
         let (key, kind) = self.find_key(session, req.key_id)?;
         let (mechanism, data) = if kind == KeyType::RSA {
-            (Mechanism::RsaPkcs, Zeroizing::new(digest_info(req.algorithm, req.digest)))
+            (
+                Mechanism::RsaPkcs,
+                Zeroizing::new(digest_info(req.algorithm, req.digest)),
+            )
         } else if kind == KeyType::EC {
             (Mechanism::Ecdsa, Zeroizing::new(req.digest.to_vec()))
         } else {
@@ -309,7 +353,9 @@ impl TokenState {
         match session.sign(&mechanism, key, &data) {
             Ok(sig) => Ok(sig),
             Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Err(SignFailure::NotLoggedIn),
-            Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)) if retry => {
+            Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _))
+                if retry =>
+            {
                 lock(&self.keys).clear();
                 self.sign_on(session, req, false)
             }
@@ -321,7 +367,10 @@ impl TokenState {
 impl Module {
     fn token(&self, slot_id: u64) -> Result<Arc<TokenState>> {
         let slot = slot_of(slot_id)?;
-        Ok(lock(&self.tokens).entry(slot_id).or_insert_with(|| Arc::new(TokenState::new(slot))).clone())
+        Ok(lock(&self.tokens)
+            .entry(slot_id)
+            .or_insert_with(|| Arc::new(TokenState::new(slot)))
+            .clone())
     }
 
     fn tokens(&self) -> Vec<Arc<TokenState>> {
@@ -331,7 +380,11 @@ impl Module {
 
 impl CryptokiBackend {
     pub fn new(policy: LoginPolicy) -> Self {
-        CryptokiBackend { modules: Mutex::new(HashMap::new()), policy, epoch: Instant::now() }
+        CryptokiBackend {
+            modules: Mutex::new(HashMap::new()),
+            policy,
+            epoch: Instant::now(),
+        }
     }
 
     /// The loaded module at `path`, loading and initialising it on first use.
@@ -359,7 +412,10 @@ impl CryptokiBackend {
             }
         }
         tracing::info!(module = path, "PKCS #11 module loaded");
-        let m = Arc::new(Module { ctx, tokens: Mutex::new(HashMap::new()) });
+        let m = Arc::new(Module {
+            ctx,
+            tokens: Mutex::new(HashMap::new()),
+        });
         modules.insert(path.to_string(), m.clone());
         Ok(m)
     }
@@ -383,7 +439,8 @@ impl CryptokiBackend {
     fn login_and_sign(&self, m: &Module, t: &TokenState, req: &SignRequest<'_>) -> Result<Vec<u8>> {
         let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
         // Another request may have logged in with this very PIN while we waited for the lock.
-        if self.policy.keep_logged_in && login.verifier.as_ref().is_some_and(|v| v.matches(req.pin)) {
+        if self.policy.keep_logged_in && login.verifier.as_ref().is_some_and(|v| v.matches(req.pin))
+        {
             match t.sign_logged_in(&m.ctx, req) {
                 Ok(sig) => return Ok(sig),
                 Err(SignFailure::Error(e)) => return Err(e),
@@ -458,7 +515,11 @@ impl Backend for CryptokiBackend {
 
     fn slots(&self, module: &str, token_present: bool) -> Result<Vec<SlotInfo>> {
         let m = self.module(module)?;
-        let slots = if token_present { m.ctx.get_slots_with_token()? } else { m.ctx.get_all_slots()? };
+        let slots = if token_present {
+            m.ctx.get_slots_with_token()?
+        } else {
+            m.ctx.get_all_slots()?
+        };
         let mut out = Vec::with_capacity(slots.len());
         for slot in slots {
             let info = m.ctx.get_slot_info(slot)?;
@@ -550,7 +611,10 @@ impl Backend for CryptokiBackend {
             }))
         })?;
         match der {
-            Some(der) => Ok(CertificateObject { id: id.to_vec(), der }),
+            Some(der) => Ok(CertificateObject {
+                id: id.to_vec(),
+                der,
+            }),
             None => Err(AgentError::new(ErrorReason::CertificateNotFound)),
         }
     }
@@ -600,7 +664,9 @@ impl Backend for CryptokiBackend {
                     continue;
                 }
                 // Never wait for a busy token: it is not idle.
-                let Ok(mut login) = t.login.try_write() else { continue };
+                let Ok(mut login) = t.login.try_write() else {
+                    continue;
+                };
                 if login.verifier.is_some() {
                     t.logout_locked(&m.ctx, &mut login);
                     tracing::info!(slot = t.slot.id(), "token logged out after idle timeout");
@@ -622,7 +688,9 @@ impl Backend for CryptokiBackend {
                     Ok(()) => tracing::info!(module = %path, "PKCS #11 module finalised"),
                     Err(e) => tracing::warn!(module = %path, error = %e, "C_Finalize failed"),
                 },
-                Err(_) => tracing::warn!(module = %path, "module still in use at shutdown; not finalised"),
+                Err(_) => {
+                    tracing::warn!(module = %path, "module still in use at shutdown; not finalised")
+                }
             }
         }
     }

@@ -20,7 +20,9 @@ pub(super) fn register(m: &mut RpcModule<AppState>) {
                         base64: base64::engine::general_purpose::STANDARD.encode(&c.der),
                         id: hex::encode_upper(&c.id),
                         // A certificate we cannot parse is still listed, without `parsed`.
-                        parsed: with_parsed.then(|| x509::parse_certificate(&c.der).ok()).flatten(),
+                        parsed: with_parsed
+                            .then(|| x509::parse_certificate(&c.der).ok())
+                            .flatten(),
                     })
                     .collect())
             })

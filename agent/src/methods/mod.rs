@@ -41,7 +41,10 @@ impl AppState {
             }),
             Some(path) if self.modules.iter().any(|m| m == path) => Ok(path.to_string()),
             Some(path) => {
-                tracing::warn!(module = path, "request for a module outside the allowlist refused");
+                tracing::warn!(
+                    module = path,
+                    "request for a module outside the allowlist refused"
+                );
                 Err(AgentError::new(ErrorReason::ModuleNotAllowed))
             }
         }
@@ -77,7 +80,10 @@ pub(crate) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_str(raw);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
-        AgentError::invalid_params(format!("Invalid params: {}.", describe(&field, &e.into_inner())))
+        AgentError::invalid_params(format!(
+            "Invalid params: {}.",
+            describe(&field, &e.into_inner())
+        ))
     })
 }
 
@@ -88,8 +94,15 @@ fn describe(field: &str, err: &serde_json::Error) -> String {
     if msg.starts_with("missing field") || msg.starts_with("unknown field") {
         return msg.to_string();
     }
-    let kind = msg.split([':', '`']).next().unwrap_or("invalid value").trim();
-    let expected = msg.split_once(", expected ").map(|(_, e)| e).unwrap_or("a valid value");
+    let kind = msg
+        .split([':', '`'])
+        .next()
+        .unwrap_or("invalid value")
+        .trim();
+    let expected = msg
+        .split_once(", expected ")
+        .map(|(_, e)| e)
+        .unwrap_or("a valid value");
     match field {
         "" | "." => format!("{kind}, expected {expected}"),
         f => format!("`{f}`: {kind}, expected {expected}"),
@@ -97,7 +110,9 @@ fn describe(field: &str, err: &serde_json::Error) -> String {
 }
 
 pub(crate) fn caller(ext: &Extensions) -> Caller {
-    ext.get::<Caller>().cloned().unwrap_or(Caller::Local { trusted: false })
+    ext.get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Local { trusted: false })
 }
 
 pub(crate) type MethodResult<T> = std::result::Result<T, ErrorObjectOwned>;
@@ -133,8 +148,13 @@ pub(crate) mod tests {
     }
 
     /// Call a method in process; returns the result or the error object as JSON.
-    pub async fn call(module: &RpcModule<AppState>, method: &str, params: Value) -> Result<Value, Value> {
-        let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    pub async fn call(
+        module: &RpcModule<AppState>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
+        let req =
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
         let (resp, _) = module.raw_json_request(&req, 1).await.unwrap();
         let v: Value = serde_json::from_str(resp.get()).unwrap();
         match v.get("error") {
@@ -146,10 +166,18 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn module_outside_the_allowlist_is_refused() {
         let m = rpc_module(state(Arc::new(FakeBackend::default())));
-        let err = call(&m, "pkcs11.info", json!({"module": "/tmp/evil.so"})).await.unwrap_err();
+        let err = call(&m, "pkcs11.info", json!({"module": "/tmp/evil.so"}))
+            .await
+            .unwrap_err();
         assert_eq!(err["code"], 1001);
         assert_eq!(err["data"]["reason"], "MODULE_NOT_ALLOWED");
-        assert!(call(&m, "pkcs11.info", json!({"module": "/usr/lib/softhsm/libsofthsm2.so"})).await.is_ok());
+        assert!(call(
+            &m,
+            "pkcs11.info",
+            json!({"module": "/usr/lib/softhsm/libsofthsm2.so"})
+        )
+        .await
+        .is_ok());
         assert!(call(&m, "pkcs11.info", json!({})).await.is_ok());
     }
 
@@ -159,13 +187,23 @@ pub(crate) mod tests {
         let err = call(&m, "pkcs11.token", json!([1])).await.unwrap_err();
         assert_eq!(err["code"], -32602);
         assert_eq!(err["data"]["reason"], "INVALID_PARAMS");
-        let err = call(&m, "pkcs11.token", json!({"slotId": 1})).await.unwrap_err();
+        let err = call(&m, "pkcs11.token", json!({"slotId": 1}))
+            .await
+            .unwrap_err();
         assert!(err["message"].as_str().unwrap().contains("slotId"), "{err}");
-        let err = call(&m, "pkcs11.token", json!({"slot_id": "one"})).await.unwrap_err();
+        let err = call(&m, "pkcs11.token", json!({"slot_id": "one"}))
+            .await
+            .unwrap_err();
         assert_eq!(err["data"]["reason"], "INVALID_PARAMS");
         let msg = err["message"].as_str().unwrap();
         assert!(msg.contains("`slot_id`") && !msg.contains("one"), "{msg}");
         let err = call(&m, "pkcs11.token", json!({})).await.unwrap_err();
-        assert!(err["message"].as_str().unwrap().contains("missing field `slot_id`"), "{err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("missing field `slot_id`"),
+            "{err}"
+        );
     }
 }

@@ -13,7 +13,9 @@ use zeroize::Zeroizing;
 fn b64(field: &str, value: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(value.trim())
-        .map_err(|_| AgentError::invalid_params(format!("Invalid params: `{field}` is not valid base64.")))
+        .map_err(|_| {
+            AgentError::invalid_params(format!("Invalid params: `{field}` is not valid base64."))
+        })
 }
 
 /// The digest in `data`, checked against the algorithm's length.
@@ -48,7 +50,13 @@ fn algorithm_label(alg: AlgorithmReference, der: &[u8]) -> String {
         AlgorithmReference::Sha512 => "SHA-512",
     };
     let key = x509::parse_certificate(der)
-        .map(|c| if c.public_key_algorithm == "RSA" { "RSA" } else { "ECDSA" })
+        .map(|c| {
+            if c.public_key_algorithm == "RSA" {
+                "RSA"
+            } else {
+                "ECDSA"
+            }
+        })
         .unwrap_or("the token's key");
     format!("{hash} with {key}")
 }
@@ -62,7 +70,9 @@ pub(super) fn register(m: &mut RpcModule<AppState>) {
 
         let cert = {
             let (module, id) = (module.clone(), id.clone());
-            state.blocking(move |b| b.certificate(&module, p.slot_id, &id)).await?
+            state
+                .blocking(move |b| b.certificate(&module, p.slot_id, &id))
+                .await?
         };
         let caller = caller(&ext);
         let (subject, issuer) = x509::subject_and_issuer(&cert.der)
@@ -113,8 +123,8 @@ pub(super) fn register(m: &mut RpcModule<AppState>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{call, state};
     use super::super::rpc_module;
+    use super::super::tests::{call, state};
     use crate::backend::fake::FakeBackend;
     use serde_json::{json, Value};
     use std::sync::Arc;
@@ -135,7 +145,9 @@ mod tests {
         let backend = Arc::new(FakeBackend::default());
         let m = rpc_module(state(backend.clone()));
         // In process there is no handshake: the caller is an untrusted local client.
-        let err = call(&m, "pkcs11.signData", sign_params(json!({}))).await.unwrap_err();
+        let err = call(&m, "pkcs11.signData", sign_params(json!({})))
+            .await
+            .unwrap_err();
         assert_eq!(err["data"]["reason"], "CONSENT_UNAVAILABLE");
         assert_eq!(err["code"], 1502);
         assert_eq!(backend.sign_calls(), 0);
@@ -166,9 +178,13 @@ mod tests {
     #[tokio::test]
     async fn digest_length_must_match_the_algorithm() {
         let m = rpc_module(state(Arc::new(FakeBackend::default())));
-        let err = call(&m, "pkcs11.signData", sign_params(json!({"algorithm_reference": "sha384"})))
-            .await
-            .unwrap_err();
+        let err = call(
+            &m,
+            "pkcs11.signData",
+            sign_params(json!({"algorithm_reference": "sha384"})),
+        )
+        .await
+        .unwrap_err();
         let msg = err["message"].as_str().unwrap();
         assert!(msg.contains("48 bytes") && msg.contains("not 32"), "{msg}");
     }

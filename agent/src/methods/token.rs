@@ -13,7 +13,10 @@ pub(super) fn register(m: &mut RpcModule<AppState>) {
     })
     .expect("unique method name");
 
-    for (name, present) in [(method::SLOTS, false), (method::SLOTS_WITH_TOKEN_PRESENT, true)] {
+    for (name, present) in [
+        (method::SLOTS, false),
+        (method::SLOTS_WITH_TOKEN_PRESENT, true),
+    ] {
         m.register_async_method(name, move |params, state, _| async move {
             let p: ModuleParams = parse(&params)?;
             let module = state.module(p.module.as_deref())?;
@@ -45,14 +48,22 @@ mod tests {
         let m = rpc_module(state(Arc::new(FakeBackend::default())));
         let all = call(&m, "pkcs11.slots", json!({})).await.unwrap();
         assert_eq!(all.as_array().unwrap().len(), 2);
-        let present = call(&m, "pkcs11.slotsWithTokenPresent", json!(null)).await.unwrap();
+        let present = call(&m, "pkcs11.slotsWithTokenPresent", json!(null))
+            .await
+            .unwrap();
         assert_eq!(present[0]["slot_id"], 1);
         assert_eq!(present.as_array().unwrap().len(), 1);
-        let token = call(&m, "pkcs11.token", json!({"slot_id": 1})).await.unwrap();
+        let token = call(&m, "pkcs11.token", json!({"slot_id": 1}))
+            .await
+            .unwrap();
         assert_eq!(token["pin_state"], "ok");
-        let err = call(&m, "pkcs11.token", json!({"slot_id": 2})).await.unwrap_err();
+        let err = call(&m, "pkcs11.token", json!({"slot_id": 2}))
+            .await
+            .unwrap_err();
         assert_eq!(err["data"]["reason"], "TOKEN_NOT_PRESENT");
-        let err = call(&m, "pkcs11.token", json!({"slot_id": 99})).await.unwrap_err();
+        let err = call(&m, "pkcs11.token", json!({"slot_id": 99}))
+            .await
+            .unwrap_err();
         assert_eq!(err["data"]["reason"], "SLOT_NOT_FOUND");
         assert_eq!(err["code"], 1101);
     }
