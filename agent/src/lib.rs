@@ -37,8 +37,10 @@ pub fn init_logging() {
     ] {
         filter = filter.add_directive(target.parse().expect("static directive"));
     }
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

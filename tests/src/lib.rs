@@ -37,24 +37,23 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A private SoftHSM2 token store with the demo token (RSA-2048 id 01, P-256 id 02, P-384 id 03,
+/// A private SoftHSM2 token store (one per agent: SoftHSM's file store is not safe for several
+/// processes at once when one of them writes, e.g. a wrong PIN updating the token's flags) with the demo token (RSA-2048 id 01, P-256 id 02, P-384 id 03,
 /// a certificate without a key id 04) and an empty token.
 pub struct Token {
     pub dir: tempfile::TempDir,
 }
 
-/// One token per test binary, provisioned on first use.
-pub fn shared_token() -> &'static Token {
-    static TOKEN: std::sync::OnceLock<Token> = std::sync::OnceLock::new();
-    TOKEN.get_or_init(Token::provision)
-}
-
 impl Token {
     pub fn provision() -> Token {
+        Self::provision_with_pin(PIN)
+    }
+
+    pub fn provision_with_pin(pin: &str) -> Token {
         let dir = tempfile::tempdir().unwrap();
         let status = Command::new(workspace_root().join("scripts/provision-token.sh"))
             .arg(dir.path())
-            .arg(PIN)
+            .arg(pin)
             .status()
             .expect("run scripts/provision-token.sh");
         assert!(status.success(), "provisioning the SoftHSM token failed");

@@ -5,7 +5,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn info_slots_and_token() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &[]);
     let mut c = agent.trusted().await;
 
@@ -72,7 +72,7 @@ async fn info_slots_and_token() {
 
 #[tokio::test]
 async fn certificates_are_the_exact_der_with_parsed_fields() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &[]);
     let mut c = agent.trusted().await;
     let slot = c.slot_of("keyport-demo").await;
@@ -179,7 +179,7 @@ fn serial_hex(n: u32) -> String {
 
 #[tokio::test]
 async fn read_errors() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &[]);
     let mut c = agent.trusted().await;
     c.err(
@@ -220,7 +220,7 @@ async fn read_errors() {
 
 #[tokio::test]
 async fn an_allowed_module_that_cannot_load_is_module_load_failed() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &["--module", "/nonexistent/libpkcs11.so"]);
     let mut c = agent.trusted().await;
     // The first --module is the default; the missing one is second and named explicitly.

@@ -12,7 +12,7 @@ fn sign_params(slot: u64, id: &str, alg: &str, digest: &[u8]) -> Value {
 
 #[tokio::test]
 async fn every_algorithm_with_every_key_type_verifies_with_openssl() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &[]);
     let mut c = agent.trusted().await;
     let slot = c.slot_of("keyport-demo").await;
@@ -70,7 +70,7 @@ async fn every_algorithm_with_every_key_type_verifies_with_openssl() {
 
 #[tokio::test]
 async fn signing_errors() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &[]);
     let mut c = agent.trusted().await;
     let slot = c.slot_of("keyport-demo").await;
@@ -177,7 +177,7 @@ async fn signing_errors() {
 
 #[tokio::test]
 async fn an_allowed_origin_or_local_client_never_signs_without_consent() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &[]);
     let mut allowed = agent.client(Some(ALLOWED)).await;
     let slot = allowed.slot_of("keyport-demo").await;
@@ -207,7 +207,7 @@ async fn an_allowed_origin_or_local_client_never_signs_without_consent() {
 
 #[tokio::test]
 async fn per_request_login_mode_signs_too() {
-    let token = shared_token();
+    let token = &Token::provision();
     let agent = Agent::start(token, &["--no-login-cache"]);
     let mut c = agent.trusted().await;
     let slot = c.slot_of("keyport-demo").await;

@@ -449,21 +449,25 @@ impl CryptokiBackend {
         }
         t.logout_locked(&m.ctx, &mut login);
 
-        // Never spend a PIN try on a PIN the token cannot accept.
-        let info = m.ctx.get_token_info(t.slot)?;
-        let len = req.pin.expose().len();
-        if len < info.min_pin_length() || len > info.max_pin_length() {
-            return Err(AgentError::with_message(
-                ErrorReason::PinLenRange,
-                format!(
-                    "The PIN must have {} to {} characters for this token.",
-                    info.min_pin_length(),
-                    info.max_pin_length()
-                ),
-            ));
-        }
-        if info.user_pin_locked() {
-            return Err(AgentError::new(ErrorReason::PinLocked).with_pin_state(PinState::Locked));
+        // Never spend a PIN try on a PIN the token cannot accept. Best effort: if the token
+        // cannot say, the login below still decides.
+        if let Ok(info) = m.ctx.get_token_info(t.slot) {
+            let len = req.pin.expose().len();
+            if len < info.min_pin_length() || len > info.max_pin_length() {
+                return Err(AgentError::with_message(
+                    ErrorReason::PinLenRange,
+                    format!(
+                        "The PIN must have {} to {} characters for this token.",
+                        info.min_pin_length(),
+                        info.max_pin_length()
+                    ),
+                ));
+            }
+            if info.user_pin_locked() {
+                return Err(
+                    AgentError::new(ErrorReason::PinLocked).with_pin_state(PinState::Locked)
+                );
+            }
         }
 
         let session = t.take_session(&m.ctx)?;
