@@ -135,7 +135,7 @@ fn text(status: http::StatusCode, body: &str) -> HttpResponse {
         .expect("static response")
 }
 
-fn header<'a, B>(req: &'a http::Request<B>, name: http::header::HeaderName) -> Option<&'a str> {
+fn header<B>(req: &http::Request<B>, name: http::header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -154,6 +154,7 @@ fn pin_state(info: &cryptoki::slot::TokenInfo) -> PinState {
     }
 }
 
+#[allow(clippy::unnecessary_cast)] // CK_FLAGS is a C unsigned long: 32 bits on Windows.
 fn token_flags(t: &cryptoki::slot::TokenInfo) -> u64 {
     use cryptoki_sys as s;
     let bits = [

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run the Keyport agent on a ready-made SoftHSM demo token, with the demo page.
+# No hardware, no manual steps: installs what is missing, builds, provisions, runs.
+#   PORT=10443 scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release -p keyport
+if [ -f js-client/package.json ]; then
+  (cd js-client && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+fi
+state=${KEYPORT_DEMO_STATE:-$PWD/target/demo}
+if [ ! -f "$state/token/softhsm2.conf" ]; then
+  scripts/provision-token.sh "$state/token" 1234
+fi
+export SOFTHSM2_CONF="$state/token/softhsm2.conf"
+port=${PORT:-10443}
+echo "Demo token: 'keyport-demo' (PIN 1234) with RSA-2048, P-256 and P-384 keys."
+echo "Open http://127.0.0.1:$port/demo in a browser. Ctrl-C stops the agent."
+exec target/release/keyport --demo --demo-dir js-client/demo \
+  --listen "127.0.0.1:$port" \
+  --module /usr/lib/softhsm/libsofthsm2.so \
+  --state-file "$state/sites.json" "$@"
