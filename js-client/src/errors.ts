@@ -1,0 +1,128 @@
+// Errors as pages see them: a RestException for every failure, from the agent or from the client.
+
+import { ERROR_CODES, ERROR_MESSAGES, type ErrorReason, type PinState } from "./protocol.js";
+
+/** Who produced an error: the agent (a JSON-RPC error object) or this client (no answer at all). */
+export type ErrorSource = "agent" | "client";
+
+export interface RestExceptionInit {
+  code: number;
+  description: string;
+  reason: ErrorReason;
+  source: ErrorSource;
+  pin_state?: PinState;
+  cause?: unknown;
+}
+
+/**
+ * Every failure: `{ success: false, description, code, reason, pin_state?, source }`.
+ *
+ * - `code`: the JSON-RPC error code (see `ERROR_CODES`).
+ * - `reason`: the stable symbolic name (`error.data.reason`, or derived from `code` for errors of
+ *   the JSON-RPC layer, which carry no data).
+ * - `description`: a sentence a person can act on (the agent's message).
+ * - `pin_state`: on PIN errors, when the token reports it.
+ * - `source`: `"client"` when this client produced the error (AGENT_UNAVAILABLE, a client-side
+ *   REQUEST_TIMEOUT, invalid config), `"agent"` when the agent answered with it.
+ */
+export class RestException extends Error {
+  readonly success = false as const;
+  readonly code: number;
+  readonly description: string;
+  readonly reason: ErrorReason;
+  readonly pin_state?: PinState;
+  readonly source: ErrorSource;
+
+  constructor(init: RestExceptionInit) {
+    super(init.description, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = "RestException";
+    this.code = init.code;
+    this.description = init.description;
+    this.reason = init.reason;
+    this.source = init.source;
+    if (init.pin_state !== undefined) this.pin_state = init.pin_state;
+  }
+
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = {
+      success: false,
+      description: this.description,
+      code: this.code,
+      reason: this.reason,
+      source: this.source,
+    };
+    if (this.pin_state !== undefined) out.pin_state = this.pin_state;
+    return out;
+  }
+}
+
+const REASON_OF_CODE = new Map<number, ErrorReason>(
+  (Object.keys(ERROR_CODES) as ErrorReason[]).map((reason) => [ERROR_CODES[reason], reason]),
+);
+
+const PIN_STATES: readonly string[] = ["ok", "count_low", "final_try", "locked"];
+
+/** The reason of a JSON-RPC error code (`undefined` for a code the protocol does not define). */
+export function reasonOfCode(code: number): ErrorReason | undefined {
+  return REASON_OF_CODE.get(code);
+}
+
+/** A RestException from a JSON-RPC error object the agent sent. */
+export function fromRpcError(error: unknown): RestException {
+  const e = (typeof error === "object" && error !== null ? error : {}) as Record<string, unknown>;
+  if (typeof e.code !== "number") {
+    return new RestException({
+      code: ERROR_CODES.INTERNAL,
+      reason: "INTERNAL",
+      description: "The Keyport agent sent an invalid error object.",
+      source: "agent",
+    });
+  }
+  const data = (typeof e.data === "object" && e.data !== null ? e.data : {}) as Record<string, unknown>;
+  // Errors of the JSON-RPC layer carry no data: their code says which they are. A reason this
+  // client does not know (a newer agent) is passed on as it is.
+  const reason =
+    typeof data.reason === "string" ? (data.reason as ErrorReason) : reasonOfCode(e.code) ?? "INTERNAL";
+  const description =
+    typeof e.message === "string" && e.message !== ""
+      ? e.message
+      : ERROR_MESSAGES[reason] ?? ERROR_MESSAGES.INTERNAL;
+  const init: RestExceptionInit = { code: e.code, reason, description, source: "agent" };
+  if (typeof data.pin_state === "string" && PIN_STATES.includes(data.pin_state)) {
+    init.pin_state = data.pin_state as PinState;
+  }
+  return new RestException(init);
+}
+
+/** The agent is not running, refused the handshake, or the connection broke. */
+export function agentUnavailable(detail: string, cause?: unknown): RestException {
+  return new RestException({
+    code: ERROR_CODES.AGENT_UNAVAILABLE,
+    reason: "AGENT_UNAVAILABLE",
+    description: `${ERROR_MESSAGES.AGENT_UNAVAILABLE} ${detail}`,
+    source: "client",
+    cause,
+  });
+}
+
+/** No answer within the client's time limit (the agent may still be working on the request). */
+export function clientTimeout(method: string, ms: number): RestException {
+  return new RestException({
+    code: ERROR_CODES.REQUEST_TIMEOUT,
+    reason: "REQUEST_TIMEOUT",
+    description:
+      `The Keyport agent did not answer ${method} within ${ms} ms; the client stopped waiting. ` +
+      "The agent may still finish the request.",
+    source: "client",
+  });
+}
+
+/** The client was given an invalid configuration or argument. */
+export function invalidConfig(detail: string): RestException {
+  return new RestException({
+    code: ERROR_CODES.INVALID_PARAMS,
+    reason: "INVALID_PARAMS",
+    description: `Invalid keyport-client configuration: ${detail}`,
+    source: "client",
+  });
+}

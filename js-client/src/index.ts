@@ -1,0 +1,30 @@
+// keyport-client: talk to the Keyport agent (PKCS #11 tokens over a local WebSocket).
+
+export {
+  KeyportClient,
+  DEFAULT_URL,
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_SIGN_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type KeyportConfig,
+  type ResolvedConfig,
+} from "./client.js";
+export { RestException, reasonOfCode, type ErrorSource } from "./errors.js";
+export {
+  Pkcs11,
+  type AbstractPkcs11,
+  type Callback,
+  type CertificatesOptions,
+  type DataResult,
+  type InfoResponse,
+  type SlotsResponse,
+  type TokenResponse,
+  type CertificatesResponse,
+  type DataResponse,
+  type BoolDataResponse,
+  type SignDataRequest,
+  type VerifySignedDataRequest,
+} from "./pkcs11.js";
+export { detectOs, type ModuleConfig, type OsName } from "./platform.js";
+export type { WebSocketLike, WebSocketConstructor } from "./transport.js";
+export * from "./protocol.js";

@@ -1,0 +1,240 @@
+// One WebSocket to the agent, JSON-RPC 2.0 requests multiplexed over it by id.
+
+import { agentUnavailable, clientTimeout, fromRpcError, type RestException } from "./errors.js";
+import { isNode } from "./platform.js";
+
+/** What this client needs of a WebSocket: the browser's, `ws`'s, or any compatible one. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: any) => unknown) | null;
+  onmessage: ((event: any) => unknown) | null;
+  onerror: ((event: any) => unknown) | null;
+  onclose: ((event: any) => unknown) | null;
+}
+
+/**
+ * A WebSocket class: called as `new WebSocket(url)`, or `new WebSocket(url, undefined, { origin })`
+ * when an `origin` is configured (the `ws` package's signature).
+ */
+export type WebSocketConstructor = new (url: string, ...rest: any[]) => WebSocketLike;
+
+const OPEN = 1;
+// A variable, so that bundlers leave the optional peer dependency alone.
+const WS_PACKAGE = "ws";
+
+export interface ConnectionOptions {
+  url: string;
+  connectTimeout: number;
+  WebSocket?: WebSocketConstructor;
+  origin?: string;
+}
+
+interface Pending {
+  method: string;
+  resolve(result: unknown): void;
+  reject(error: RestException): void;
+  /** The socket the request went out on; `null` while it waits for the connection. */
+  socket: WebSocketLike | null;
+}
+
+function errorText(event: unknown): string {
+  const e = event as { message?: unknown; error?: { message?: unknown } } | null;
+  if (e && typeof e.message === "string" && e.message) return e.message;
+  if (e && e.error && typeof e.error.message === "string") return e.error.message;
+  return "";
+}
+
+/** The WebSocket class to use: the configured one, the global one, or `ws` in Node. */
+async function webSocketClass(options: ConnectionOptions): Promise<WebSocketConstructor> {
+  if (options.WebSocket) return options.WebSocket;
+  const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  const node = isNode();
+  // A global WebSocket cannot set the Origin header: in Node an `origin` needs `ws`.
+  if (global && !(node && options.origin !== undefined)) return global;
+  if (!node) {
+    throw agentUnavailable("This environment has no WebSocket.");
+  }
+  try {
+    const mod = (await import(/* webpackIgnore: true */ /* @vite-ignore */ WS_PACKAGE)) as Record<string, unknown>;
+    const ctor = (mod.default ?? mod.WebSocket ?? mod) as WebSocketConstructor;
+    if (typeof ctor !== "function") throw new TypeError("the ws module exports no WebSocket class");
+    return ctor;
+  } catch (cause) {
+    throw agentUnavailable(
+      "Node has no global WebSocket here: install the `ws` package (npm install ws) " +
+        "or pass a WebSocket class as `WebSocket` in the config.",
+      cause,
+    );
+  }
+}
+
+export class Connection {
+  private socket: WebSocketLike | null = null;
+  private opening: Promise<WebSocketLike> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  constructor(private readonly options: ConnectionOptions) {}
+
+  /** Requests sent or waiting for the connection, and not yet answered. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Resolves with an open socket: the current one, or a new connection. */
+  connect(): Promise<WebSocketLike> {
+    if (this.socket && this.socket.readyState === OPEN) return Promise.resolve(this.socket);
+    if (!this.opening) {
+      this.opening = this.open().finally(() => {
+        this.opening = null;
+      });
+    }
+    return this.opening;
+  }
+
+  /**
+   * Send one request and resolve with its result, or reject with a RestException: the agent's
+   * error, AGENT_UNAVAILABLE, or a client-side REQUEST_TIMEOUT after `timeoutMs` (connecting
+   * included). The connection is opened (again) when needed.
+   */
+  call(method: string, params: object, timeoutMs: number): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        if (this.pending.delete(id)) reject(clientTimeout(method, timeoutMs));
+      }, timeoutMs);
+      const entry: Pending = {
+        method,
+        socket: null,
+        resolve: (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      this.pending.set(id, entry);
+      this.connect().then(
+        (socket) => {
+          if (this.pending.get(id) !== entry) return; // timed out while connecting
+          entry.socket = socket;
+          try {
+            socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
+          } catch (cause) {
+            this.pending.delete(id);
+            entry.reject(agentUnavailable("Sending to the agent failed.", cause));
+          }
+        },
+        (error: RestException) => {
+          if (this.pending.delete(id)) entry.reject(error);
+        },
+      );
+    });
+  }
+
+  /** Close the connection; requests in flight fail with AGENT_UNAVAILABLE. */
+  close(): void {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      this.failRequestsOn(socket, agentUnavailable("The client closed the connection."));
+      try {
+        socket.close(1000, "client closed");
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  private async open(): Promise<WebSocketLike> {
+    const Ctor = await webSocketClass(this.options);
+    const { url, origin, connectTimeout } = this.options;
+    return new Promise<WebSocketLike>((resolve, reject) => {
+      let socket: WebSocketLike;
+      try {
+        socket = origin !== undefined ? new Ctor(url, undefined, { origin }) : new Ctor(url);
+      } catch (cause) {
+        reject(agentUnavailable(`Cannot connect to ${url}: ${errorText(cause) || String(cause)}`, cause));
+        return;
+      }
+      let state: "connecting" | "open" | "abandoned" = "connecting";
+      let lastError = "";
+      const timer = setTimeout(() => {
+        if (state !== "connecting") return;
+        state = "abandoned";
+        try {
+          socket.close();
+        } catch {
+          // not open yet
+        }
+        reject(agentUnavailable(`No answer from ${url} within ${connectTimeout} ms.`));
+      }, connectTimeout);
+
+      socket.onopen = () => {
+        if (state === "abandoned") {
+          socket.close();
+          return;
+        }
+        state = "open";
+        clearTimeout(timer);
+        this.socket = socket;
+        resolve(socket);
+      };
+      socket.onerror = (event: unknown) => {
+        lastError = errorText(event);
+      };
+      socket.onclose = (event: { code?: number } | undefined) => {
+        clearTimeout(timer);
+        if (state === "connecting") {
+          state = "abandoned";
+          // Browsers do not say why (not running, or a 403 because the origin is not allowed).
+          const why = lastError ? ` (${lastError})` : "";
+          reject(
+            agentUnavailable(
+              `Could not connect to ${url}${why}: the agent is not running, or it refused this origin.`,
+            ),
+          );
+          return;
+        }
+        if (this.socket === socket) this.socket = null;
+        const code = event && typeof event.code === "number" ? ` (close code ${event.code})` : "";
+        this.failRequestsOn(socket, agentUnavailable(`The connection to the agent closed before it answered${code}.`));
+      };
+      socket.onmessage = (event: { data?: unknown }) => {
+        this.receive(event.data);
+      };
+    });
+  }
+
+  private failRequestsOn(socket: WebSocketLike, error: RestException): void {
+    for (const [id, entry] of this.pending) {
+      if (entry.socket === socket) {
+        this.pending.delete(id);
+        entry.reject(error);
+      }
+    }
+  }
+
+  private receive(data: unknown): void {
+    let message: unknown;
+    try {
+      message = JSON.parse(typeof data === "string" ? data : String(data));
+    } catch {
+      return; // not JSON: nothing we could match to a request
+    }
+    for (const response of Array.isArray(message) ? message : [message]) {
+      if (typeof response !== "object" || response === null) continue;
+      const r = response as { id?: unknown; result?: unknown; error?: unknown };
+      if (typeof r.id !== "number") continue;
+      const entry = this.pending.get(r.id);
+      if (!entry) continue; // timed out or unknown: ignore the late answer
+      this.pending.delete(r.id);
+      if ("error" in r && r.error !== undefined) entry.reject(fromRpcError(r.error));
+      else entry.resolve(r.result);
+    }
+  }
+}
