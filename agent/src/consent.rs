@@ -230,17 +230,26 @@ impl ConsentPolicy {
         })
     }
 
-    /// Decide whether `caller` may make the signature described by `request`.
-    pub async fn authorize(&self, caller: &Caller, request: &ConsentRequest) -> Result<()> {
+    /// Whether `caller` may sign without a prompt (trusted, or remembered). SIGNING_PAUSED when
+    /// paused. Signing handlers use it to skip building a prompt they will not show.
+    pub fn pre_approved(&self, caller: &Caller) -> Result<bool> {
         if self.is_paused() {
             return Err(AgentError::new(ErrorReason::SigningPaused));
         }
+        Ok(match caller {
+            Caller::Local { trusted } => *trusted,
+            Caller::Origin(o) => self.trusted.contains(o) || self.remembered.contains(o),
+        })
+    }
+
+    /// Decide whether `caller` may make the signature described by `request`.
+    pub async fn authorize(&self, caller: &Caller, request: &ConsentRequest) -> Result<()> {
+        if self.pre_approved(caller)? {
+            return Ok(());
+        }
         let origin = match caller {
-            Caller::Local { trusted: true } => return Ok(()),
-            Caller::Origin(o) if self.trusted.contains(o) => return Ok(()),
-            Caller::Origin(o) if self.remembered.contains(o) => return Ok(()),
             Caller::Origin(o) => o.as_str(),
-            Caller::Local { trusted: false } => "",
+            Caller::Local { .. } => "",
         };
         let Some(ui) = &self.ui else {
             return Err(AgentError::new(ErrorReason::ConsentUnavailable));

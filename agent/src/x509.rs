@@ -127,12 +127,6 @@ pub fn parse_certificate(der: &[u8]) -> Result<ParsedCertificate> {
     })
 }
 
-/// Subject and issuer, for the consent prompt.
-pub fn subject_and_issuer(der: &[u8]) -> Result<(String, String)> {
-    let cert = parse(der)?;
-    Ok((cert.subject().to_string(), cert.issuer().to_string()))
-}
-
 fn pkcs1v15(alg: AlgorithmReference) -> Pkcs1v15Sign {
     match alg {
         AlgorithmReference::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),

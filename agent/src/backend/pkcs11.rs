@@ -107,8 +107,14 @@ struct TokenState {
     login: RwLock<Login>,
     pool: Mutex<Vec<Session>>,
     keys: Mutex<HashMap<Vec<u8>, (ObjectHandle, KeyType)>>,
+    /// Certificates by CKA_ID, read at most `CERT_TTL` ago (public objects: no login needed).
+    certs: Mutex<HashMap<Vec<u8>, (Instant, Arc<Vec<u8>>)>>,
     last_used_ms: AtomicU64,
 }
+
+/// How long a certificate read from the token is reused by signData/verifySignedData. Listing the
+/// certificates always reads the token (and refreshes this cache); a token error clears it.
+const CERT_TTL: Duration = Duration::from_secs(10);
 
 /// Why a signature on a (believed) logged-in token did not happen.
 enum SignFailure {
@@ -196,6 +202,7 @@ impl TokenState {
             login: RwLock::new(Login::default()),
             pool: Mutex::new(Vec::new()),
             keys: Mutex::new(HashMap::new()),
+            certs: Mutex::new(HashMap::new()),
             last_used_ms: AtomicU64::new(0),
         }
     }
@@ -241,6 +248,19 @@ impl TokenState {
     fn forget_sessions(&self) {
         lock(&self.pool).clear();
         lock(&self.keys).clear();
+        lock(&self.certs).clear();
+    }
+
+    fn cached_cert(&self, id: &[u8]) -> Option<Arc<Vec<u8>>> {
+        let certs = lock(&self.certs);
+        certs
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < CERT_TTL)
+            .map(|(_, der)| der.clone())
+    }
+
+    fn cache_cert(&self, id: &[u8], der: &[u8]) {
+        lock(&self.certs).insert(id.to_vec(), (Instant::now(), Arc::new(der.to_vec())));
     }
 
     /// Log out (under the caller's write lock). Errors are irrelevant: the goal is "not logged in".
@@ -593,6 +613,11 @@ impl Backend for CryptokiBackend {
                     out.push(CertificateObject { id, der });
                 }
             }
+            let mut cache = lock(&t.certs);
+            cache.clear();
+            for c in &out {
+                cache.insert(c.id.clone(), (Instant::now(), Arc::new(c.der.clone())));
+            }
             Ok(out)
         })
     }
@@ -600,6 +625,12 @@ impl Backend for CryptokiBackend {
     fn certificate(&self, module: &str, slot_id: u64, id: &[u8]) -> Result<CertificateObject> {
         let m = self.module(module)?;
         let t = m.token(slot_id)?;
+        if let Some(der) = t.cached_cert(id) {
+            return Ok(CertificateObject {
+                id: id.to_vec(),
+                der: der.to_vec(),
+            });
+        }
         let der = t.with_session(&m.ctx, |s| {
             let template = [
                 Attribute::Class(ObjectClass::CERTIFICATE),
@@ -616,10 +647,13 @@ impl Backend for CryptokiBackend {
             }))
         })?;
         match der {
-            Some(der) => Ok(CertificateObject {
-                id: id.to_vec(),
-                der,
-            }),
+            Some(der) => {
+                t.cache_cert(id, &der);
+                Ok(CertificateObject {
+                    id: id.to_vec(),
+                    der,
+                })
+            }
             None => Err(AgentError::new(ErrorReason::CertificateNotFound)),
         }
     }

@@ -2,7 +2,7 @@
 
 use super::{caller, parse, AppState, MethodResult};
 use crate::backend::SignRequest;
-use crate::consent::{digest_fingerprint, ConsentRequest};
+use crate::consent::{digest_fingerprint, Caller, ConsentRequest};
 use crate::error::{AgentError, Result};
 use crate::x509;
 use base64::Engine;
@@ -42,23 +42,41 @@ fn key_id(cert_id: &str) -> Result<Vec<u8>> {
     }
 }
 
-fn algorithm_label(alg: AlgorithmReference, der: &[u8]) -> String {
+/// What the person is asked to approve, from the certificate (parsed once).
+fn consent_request(
+    caller: &Caller,
+    der: &[u8],
+    alg: AlgorithmReference,
+    digest: &[u8],
+) -> ConsentRequest {
     let hash = match alg {
         AlgorithmReference::Sha1 => "SHA-1",
         AlgorithmReference::Sha256 => "SHA-256",
         AlgorithmReference::Sha384 => "SHA-384",
         AlgorithmReference::Sha512 => "SHA-512",
     };
-    let key = x509::parse_certificate(der)
-        .map(|c| {
-            if c.public_key_algorithm == "RSA" {
+    let (subject, issuer, key) = match x509::parse_certificate(der) {
+        Ok(c) => {
+            let key = if c.public_key_algorithm == "RSA" {
                 "RSA"
             } else {
                 "ECDSA"
-            }
-        })
-        .unwrap_or("the token's key");
-    format!("{hash} with {key}")
+            };
+            (c.subject, c.issuer, key)
+        }
+        Err(_) => (
+            "(unreadable certificate)".to_string(),
+            String::new(),
+            "the token's key",
+        ),
+    };
+    ConsentRequest {
+        origin: caller.label().to_string(),
+        subject,
+        issuer,
+        algorithm: format!("{hash} with {key}"),
+        digest_fingerprint: digest_fingerprint(digest),
+    }
 }
 
 pub(super) fn register(m: &mut RpcModule<AppState>) {
@@ -67,28 +85,25 @@ pub(super) fn register(m: &mut RpcModule<AppState>) {
         let digest = digest(&p.data, p.algorithm_reference)?;
         let id = key_id(&p.cert_id)?;
         let module = state.module(p.module.as_deref())?;
-
-        let cert = {
-            let (module, id) = (module.clone(), id.clone());
-            state
-                .blocking(move |b| b.certificate(&module, p.slot_id, &id))
-                .await?
-        };
         let caller = caller(&ext);
-        let (subject, issuer) = x509::subject_and_issuer(&cert.der)
-            .unwrap_or_else(|_| ("(unreadable certificate)".into(), String::new()));
-        let request = ConsentRequest {
-            origin: caller.label().to_string(),
-            subject,
-            issuer,
-            algorithm: algorithm_label(p.algorithm_reference, &cert.der),
-            digest_fingerprint: digest_fingerprint(&digest),
-        };
-        // On refusal `p` (with the PIN) and `digest` are dropped here, and zeroized.
-        state.consent.authorize(&caller, &request).await?;
+
+        // Trusted or remembered callers skip the prompt (and building it).
+        if !state.consent.pre_approved(&caller)? {
+            let cert = {
+                let (module, id, slot) = (module.clone(), id.clone(), p.slot_id);
+                state
+                    .blocking(move |b| b.certificate(&module, slot, &id))
+                    .await?
+            };
+            let request = consent_request(&caller, &cert.der, p.algorithm_reference, &digest);
+            // On refusal `p` (with the PIN) and `digest` are dropped here, and zeroized.
+            state.consent.authorize(&caller, &request).await?;
+        }
 
         let signature = state
             .blocking(move |b| {
+                // The key must be that of a certificate on the token (just read, or cached).
+                b.certificate(&module, p.slot_id, &id)?;
                 let req = SignRequest {
                     slot_id: p.slot_id,
                     key_id: &id,

@@ -1,0 +1,498 @@
+//! Keyport benchmark: the agent over WebSocket against raw cryptoki, in one run, on one SoftHSM
+//! token. Prints a Markdown table and writes JSON.
+//!
+//!   cargo build --release -p keyport && cargo run --release -p keyport-e2e --bin keyport-bench
+//!   ... --bin keyport-bench -- --smoke            (tiny counts: CI checks it still runs)
+//!   ... --bin keyport-bench -- --json out.json
+//!
+//! Rows:
+//! * raw naive: C_Login + find key + C_Sign + C_Logout per operation (the semantics of one
+//!   signData request), 1 thread and 2 threads (login state is per process, so the threads take
+//!   turns per token, as any correct naive agent must);
+//! * raw best: C_Sign on a logged-in session with a known key handle, 1 and 2 threads;
+//! * agent: signData over WebSocket, 1 client sequential and 8 clients concurrent; slots and
+//!   token round trips; each with its ratio to raw naive and raw best;
+//! * agent peak RSS idle and after N requests, and time from spawn to the ready line.
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use keyport_e2e::{b64, sha, Agent, Token, MODULE, PIN};
+use serde::Serialize;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    Ecdsa,
+    Rsa,
+}
+
+impl Key {
+    fn id(self) -> &'static str {
+        match self {
+            Key::Ecdsa => "02",
+            Key::Rsa => "01",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Key::Ecdsa => "ECDSA P-256",
+            Key::Rsa => "RSA-2048",
+        }
+    }
+    fn mechanism(self) -> Mechanism<'static> {
+        match self {
+            Key::Ecdsa => Mechanism::Ecdsa,
+            Key::Rsa => Mechanism::RsaPkcs,
+        }
+    }
+    /// What the token signs for a SHA-256 digest.
+    fn input(self, digest: &[u8]) -> Vec<u8> {
+        match self {
+            Key::Ecdsa => digest.to_vec(),
+            Key::Rsa => {
+                let mut v = hex::decode("3031300d060960864801650304020105000420").unwrap();
+                v.extend_from_slice(digest);
+                v
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Clone)]
+struct Row {
+    name: String,
+    ops: usize,
+    ops_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// Throughput relative to raw cryptoki with the same semantics (login/find/sign/logout).
+    ratio_vs_raw_naive: Option<f64>,
+    /// Throughput relative to raw cryptoki at its best (logged in, known key handle).
+    ratio_vs_raw_best: Option<f64>,
+    /// p50 minus the raw-best p50 of the same key and thread count.
+    added_p50_us: Option<f64>,
+}
+
+fn row(name: String, mut lat: Vec<Duration>, wall: Duration) -> Row {
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
+    Row {
+        name,
+        ops: lat.len(),
+        ops_per_sec: lat.len() as f64 / wall.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        ratio_vs_raw_naive: None,
+        ratio_vs_raw_best: None,
+        added_p50_us: None,
+    }
+}
+
+struct Raw {
+    ctx: Pkcs11,
+    slot: Slot,
+    init: Duration,
+}
+
+impl Raw {
+    fn new() -> Raw {
+        let started = Instant::now();
+        let ctx = Pkcs11::new(MODULE).expect("load SoftHSM");
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .unwrap();
+        let init = started.elapsed();
+        let slot = ctx
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| {
+                ctx.get_token_info(*s)
+                    .map(|t| t.label() == "keyport-demo")
+                    .unwrap_or(false)
+            })
+            .expect("demo token");
+        Raw { ctx, slot, init }
+    }
+
+    fn find(session: &Session, key: Key) -> ObjectHandle {
+        let id = hex::decode(key.id()).unwrap();
+        session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(id),
+            ])
+            .unwrap()[0]
+    }
+
+    /// login + find + sign + logout per op; `threads` threads take turns on the login.
+    fn naive(&self, key: Key, threads: usize, ops: usize) -> Row {
+        let turn = Arc::new(Mutex::new(()));
+        let input = key.input(&sha("sha256", b"bench"));
+        let started = Instant::now();
+        let lat: Vec<Duration> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (turn, input) = (turn.clone(), input.clone());
+                    s.spawn(move || {
+                        let session = self.ctx.open_ro_session(self.slot).unwrap();
+                        let mut lat = Vec::with_capacity(ops / threads);
+                        for _ in 0..ops / threads {
+                            let t = Instant::now();
+                            let _guard = turn.lock().unwrap();
+                            session
+                                .login(UserType::User, Some(&AuthPin::from(PIN.to_string())))
+                                .unwrap();
+                            let k = Self::find(&session, key);
+                            session.sign(&key.mechanism(), k, &input).unwrap();
+                            session.logout().unwrap();
+                            drop(_guard);
+                            lat.push(t.elapsed());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        row(
+            format!("raw naive {} ({threads} thr)", key.name()),
+            lat,
+            started.elapsed(),
+        )
+    }
+
+    /// C_Sign only, on a logged-in session with a known key handle.
+    fn best(&self, key: Key, threads: usize, ops: usize) -> Row {
+        let input = key.input(&sha("sha256", b"bench"));
+        let login = self.ctx.open_ro_session(self.slot).unwrap();
+        login
+            .login(UserType::User, Some(&AuthPin::from(PIN.to_string())))
+            .unwrap();
+        let started = Instant::now();
+        let lat: Vec<Duration> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let input = input.clone();
+                    s.spawn(move || {
+                        let session = self.ctx.open_ro_session(self.slot).unwrap();
+                        let k = Self::find(&session, key);
+                        let mut lat = Vec::with_capacity(ops / threads);
+                        for _ in 0..ops / threads {
+                            let t = Instant::now();
+                            session.sign(&key.mechanism(), k, &input).unwrap();
+                            lat.push(t.elapsed());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let wall = started.elapsed();
+        login.logout().unwrap();
+        row(
+            format!("raw best {} ({threads} thr)", key.name()),
+            lat,
+            wall,
+        )
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn agent_rows(agent: &Agent, key: Key, clients: usize, ops: usize, slot: u64) -> Row {
+    let digest = sha("sha256", b"bench");
+    let params = json!({"slot_id": slot, "cert_id": key.id(), "pin": PIN, "data": b64(&digest), "algorithm_reference": "sha256"});
+    // Warm up: load the module, log in, fill caches.
+    agent
+        .client(None)
+        .await
+        .ok("pkcs11.signData", params.clone())
+        .await;
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(agent.client(None).await);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            let params = params.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(ops / clients);
+                for _ in 0..ops / clients {
+                    let t = Instant::now();
+                    c.ok("pkcs11.signData", params.clone()).await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let who = if clients == 1 {
+        "1 client".to_string()
+    } else {
+        format!("{clients} clients")
+    };
+    row(
+        format!("agent signData {} ({who})", key.name()),
+        lat,
+        started.elapsed(),
+    )
+}
+
+async fn round_trips(agent: &Agent, method: &str, params: serde_json::Value, ops: usize) -> Row {
+    let mut c = agent.client(None).await;
+    c.ok(method, params.clone()).await;
+    let started = Instant::now();
+    let mut lat = Vec::with_capacity(ops);
+    for _ in 0..ops {
+        let t = Instant::now();
+        c.ok(method, params.clone()).await;
+        lat.push(t.elapsed());
+    }
+    row(format!("agent {method} (1 client)"), lat, started.elapsed())
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: String,
+    smoke: bool,
+    rows: Vec<Row>,
+    module_init_ms: f64,
+    start_to_ready_ms: f64,
+    rss_idle_kib: u64,
+    rss_after_first_request_kib: u64,
+    rss_after_n_kib: u64,
+    peak_rss_kib: u64,
+    n_requests: usize,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("PRETTY_NAME="))
+                .map(|l| l[13..].trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {os}")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let json_out = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let scale = |full: usize| if smoke { (full / 100).max(16) } else { full };
+    let (ec_ops, rsa_ops, rt_ops, n_requests) =
+        (scale(8000), scale(2000), scale(8000), scale(10_000));
+
+    let token = Token::provision();
+    std::env::set_var("SOFTHSM2_CONF", token.conf());
+
+    // Raw cryptoki first, in this process.
+    let raw = Raw::new();
+    let mut rows = Vec::new();
+    let mut naive = std::collections::HashMap::new();
+    let mut best = std::collections::HashMap::new();
+    for key in [Key::Ecdsa, Key::Rsa] {
+        let ops = if matches!(key, Key::Ecdsa) {
+            ec_ops
+        } else {
+            rsa_ops
+        };
+        for threads in [1, 2] {
+            let r = raw.naive(key, threads, ops / 2);
+            naive.insert((key.name(), threads), r.clone());
+            rows.push(r);
+            let r = raw.best(key, threads, ops);
+            best.insert((key.name(), threads), r.clone());
+            rows.push(r);
+        }
+    }
+    let module_init = raw.init;
+    drop(raw);
+
+    // The agent: start to ready, idle RSS.
+    let started = Instant::now();
+    let agent = Agent::start_raw(
+        &token,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--module",
+            MODULE,
+            "--no-origin",
+            "trust",
+            "--no-tray",
+        ],
+        &[("RUST_LOG", "warn")],
+    );
+    let start_to_ready = started.elapsed();
+    let pid = agent.child.id();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_idle = rss_kib(pid, "VmRSS:");
+
+    let mut c = agent.client(None).await;
+    let slot = c.slot_of("keyport-demo").await;
+    let rss_first = rss_kib(pid, "VmRSS:");
+
+    for key in [Key::Ecdsa, Key::Rsa] {
+        let ops = if matches!(key, Key::Ecdsa) {
+            ec_ops
+        } else {
+            rsa_ops
+        };
+        for clients in [1, 8] {
+            let mut r = agent_rows(&agent, key, clients, ops, slot).await;
+            let threads = if clients == 1 { 1 } else { 2 };
+            let n = &naive[&(key.name(), threads)];
+            let b = &best[&(key.name(), threads)];
+            r.ratio_vs_raw_naive = Some(r.ops_per_sec / n.ops_per_sec);
+            r.ratio_vs_raw_best = Some(r.ops_per_sec / b.ops_per_sec);
+            r.added_p50_us = Some(r.p50_us - b.p50_us);
+            rows.push(r);
+        }
+    }
+    rows.push(round_trips(&agent, "pkcs11.slots", json!({}), rt_ops).await);
+    rows.push(round_trips(&agent, "pkcs11.token", json!({"slot_id": slot}), rt_ops).await);
+
+    // Leak check: N more requests (signatures and reads), then RSS again.
+    let digest = sha("sha256", b"leak");
+    for i in 0..n_requests {
+        if i % 2 == 0 {
+            c.ok("pkcs11.signData", json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest), "algorithm_reference": "sha256"})).await;
+        } else {
+            c.ok(
+                "pkcs11.certificates",
+                json!({"slot_id": slot, "parse_certs": true}),
+            )
+            .await;
+        }
+    }
+    let rss_after = rss_kib(pid, "VmRSS:");
+    let peak = rss_kib(pid, "VmHWM:");
+    let (status, _) = agent.stop();
+    assert!(status.success(), "agent exited with {status}");
+
+    let report = Report {
+        machine: machine(),
+        smoke,
+        rows,
+        module_init_ms: module_init.as_secs_f64() * 1e3,
+        start_to_ready_ms: start_to_ready.as_secs_f64() * 1e3,
+        rss_idle_kib: rss_idle,
+        rss_after_first_request_kib: rss_first,
+        rss_after_n_kib: rss_after,
+        peak_rss_kib: peak,
+        n_requests,
+    };
+    print_table(&report);
+    if let Some(path) = json_out {
+        std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+        println!("\nJSON written to {path}");
+    }
+}
+
+fn print_table(r: &Report) {
+    let f = |v: Option<f64>, unit: &str| {
+        v.map(|v| format!("{v:.2}{unit}"))
+            .unwrap_or_else(|| "".into())
+    };
+    println!(
+        "Machine: {}{}",
+        r.machine,
+        if r.smoke {
+            " (SMOKE MODE: counts too small to mean anything)"
+        } else {
+            ""
+        }
+    );
+    println!();
+    println!("| row | ops | ops/s | p50 µs | p99 µs | × raw naive | × raw best | added p50 µs |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &r.rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            row.name,
+            row.ops,
+            row.ops_per_sec,
+            row.p50_us,
+            row.p99_us,
+            f(row.ratio_vs_raw_naive, "×"),
+            f(row.ratio_vs_raw_best, "×"),
+            row.added_p50_us
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_default()
+        );
+    }
+    println!();
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!(
+        "| module initialisation (raw C_Initialize) | {:.1} ms |",
+        r.module_init_ms
+    );
+    println!(
+        "| agent start to ready line | {:.1} ms |",
+        r.start_to_ready_ms
+    );
+    println!(
+        "| agent RSS idle | {:.1} MB |",
+        r.rss_idle_kib as f64 / 1024.0
+    );
+    println!(
+        "| agent RSS after first requests (module loaded) | {:.1} MB |",
+        r.rss_after_first_request_kib as f64 / 1024.0
+    );
+    println!(
+        "| agent RSS after {} more requests | {:.1} MB |",
+        r.n_requests,
+        r.rss_after_n_kib as f64 / 1024.0
+    );
+    println!(
+        "| agent peak RSS | {:.1} MB |",
+        r.peak_rss_kib as f64 / 1024.0
+    );
+}
