@@ -287,6 +287,7 @@ struct Report {
     start_to_ready_ms: f64,
     rss_idle_kib: u64,
     rss_after_first_request_kib: u64,
+    rss_before_n_kib: u64,
     rss_after_n_kib: u64,
     peak_rss_kib: u64,
     n_requests: usize,
@@ -398,7 +399,8 @@ async fn main() {
     rows.push(round_trips(&agent, "pkcs11.slots", json!({}), rt_ops).await);
     rows.push(round_trips(&agent, "pkcs11.token", json!({"slot_id": slot}), rt_ops).await);
 
-    // Leak check: N more requests (signatures and reads), then RSS again.
+    // Leak check: N more requests (signatures and reads) after everything above, then RSS again.
+    let rss_before_n = rss_kib(pid, "VmRSS:");
     let digest = sha("sha256", b"leak");
     for i in 0..n_requests {
         if i % 2 == 0 {
@@ -424,6 +426,7 @@ async fn main() {
         start_to_ready_ms: start_to_ready.as_secs_f64() * 1e3,
         rss_idle_kib: rss_idle,
         rss_after_first_request_kib: rss_first,
+        rss_before_n_kib: rss_before_n,
         rss_after_n_kib: rss_after,
         peak_rss_kib: peak,
         n_requests,
