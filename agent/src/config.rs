@@ -20,6 +20,19 @@ pub enum NoOriginPolicy {
     Trust,
 }
 
+/// How the agent asks the person before a signature (docs/DESKTOP.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    /// Desktop notifications when a D-Bus session bus is configured; otherwise none.
+    #[default]
+    Auto,
+    /// Desktop notifications (no bus or no notification server: CONSENT_UNAVAILABLE).
+    Notify,
+    /// No prompt: only trusted origins sign; everyone else gets CONSENT_UNAVAILABLE.
+    None,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keyport",
@@ -57,6 +70,9 @@ pub struct Cli {
     /// Run without a tray icon.
     #[arg(long)]
     pub no_tray: bool,
+    /// How to ask for consent: auto (default), notify or none.
+    #[arg(long, value_enum, value_name = "UI")]
+    pub consent: Option<ConsentMode>,
     /// Demo mode: also allow the agent's own demo page origin (http://127.0.0.1:PORT).
     #[arg(long)]
     pub demo: bool,
@@ -87,6 +103,7 @@ pub struct FileConfig {
     pub max_pending_consent_per_origin: Option<usize>,
     pub max_pending_consent: Option<usize>,
     pub tray: Option<bool>,
+    pub consent: Option<ConsentMode>,
     pub demo: Option<bool>,
     pub state_file: Option<PathBuf>,
     pub demo_dir: Option<PathBuf>,
@@ -111,6 +128,7 @@ pub struct Config {
     pub max_pending_consent_per_origin: usize,
     pub max_pending_consent: usize,
     pub tray: bool,
+    pub consent: ConsentMode,
     pub demo: bool,
     pub state_file: Option<PathBuf>,
     pub demo_dir: Option<PathBuf>,
@@ -134,6 +152,7 @@ impl Default for Config {
             max_pending_consent_per_origin: 2,
             max_pending_consent: 8,
             tray: true,
+            consent: ConsentMode::Auto,
             demo: false,
             state_file: None,
             demo_dir: None,
@@ -239,6 +258,7 @@ impl Config {
                 .unwrap_or(d.max_pending_consent)
                 .max(1),
             tray: !cli.no_tray && file.tray.unwrap_or(d.tray),
+            consent: cli.consent.or(file.consent).unwrap_or(d.consent),
             demo: cli.demo || file.demo.unwrap_or(false),
             state_file: cli.state_file.or(file.state_file),
             demo_dir: cli.demo_dir.or(file.demo_dir),
@@ -317,6 +337,28 @@ mod tests {
         assert_eq!(cfg.listen.port(), 0);
         assert_eq!(cfg.allow_origins, ["https://file.example"]);
         assert_eq!(cfg.consent_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn consent_mode_from_flag_or_file() {
+        let file = || toml::from_str::<FileConfig>("consent = \"none\"").unwrap();
+        assert_eq!(
+            Config::merge(cli(&[]), FileConfig::default())
+                .unwrap()
+                .consent,
+            ConsentMode::Auto
+        );
+        assert_eq!(
+            Config::merge(cli(&[]), file()).unwrap().consent,
+            ConsentMode::None
+        );
+        assert_eq!(
+            Config::merge(cli(&["--consent", "notify"]), file())
+                .unwrap()
+                .consent,
+            ConsentMode::Notify
+        );
+        assert!(Cli::try_parse_from(["keyport", "--consent", "popup"]).is_err());
     }
 
     #[test]

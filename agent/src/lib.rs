@@ -8,6 +8,8 @@
 //! * [`guard`]: Host and Origin checks before the WebSocket upgrade; the demo page.
 //! * [`methods`]: the JSON-RPC methods, one file per group; [`methods::AppState`].
 //! * [`consent`]: who may sign; the [`consent::ConsentUi`] trait the desktop prompt implements.
+//! * [`desktop`]: the consent notification, the tray's model (toolkit-free) and its thin
+//!   tray-icon/tao layer; docs/DESKTOP.md.
 //! * [`backend`]: the [`backend::Backend`] trait; the cryptoki implementation and its login
 //!   policy ([`backend::pkcs11`]); an in-memory fake for tests.
 //! * [`x509`]: certificate parsing, DigestInfo, signature verification.
@@ -18,6 +20,7 @@
 pub mod backend;
 pub mod config;
 pub mod consent;
+pub mod desktop;
 pub mod error;
 pub mod guard;
 pub mod methods;
@@ -41,6 +44,35 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .try_init();
+}
+
+static LOG_FILE: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// From now on, also write the log to `path` (emptied first). For the tray, whose person has no
+/// terminal: the tray's menu opens the folder that holds it.
+pub fn also_log_to(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::File::create(path)?;
+    let _ = LOG_FILE.set(file);
+    Ok(())
+}
+
+/// stderr, plus the log file once [`also_log_to`] has set one.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(mut f) = LOG_FILE.get() {
+            let _ = f.write_all(buf);
+        }
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

@@ -1,27 +1,118 @@
 use clap::Parser;
 use keyport::backend::pkcs11::{CryptokiBackend, LoginPolicy};
 use keyport::config::{Cli, Config};
+use keyport::consent::ConsentUi;
+use keyport::desktop::tray::{self, UserEvent};
+use keyport::desktop::{self, tray_model::TrayModel};
+use keyport::methods::AppState;
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
-fn main() -> std::process::ExitCode {
+/// What the server thread hands the tray once it listens.
+struct Started {
+    state: Arc<AppState>,
+    url: String,
+}
+
+/// The tray's tao event loop runs on the main thread (GTK and macOS want it there); the server
+/// runs on its own tokio runtime on another thread. Without a tray the main thread just waits.
+fn main() -> ExitCode {
     keyport::init_logging();
-    let config = match Config::load(Cli::parse()) {
+    let mut config = match Config::load(Cli::parse()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("keyport: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run(config))
+    if config.state_file.is_none() {
+        config.state_file = desktop::default_state_file();
+    }
+    let (consent_ui, consent_note) = desktop::consent_ui(&config);
+    tracing::info!("{consent_note}");
+
+    let event_loop = if !config.tray {
+        Err("started with --no-tray".to_string())
+    } else if let Some(why) = tray::unavailable() {
+        Err(why)
+    } else {
+        tray::event_loop()
+    };
+    let event_loop = match event_loop {
+        Ok(el) => Some(el),
+        Err(why) => {
+            tracing::info!("running headless, without a tray icon: {why}");
+            None
+        }
+    };
+    let folder = config
+        .state_file
+        .as_ref()
+        .and_then(|f| f.parent())
+        .map(|d| d.to_path_buf());
+    if let (Some(_), Some(dir)) = (&event_loop, &folder) {
+        let log = dir.join("keyport.log");
+        if let Err(e) = keyport::also_log_to(&log) {
+            tracing::warn!(file = %log.display(), error = %e, "cannot write the log file");
+        }
+    }
+
+    let quit = Arc::new(Notify::new());
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let on_stop = event_loop.as_ref().map(|el| el.create_proxy());
+    let server = {
+        let quit = quit.clone();
+        std::thread::Builder::new()
+            .name("keyport-server".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                let code = runtime.block_on(run(config, consent_ui, quit, started_tx));
+                if let Some(proxy) = on_stop {
+                    let _ = proxy.send_event(UserEvent::Stopped);
+                }
+                code
+            })
+            .expect("server thread")
+    };
+    let join = |server: std::thread::JoinHandle<ExitCode>| {
+        server.join().unwrap_or_else(|_| {
+            eprintln!("keyport: the server thread panicked");
+            ExitCode::from(1)
+        })
+    };
+
+    let Some(event_loop) = event_loop else {
+        return join(server);
+    };
+    let Ok(started) = started_rx.recv() else {
+        // The server did not start (it said why).
+        return join(server);
+    };
+    let model = TrayModel::new(
+        started.state,
+        started.url,
+        folder,
+        move || quit.notify_one(),
+        desktop::open_folder,
+    );
+    if let Err(why) = tray::run(event_loop, model) {
+        tracing::info!("running headless, without a tray icon: cannot show it ({why})");
+    }
+    join(server)
 }
 
-async fn run(config: Config) -> std::process::ExitCode {
+async fn run(
+    config: Config,
+    consent_ui: Option<Arc<dyn ConsentUi>>,
+    quit: Arc<Notify>,
+    started: std::sync::mpsc::Sender<Started>,
+) -> ExitCode {
     if config.modules.is_empty() {
         tracing::warn!(
             "no PKCS #11 library allowed: start with --module PATH (every request will fail)"
@@ -39,16 +130,16 @@ async fn run(config: Config) -> std::process::ExitCode {
                     "keyport: cannot read the demo folder {}: {e}",
                     dir.display()
                 );
-                return std::process::ExitCode::from(2);
+                return ExitCode::from(2);
             }
         },
         _ => Vec::new(),
     };
-    let running = match keyport::server::start(&config, backend, None, files).await {
+    let running = match keyport::server::start(&config, backend, consent_ui, files).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("keyport: {e}");
-            return std::process::ExitCode::from(1);
+            return ExitCode::from(1);
         }
     };
     println!(
@@ -60,14 +151,20 @@ async fn run(config: Config) -> std::process::ExitCode {
         println!("Demo page: http://127.0.0.1:{}/demo", running.addr.port());
     }
     let _ = std::io::stdout().flush();
+    let _ = started.send(Started {
+        state: running.state.clone(),
+        url: running.url(),
+    });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = quit.notified() => {}
     }
     tracing::info!("shutting down");
     running.shutdown().await;
-    std::process::ExitCode::SUCCESS
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }

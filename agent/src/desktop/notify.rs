@@ -1,0 +1,382 @@
+//! The consent prompt as a desktop notification with three buttons (freedesktop.org
+//! notifications over the D-Bus session bus, sent with notify-rust).
+//!
+//! One prompt, step by step:
+//! 1. connect to the session bus (none → `Err`, i.e. CONSENT_UNAVAILABLE);
+//! 2. ask the notification server for its capabilities (no server → `Err`; a server that cannot
+//!    show buttons, no `actions` capability → `Err`);
+//! 3. subscribe to `ActionInvoked` / `NotificationClosed` from the server's unique bus name only
+//!    (another program on the bus cannot answer in the person's place), *before* sending the
+//!    notification, so a fast answer is not lost;
+//! 4. show the notification (notify-rust), wait for its answer or the timeout;
+//! 5. no answer in time: withdraw it (`CloseNotification`) and answer `Ok(None)`. If the request is
+//!    abandoned while the prompt is up (the page went away), the prompt is withdrawn too.
+//!
+//! notify-rust's own `wait_for_action` has no timeout and subscribes only after the notification
+//! is shown; this module does its own waiting on the same D-Bus signals instead.
+
+use crate::consent::{ConsentRequest, ConsentUi, Decision};
+use std::time::Duration;
+
+const BUS_NAME: &str = "org.freedesktop.Notifications";
+const PATH: &str = "/org/freedesktop/Notifications";
+const INTERFACE: &str = "org.freedesktop.Notifications";
+
+/// Action keys sent to the notification server, with their button labels.
+pub const ACTION_ALLOW: &str = "allow";
+pub const ACTION_ALWAYS: &str = "always";
+pub const ACTION_DENY: &str = "deny";
+
+/// The text of one prompt. Built from the request only: it never sees the PIN or the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptText {
+    pub summary: String,
+    pub body: String,
+    /// (key, label) pairs, in the order shown.
+    pub actions: Vec<(&'static str, &'static str)>,
+}
+
+/// What the person sees. `markup`: the server renders body markup, so `<`, `>`, `&` are escaped
+/// (a certificate subject cannot inject formatting or fake lines).
+pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) -> PromptText {
+    let clean = |s: &str| -> String {
+        let s: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if markup {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        } else {
+            s
+        }
+    };
+    let origin = clean(&request.origin);
+    let summary = format!(
+        "Signature request from {}",
+        request.origin.replace('\n', " ")
+    );
+    let mut body = format!(
+        "{origin} asks to sign with your certificate.\n\
+         Certificate: {}\n\
+         Issued by: {}\n\
+         Algorithm: {}\n\
+         Digest: {}\n\
+         No answer within {} s is a refusal.",
+        clean(&request.subject),
+        clean(&request.issuer),
+        clean(&request.algorithm),
+        clean(&request.digest_fingerprint),
+        timeout.as_secs().max(1),
+    );
+    if body.len() > 2000 {
+        let mut end = 2000;
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        body.truncate(end);
+    }
+    let mut actions = vec![(ACTION_ALLOW, "Allow")];
+    // "Always" only means something for a web origin (it is remembered per origin).
+    if is_web_origin(&request.origin) {
+        actions.push((ACTION_ALWAYS, "Always allow this site"));
+    }
+    actions.push((ACTION_DENY, "Deny"));
+    PromptText {
+        summary,
+        body,
+        actions,
+    }
+}
+
+fn is_web_origin(origin: &str) -> bool {
+    origin.starts_with("https://") || origin.starts_with("http://")
+}
+
+/// What an `ActionInvoked` key means. Only the three buttons allow anything; a click on the
+/// notification's body ("default") or any other key is a refusal.
+pub fn decision_for_action(key: &str, offered_always: bool) -> Decision {
+    match key {
+        ACTION_ALLOW => Decision::Allow,
+        ACTION_ALWAYS if offered_always => Decision::AllowAlways,
+        _ => Decision::Deny,
+    }
+}
+
+/// What a `NotificationClosed` without an action means (reason codes of the specification):
+/// expired (1) is no answer; dismissed (2), closed by a call (3) or undefined (4) are a refusal.
+pub fn decision_for_close(reason: u32) -> Option<Decision> {
+    match reason {
+        1 => None,
+        _ => Some(Decision::Deny),
+    }
+}
+
+/// Consent through a desktop notification with Allow / Always allow this site / Deny buttons.
+#[derive(Debug, Default)]
+pub struct NotifyConsent {
+    _private: (),
+}
+
+impl NotifyConsent {
+    pub fn new() -> Self {
+        NotifyConsent { _private: () }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConsentUi for NotifyConsent {
+    async fn ask(
+        &self,
+        request: &ConsentRequest,
+        timeout: Duration,
+    ) -> Result<Option<Decision>, String> {
+        imp::ask(request, timeout).await
+    }
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+mod imp {
+    use super::*;
+    use futures_util::StreamExt;
+    use notify_rust::{Notification, Timeout, Urgency};
+    use zbus::message::Type as MessageType;
+    use zbus::{Connection, MatchRule, MessageStream};
+
+    /// Withdraws the notification unless disarmed (also when the request future is dropped).
+    struct Withdraw {
+        handle: Option<notify_rust::NotificationHandle>,
+    }
+
+    impl Withdraw {
+        async fn now(mut self) {
+            if let Some(h) = self.handle.take() {
+                h.close_async().await;
+            }
+        }
+        fn disarm(mut self) {
+            self.handle = None;
+        }
+    }
+
+    impl Drop for Withdraw {
+        fn drop(&mut self) {
+            if let Some(h) = self.handle.take() {
+                tracing::debug!(
+                    id = h.id(),
+                    "consent request abandoned: withdrawing its prompt"
+                );
+                // zbus's own runtime drives the call; no async context is needed here.
+                std::thread::spawn(move || h.close());
+            }
+        }
+    }
+
+    pub(super) async fn ask(
+        request: &ConsentRequest,
+        timeout: Duration,
+    ) -> Result<Option<Decision>, String> {
+        let conn = Connection::session()
+            .await
+            .map_err(|e| format!("no D-Bus session bus ({e})"))?;
+        let caps: Vec<String> = conn
+            .call_method(
+                Some(BUS_NAME),
+                PATH,
+                Some(INTERFACE),
+                "GetCapabilities",
+                &(),
+            )
+            .await
+            .and_then(|reply| reply.body().deserialize())
+            .map_err(|e| format!("no notification server on the session bus ({e})"))?;
+        if !caps.iter().any(|c| c == "actions") {
+            return Err(
+                "the notification server cannot show buttons (no \"actions\" capability)"
+                    .to_string(),
+            );
+        }
+        let owner = zbus::fdo::DBusProxy::new(&conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .get_name_owner(
+                BUS_NAME
+                    .try_into()
+                    .map_err(|e: zbus::Error| e.to_string())?,
+            )
+            .await
+            .map_err(|e| format!("the notification server went away ({e})"))?;
+        let rule = MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .sender(owner.clone())
+            .interface(INTERFACE)
+            .path(PATH)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut answers = MessageStream::for_match_rule(rule, &conn, None)
+            .await
+            .map_err(|e| format!("cannot listen for the answer ({e})"))?;
+
+        let text = prompt_text(request, timeout, caps.iter().any(|c| c == "body-markup"));
+        let offered_always = text.actions.iter().any(|(k, _)| *k == ACTION_ALWAYS);
+        let mut notification = Notification::new();
+        notification
+            .appname("Keyport")
+            .summary(&text.summary)
+            .body(&text.body)
+            .icon("dialog-password")
+            .urgency(Urgency::Critical)
+            .timeout(Timeout::Never);
+        for (key, label) in &text.actions {
+            notification.action(key, label);
+        }
+        let handle = notification
+            .show_async()
+            .await
+            .map_err(|e| format!("cannot show the notification ({e})"))?;
+        let id = handle.id();
+        let guard = Withdraw {
+            handle: Some(handle),
+        };
+        tracing::debug!(id, origin = %request.origin, "consent prompt shown");
+
+        let wait = async {
+            while let Some(msg) = answers.next().await {
+                let Ok(msg) = msg else { continue };
+                let header = msg.header();
+                if header.sender().map(|s| s.as_str()) != Some(owner.as_str()) {
+                    continue;
+                }
+                match header.member().map(|m| m.as_str()) {
+                    Some("ActionInvoked") => {
+                        if let Ok((nid, key)) = msg.body().deserialize::<(u32, String)>() {
+                            if nid == id {
+                                return Ok(Some(decision_for_action(&key, offered_always)));
+                            }
+                        }
+                    }
+                    Some("NotificationClosed") => {
+                        if let Ok((nid, reason)) = msg.body().deserialize::<(u32, u32)>() {
+                            if nid == id {
+                                return Ok(decision_for_close(reason));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err("lost the session bus while waiting for an answer".to_string())
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(Some(decision))) => {
+                guard.disarm();
+                tracing::debug!(id, ?decision, "consent prompt answered");
+                Ok(Some(decision))
+            }
+            Ok(Ok(None)) => {
+                guard.disarm();
+                Ok(None)
+            }
+            Ok(Err(why)) => {
+                guard.now().await;
+                Err(why)
+            }
+            Err(_) => {
+                tracing::info!(id, origin = %request.origin, "no answer in time: prompt withdrawn");
+                guard.now().await;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// macOS and Windows: notify-rust shows notifications there, but without buttons, so it cannot ask.
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+mod imp {
+    use super::*;
+
+    pub(super) async fn ask(
+        _request: &ConsentRequest,
+        _timeout: Duration,
+    ) -> Result<Option<Decision>, String> {
+        Err("this platform's notifications have no buttons: Keyport cannot ask here".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(origin: &str, subject: &str) -> ConsentRequest {
+        ConsentRequest {
+            origin: origin.into(),
+            subject: subject.into(),
+            issuer: "CN=Demo CA".into(),
+            algorithm: "SHA-256 with RSA".into(),
+            digest_fingerprint: "ABABABAB ABABABAB".into(),
+        }
+    }
+
+    #[test]
+    fn the_prompt_names_who_asks_and_what() {
+        let t = prompt_text(
+            &request("https://a.example", "CN=Alice"),
+            Duration::from_secs(60),
+            false,
+        );
+        assert_eq!(t.summary, "Signature request from https://a.example");
+        for part in [
+            "https://a.example",
+            "CN=Alice",
+            "CN=Demo CA",
+            "SHA-256 with RSA",
+            "ABABABAB ABABABAB",
+            "60 s",
+        ] {
+            assert!(t.body.contains(part), "{part} missing from {}", t.body);
+        }
+        let keys: Vec<_> = t.actions.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["allow", "always", "deny"]);
+    }
+
+    #[test]
+    fn a_local_client_is_not_offered_always() {
+        let t = prompt_text(
+            &request("a local application (no web origin)", "CN=A"),
+            Duration::from_secs(5),
+            false,
+        );
+        let keys: Vec<_> = t.actions.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["allow", "deny"]);
+        assert_eq!(decision_for_action("always", false), Decision::Deny);
+    }
+
+    #[test]
+    fn markup_and_control_characters_cannot_forge_lines() {
+        let t = prompt_text(
+            &request(
+                "https://a.example",
+                "CN=<b>Bank</b>\nAlgorithm: none & more",
+            ),
+            Duration::from_secs(5),
+            true,
+        );
+        assert!(t
+            .body
+            .contains("CN=&lt;b&gt;Bank&lt;/b&gt; Algorithm: none &amp; more"));
+        assert_eq!(t.body.lines().count(), 6, "{}", t.body);
+    }
+
+    #[test]
+    fn only_the_buttons_allow() {
+        assert_eq!(decision_for_action("allow", true), Decision::Allow);
+        assert_eq!(decision_for_action("always", true), Decision::AllowAlways);
+        assert_eq!(decision_for_action("deny", true), Decision::Deny);
+        assert_eq!(decision_for_action("default", true), Decision::Deny);
+        assert_eq!(decision_for_action("ALLOW", true), Decision::Deny);
+        assert_eq!(decision_for_close(1), None);
+        assert_eq!(decision_for_close(2), Some(Decision::Deny));
+        assert_eq!(decision_for_close(3), Some(Decision::Deny));
+    }
+}

@@ -1,0 +1,657 @@
+//! What the tray shows and what its menu does, with no toolkit in sight: [`TrayModel::view`]
+//! turns the agent's state into a [`TrayView`] (icon state, tooltip, menu entries), and
+//! [`TrayModel::activate`] carries out a menu item by its id. The toolkit layer ([`super::tray`])
+//! only draws views and forwards clicks, so everything here is unit-tested.
+
+use crate::methods::AppState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which icon the tray shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IconState {
+    Idle,
+    /// At least one signature request waits for the person's answer.
+    AwaitingConsent,
+    /// Signing is paused (wins over AwaitingConsent: nothing will be signed).
+    Paused,
+}
+
+/// One menu entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MenuEntry {
+    /// Text that cannot be clicked.
+    Label(String),
+    /// A toggle.
+    Check {
+        id: String,
+        label: String,
+        checked: bool,
+    },
+    Action {
+        id: String,
+        label: String,
+    },
+    Submenu {
+        label: String,
+        entries: Vec<MenuEntry>,
+    },
+    Separator,
+}
+
+/// Everything the tray shows at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayView {
+    pub icon: IconState,
+    pub tooltip: String,
+    pub menu: Vec<MenuEntry>,
+}
+
+/// A menu command, and its item id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    TogglePause,
+    Revoke(String),
+    OpenFolder,
+    Quit,
+}
+
+const REVOKE_PREFIX: &str = "revoke:";
+
+impl Command {
+    pub fn id(&self) -> String {
+        match self {
+            Command::TogglePause => "pause".into(),
+            Command::Revoke(origin) => format!("{REVOKE_PREFIX}{origin}"),
+            Command::OpenFolder => "open-folder".into(),
+            Command::Quit => "quit".into(),
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Command> {
+        match id {
+            "pause" => Some(Command::TogglePause),
+            "open-folder" => Some(Command::OpenFolder),
+            "quit" => Some(Command::Quit),
+            _ => id
+                .strip_prefix(REVOKE_PREFIX)
+                .filter(|o| !o.is_empty())
+                .map(|o| Command::Revoke(o.to_string())),
+        }
+    }
+}
+
+/// What a menu click did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Signing paused; the tokens are being logged out on this thread.
+    Paused {
+        logout: std::thread::JoinHandle<()>,
+    },
+    Resumed,
+    /// The site was (true) or was no longer (false) remembered.
+    Revoked {
+        origin: String,
+        was_remembered: bool,
+    },
+    Opened(PathBuf),
+    OpenFailed(String),
+    /// A clean shutdown was requested; the toolkit layer exits when the server has stopped.
+    QuitRequested,
+    Unknown(String),
+}
+
+type QuitFn = Box<dyn Fn() + Send + Sync>;
+type OpenFn = Box<dyn Fn(&Path) -> std::io::Result<()> + Send + Sync>;
+
+/// The tray's state and actions over the running agent.
+pub struct TrayModel {
+    state: Arc<AppState>,
+    url: String,
+    version: String,
+    folder: Option<PathBuf>,
+    quit: QuitFn,
+    open: OpenFn,
+}
+
+impl TrayModel {
+    /// `url`: where the agent listens; `folder`: the folder "Open settings and log folder"
+    /// opens (none: the item is not shown); `quit`: starts the clean shutdown; `open`: shows a
+    /// folder to the person (e.g. `xdg-open`).
+    pub fn new(
+        state: Arc<AppState>,
+        url: String,
+        folder: Option<PathBuf>,
+        quit: impl Fn() + Send + Sync + 'static,
+        open: impl Fn(&Path) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> TrayModel {
+        TrayModel {
+            state,
+            url,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            folder,
+            quit: Box::new(quit),
+            open: Box::new(open),
+        }
+    }
+
+    pub fn icon_state(&self) -> IconState {
+        if self.state.consent.is_paused() {
+            IconState::Paused
+        } else if self.state.consent.pending() > 0 {
+            IconState::AwaitingConsent
+        } else {
+            IconState::Idle
+        }
+    }
+
+    pub fn view(&self) -> TrayView {
+        let consent = &self.state.consent;
+        let paused = consent.is_paused();
+        let pending = consent.pending();
+        let status = if paused {
+            "Signing paused: every signature is refused".to_string()
+        } else if pending == 1 {
+            "1 signature request waits for your answer".to_string()
+        } else if pending > 1 {
+            format!("{pending} signature requests wait for your answer")
+        } else {
+            "Ready".to_string()
+        };
+        let sites = consent.remembered.list();
+        let site_entries = if sites.is_empty() {
+            vec![MenuEntry::Label("No site is always allowed".into())]
+        } else {
+            sites
+                .into_iter()
+                .map(|origin| MenuEntry::Action {
+                    label: format!("Revoke {origin}"),
+                    id: Command::Revoke(origin).id(),
+                })
+                .collect()
+        };
+        let mut menu = vec![
+            MenuEntry::Label(format!("Keyport {}", self.version)),
+            MenuEntry::Label(format!("Listening on {}", self.url)),
+            MenuEntry::Label(status.clone()),
+            MenuEntry::Separator,
+            MenuEntry::Check {
+                id: Command::TogglePause.id(),
+                label: "Pause signing".into(),
+                checked: paused,
+            },
+            MenuEntry::Submenu {
+                label: "Always-allowed sites".into(),
+                entries: site_entries,
+            },
+        ];
+        if let Some(folder) = &self.folder {
+            menu.push(MenuEntry::Action {
+                id: Command::OpenFolder.id(),
+                label: format!("Open settings and log folder ({})", folder.display()),
+            });
+        }
+        menu.push(MenuEntry::Separator);
+        menu.push(MenuEntry::Action {
+            id: Command::Quit.id(),
+            label: "Quit Keyport".into(),
+        });
+        TrayView {
+            icon: self.icon_state(),
+            tooltip: format!("Keyport {}: {status}", self.version),
+            menu,
+        }
+    }
+
+    /// Carry out the menu item with this id.
+    pub fn activate(&self, id: &str) -> Outcome {
+        let Some(command) = Command::from_id(id) else {
+            return Outcome::Unknown(id.to_string());
+        };
+        match command {
+            Command::TogglePause => {
+                if self.state.consent.is_paused() {
+                    self.state.consent.set_paused(false);
+                    tracing::info!("signing resumed from the tray");
+                    Outcome::Resumed
+                } else {
+                    self.state.consent.set_paused(true);
+                    tracing::info!("signing paused from the tray: tokens logged out");
+                    let backend = self.state.backend.clone();
+                    // C_Logout can block behind a signature in progress: not on the UI thread.
+                    let logout = std::thread::spawn(move || backend.logout_all());
+                    Outcome::Paused { logout }
+                }
+            }
+            Command::Revoke(origin) => {
+                let was_remembered = self.state.consent.remembered.revoke(&origin);
+                tracing::info!(origin = %origin, "always-allow revoked from the tray");
+                Outcome::Revoked {
+                    origin,
+                    was_remembered,
+                }
+            }
+            Command::OpenFolder => match &self.folder {
+                Some(folder) => match (self.open)(folder) {
+                    Ok(()) => Outcome::Opened(folder.clone()),
+                    Err(e) => {
+                        tracing::warn!(folder = %folder.display(), error = %e, "cannot open the folder");
+                        Outcome::OpenFailed(e.to_string())
+                    }
+                },
+                None => Outcome::Unknown(id.to_string()),
+            },
+            Command::Quit => {
+                tracing::info!("quit from the tray");
+                (self.quit)();
+                Outcome::QuitRequested
+            }
+        }
+    }
+}
+
+/// The tray icon's pixels (RGBA, `ICON_SIZE` square) for each state: a key, blue when idle,
+/// orange with a dot while a request awaits consent, grey with pause bars while paused.
+pub const ICON_SIZE: u32 = 32;
+
+pub fn icon_rgba(state: IconState) -> Vec<u8> {
+    let n = ICON_SIZE as i32;
+    let (key, disc) = match state {
+        IconState::Idle => ([255, 255, 255, 255], [37, 99, 235, 255]),
+        IconState::AwaitingConsent => ([255, 255, 255, 255], [234, 120, 20, 255]),
+        IconState::Paused => ([235, 235, 235, 255], [110, 110, 110, 255]),
+    };
+    let mut px = vec![0u8; (n * n * 4) as usize];
+    let mut put = |x: i32, y: i32, c: [u8; 4]| {
+        if (0..n).contains(&x) && (0..n).contains(&y) {
+            let i = ((y * n + x) * 4) as usize;
+            px[i..i + 4].copy_from_slice(&c);
+        }
+    };
+    let c = (n - 1) as f32 / 2.0;
+    for y in 0..n {
+        for x in 0..n {
+            let (dx, dy) = (x as f32 - c, y as f32 - c);
+            if dx * dx + dy * dy <= (c + 0.5) * (c + 0.5) {
+                put(x, y, disc);
+            }
+        }
+    }
+    match state {
+        IconState::Paused => {
+            for y in 9..23 {
+                for x in (10..14).chain(18..22) {
+                    put(x, y, key);
+                }
+            }
+        }
+        _ => {
+            // The key: a ring (bow), a shaft and two teeth.
+            for y in 0..n {
+                for x in 0..n {
+                    let (dx, dy) = (x as f32 - 11.0, y as f32 - 15.5);
+                    let d2 = dx * dx + dy * dy;
+                    if (9.0..=30.0).contains(&d2) {
+                        put(x, y, key);
+                    }
+                }
+            }
+            for x in 16..27 {
+                for y in 14..18 {
+                    put(x, y, key);
+                }
+            }
+            for (x0, len) in [(21, 5), (25, 4)] {
+                for x in x0..x0 + 2 {
+                    for y in 18..18 + len {
+                        put(x, y, key);
+                    }
+                }
+            }
+            if state == IconState::AwaitingConsent {
+                for y in 0..9 {
+                    for x in 23..32 {
+                        let (dx, dy) = (x as f32 - 27.0, y as f32 - 4.0);
+                        if dx * dx + dy * dy <= 16.0 {
+                            put(x, y, [220, 38, 38, 255]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    px
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, CertificateObject, SignRequest};
+    use crate::consent::{
+        Caller, ConsentPolicy, ConsentRequest, ConsentUi, Decision, RememberedSites,
+    };
+    use crate::error::{AgentError, Result};
+    use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A backend that only counts logouts.
+    #[derive(Default)]
+    struct CountingBackend {
+        logouts: AtomicUsize,
+    }
+
+    fn nothing<T>() -> Result<T> {
+        Err(AgentError::new(ErrorReason::Internal))
+    }
+
+    impl Backend for CountingBackend {
+        fn info(&self, _: &str) -> Result<InfoResult> {
+            nothing()
+        }
+        fn slots(&self, _: &str, _: bool) -> Result<Vec<SlotInfo>> {
+            nothing()
+        }
+        fn token(&self, _: &str, _: u64) -> Result<TokenInfo> {
+            nothing()
+        }
+        fn certificates(&self, _: &str, _: u64) -> Result<Vec<CertificateObject>> {
+            nothing()
+        }
+        fn certificate(&self, _: &str, _: u64, _: &[u8]) -> Result<CertificateObject> {
+            nothing()
+        }
+        fn sign(&self, _: &str, _: &SignRequest<'_>) -> Result<Vec<u8>> {
+            nothing()
+        }
+        fn logout_all(&self) {
+            self.logouts.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A prompt that waits until told to answer.
+    struct Gate(tokio::sync::Semaphore);
+
+    #[async_trait::async_trait]
+    impl ConsentUi for Gate {
+        async fn ask(
+            &self,
+            _: &ConsentRequest,
+            _: Duration,
+        ) -> std::result::Result<Option<Decision>, String> {
+            let _ = self.0.acquire().await;
+            Ok(Some(Decision::Allow))
+        }
+    }
+
+    struct Fixture {
+        model: TrayModel,
+        state: Arc<AppState>,
+        backend: Arc<CountingBackend>,
+        quits: Arc<AtomicUsize>,
+        opened: Arc<Mutex<Vec<PathBuf>>>,
+        gate: Arc<Gate>,
+    }
+
+    fn fixture(sites_file: Option<PathBuf>) -> Fixture {
+        let backend = Arc::new(CountingBackend::default());
+        let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0)));
+        let state = Arc::new(AppState {
+            backend: backend.clone(),
+            modules: vec![],
+            consent: ConsentPolicy::new(
+                Vec::<String>::new(),
+                Some(gate.clone() as Arc<dyn ConsentUi>),
+                Duration::from_secs(30),
+                RememberedSites::load(sites_file),
+            ),
+            request_timeout: Duration::from_secs(5),
+        });
+        let quits = Arc::new(AtomicUsize::new(0));
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let (q, o) = (quits.clone(), opened.clone());
+        let model = TrayModel::new(
+            state.clone(),
+            "ws://127.0.0.1:8789".into(),
+            Some(PathBuf::from("/home/p/.local/state/keyport")),
+            move || {
+                q.fetch_add(1, Ordering::SeqCst);
+            },
+            move |p: &Path| {
+                o.lock().unwrap().push(p.to_path_buf());
+                Ok(())
+            },
+        );
+        Fixture {
+            model,
+            state,
+            backend,
+            quits,
+            opened,
+            gate,
+        }
+    }
+
+    fn labels(entries: &[MenuEntry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| match e {
+                MenuEntry::Label(l) => l.clone(),
+                MenuEntry::Check { label, checked, .. } => format!("{label} [{checked}]"),
+                MenuEntry::Action { label, .. } => label.clone(),
+                MenuEntry::Submenu { label, entries } => {
+                    format!("{label} > {}", labels(entries).join(" | "))
+                }
+                MenuEntry::Separator => "---".into(),
+            })
+            .collect()
+    }
+
+    fn request() -> ConsentRequest {
+        ConsentRequest {
+            origin: "https://a.example".into(),
+            subject: "CN=A".into(),
+            issuer: "CN=A".into(),
+            algorithm: "SHA-256 with RSA".into(),
+            digest_fingerprint: "00".into(),
+        }
+    }
+
+    #[test]
+    fn the_menu_shows_address_version_state_and_actions() {
+        let f = fixture(None);
+        let view = f.model.view();
+        assert_eq!(view.icon, IconState::Idle);
+        assert_eq!(
+            labels(&view.menu),
+            [
+                format!("Keyport {}", env!("CARGO_PKG_VERSION")),
+                "Listening on ws://127.0.0.1:8789".into(),
+                "Ready".into(),
+                "---".into(),
+                "Pause signing [false]".into(),
+                "Always-allowed sites > No site is always allowed".into(),
+                "Open settings and log folder (/home/p/.local/state/keyport)".into(),
+                "---".into(),
+                "Quit Keyport".into(),
+            ]
+        );
+        assert!(view.tooltip.contains("Ready"));
+    }
+
+    #[test]
+    fn pause_toggles_refuses_and_logs_out() {
+        let f = fixture(None);
+        match f.model.activate("pause") {
+            Outcome::Paused { logout } => logout.join().unwrap(),
+            other => panic!("{other:?}"),
+        }
+        assert!(f.state.consent.is_paused());
+        assert_eq!(f.backend.logouts.load(Ordering::SeqCst), 1);
+        let view = f.model.view();
+        assert_eq!(view.icon, IconState::Paused);
+        assert!(labels(&view.menu).contains(&"Pause signing [true]".to_string()));
+        assert!(view.tooltip.contains("paused"));
+        // While paused, every signature is refused at once, even a trusted one's.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(
+                f.state
+                    .consent
+                    .authorize(&Caller::Local { trusted: true }, &request()),
+            )
+            .unwrap_err();
+        assert_eq!(err.reason, ErrorReason::SigningPaused);
+
+        assert!(matches!(f.model.activate("pause"), Outcome::Resumed));
+        assert!(!f.state.consent.is_paused());
+        assert_eq!(f.model.view().icon, IconState::Idle);
+        assert_eq!(f.backend.logouts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_icon_shows_a_request_awaiting_consent() {
+        let f = fixture(None);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = f.state.clone();
+        let waiting = rt.spawn(async move {
+            state
+                .consent
+                .authorize(&Caller::Origin("https://a.example".into()), &request())
+                .await
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while f.state.consent.pending() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the request never waited"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let view = f.model.view();
+        assert_eq!(view.icon, IconState::AwaitingConsent);
+        assert!(labels(&view.menu).contains(&"1 signature request waits for your answer".into()));
+        // Paused wins: nothing will be signed.
+        f.state.consent.set_paused(true);
+        assert_eq!(f.model.icon_state(), IconState::Paused);
+        f.state.consent.set_paused(false);
+
+        f.gate.0.add_permits(1);
+        assert!(rt.block_on(waiting).unwrap().is_ok());
+        assert_eq!(f.model.view().icon, IconState::Idle);
+    }
+
+    #[test]
+    fn remembered_sites_are_listed_and_revocable_and_the_file_follows() {
+        let dir = std::env::temp_dir().join(format!("keyport-tray-{}", std::process::id()));
+        let file = dir.join("state.json");
+        let f = fixture(Some(file.clone()));
+        f.state.consent.remembered.add("https://a.example");
+        f.state.consent.remembered.add("https://b.example");
+        let view = f.model.view();
+        let sites = view
+            .menu
+            .iter()
+            .find_map(|e| match e {
+                MenuEntry::Submenu { entries, .. } => Some(entries.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            sites,
+            [
+                MenuEntry::Action {
+                    id: "revoke:https://a.example".into(),
+                    label: "Revoke https://a.example".into()
+                },
+                MenuEntry::Action {
+                    id: "revoke:https://b.example".into(),
+                    label: "Revoke https://b.example".into()
+                },
+            ]
+        );
+        match f.model.activate("revoke:https://a.example") {
+            Outcome::Revoked {
+                origin,
+                was_remembered,
+            } => {
+                assert_eq!(origin, "https://a.example");
+                assert!(was_remembered);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.state.consent.remembered.list(), ["https://b.example"]);
+        // The revocation survives a restart.
+        assert_eq!(
+            RememberedSites::load(Some(file.clone())).list(),
+            ["https://b.example"]
+        );
+        assert!(matches!(
+            f.model.activate("revoke:https://a.example"),
+            Outcome::Revoked {
+                was_remembered: false,
+                ..
+            }
+        ));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn quit_and_open_call_their_hooks_and_unknown_ids_do_nothing() {
+        let f = fixture(None);
+        assert!(matches!(f.model.activate("quit"), Outcome::QuitRequested));
+        assert_eq!(f.quits.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            f.model.activate("open-folder"),
+            Outcome::Opened(_)
+        ));
+        assert_eq!(
+            *f.opened.lock().unwrap(),
+            [PathBuf::from("/home/p/.local/state/keyport")]
+        );
+        for bad in ["", "revoke:", "Pause", "quit "] {
+            assert!(
+                matches!(f.model.activate(bad), Outcome::Unknown(_)),
+                "{bad}"
+            );
+        }
+        assert_eq!(f.quits.load(Ordering::SeqCst), 1);
+        assert!(!f.state.consent.is_paused());
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        for c in [
+            Command::TogglePause,
+            Command::Revoke("https://a.example:8443".into()),
+            Command::OpenFolder,
+            Command::Quit,
+        ] {
+            assert_eq!(Command::from_id(&c.id()), Some(c));
+        }
+    }
+
+    #[test]
+    fn each_state_has_its_own_icon() {
+        let icons = [
+            icon_rgba(IconState::Idle),
+            icon_rgba(IconState::AwaitingConsent),
+            icon_rgba(IconState::Paused),
+        ];
+        for i in &icons {
+            assert_eq!(i.len(), (ICON_SIZE * ICON_SIZE * 4) as usize);
+            assert!(i.chunks(4).any(|p| p[3] == 0), "transparent corners");
+        }
+        assert_ne!(icons[0], icons[1]);
+        assert_ne!(icons[0], icons[2]);
+        assert_ne!(icons[1], icons[2]);
+    }
+}
