@@ -16,6 +16,8 @@ pub struct FakeBackend {
     pub certificates: Vec<CertificateObject>,
     /// How many times `sign` reached the "token".
     pub sign_calls: AtomicUsize,
+    /// How long `sign` takes (to test time limits and in-flight bounds).
+    pub sign_delay: std::time::Duration,
 }
 
 impl Default for FakeBackend {
@@ -29,6 +31,7 @@ impl Default for FakeBackend {
                 der: b"fake-der".to_vec(),
             }],
             sign_calls: AtomicUsize::new(0),
+            sign_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -115,6 +118,7 @@ impl Backend for FakeBackend {
     fn sign(&self, _module: &str, req: &SignRequest<'_>) -> Result<Vec<u8>> {
         self.check_slot(req.slot_id)?;
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.sign_delay);
         if req.pin.expose() != self.pin {
             return Err(
                 AgentError::new(ErrorReason::PinIncorrect).with_pin_state(PinState::CountLow)
