@@ -228,3 +228,23 @@ async fn per_request_login_mode_signs_too() {
     }
     c.err("pkcs11.signData", json!({"slot_id": slot, "cert_id": "03", "pin": "0000", "data": b64(&sha("sha384", b"y")), "algorithm_reference": "sha384"}), "PIN_INCORRECT").await;
 }
+
+#[tokio::test]
+async fn an_idle_token_is_logged_out_and_the_next_signature_logs_in_again() {
+    let token = &Token::provision();
+    let agent = Agent::start(token, &["--idle-logout", "1"]);
+    let mut c = agent.trusted().await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"idle");
+    c.ok("pkcs11.signData", sign_params(slot, "02", "sha256", &digest)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // After the idle logout the cached PIN is gone: a wrong PIN is judged by the token...
+    let mut wrong = sign_params(slot, "02", "sha256", &digest);
+    wrong["pin"] = json!("0000");
+    c.err("pkcs11.signData", wrong, "PIN_INCORRECT").await;
+    // ...and the right one signs again.
+    let sig = c.ok("pkcs11.signData", sign_params(slot, "02", "sha256", &digest)).await;
+    assert!(openssl_verify(&token.cert_der("ec-p256"), "sha256", &digest, &unb64(sig.as_str().unwrap())));
+    let (_, log) = agent.stop();
+    assert!(log.contains("logged out after idle timeout"), "no idle logout in the log:\n{log}");
+}
