@@ -5,6 +5,8 @@
 //! The `keyport` binary is `target/<profile>/keyport` beside the test executable (`cargo test
 //! --workspace` builds it), or `$KEYPORT_BIN`.
 
+pub mod desktop;
+
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -115,6 +117,12 @@ impl Agent {
 
     pub fn start_raw(token: &Token, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut cmd = Command::new(keyport_bin());
+        // Hermetic: no desktop of the person running the tests (no prompt pops up on it, no tray),
+        // and remembered sites in the test's own folder, unless the test passes them in `env`.
+        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("XDG_STATE_HOME", token.dir.path().join("state"));
         cmd.args(args)
             .env("SOFTHSM2_CONF", token.conf())
             .env("RUST_LOG", "keyport=debug,info")

@@ -1,0 +1,178 @@
+//! Desktop pieces for the end-to-end tests: a private D-Bus session bus, the scripted
+//! notification server (`src/bin/fake-notifications.rs`) on it, and an Xvfb display.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private `dbus-daemon --session`; killed on drop.
+pub struct PrivateBus {
+    pub address: String,
+    pid: u32,
+}
+
+impl PrivateBus {
+    pub fn start() -> PrivateBus {
+        let out = Command::new("dbus-daemon")
+            .args([
+                "--session",
+                "--fork",
+                "--nosyslog",
+                "--print-address=1",
+                "--print-pid=1",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run dbus-daemon (Debian package dbus)");
+        assert!(out.status.success(), "dbus-daemon failed to start");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        let address = lines.next().expect("bus address").trim().to_string();
+        let pid = lines.next().expect("bus pid").trim().parse().expect("pid");
+        assert!(address.starts_with("unix:"), "{address}");
+        PrivateBus { address, pid }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status();
+    }
+}
+
+/// The scripted notification server on a bus, recording to a file; stopped on drop.
+pub struct FakeNotifications {
+    child: Child,
+    _stdin: ChildStdin,
+    pub record: PathBuf,
+}
+
+impl FakeNotifications {
+    /// `bin`: `env!("CARGO_BIN_EXE_fake-notifications")`; `script`: e.g. "allow" or
+    /// "always,deny"; `caps`: the capabilities it announces (None: "actions,body").
+    pub fn start(
+        bin: &str,
+        bus: &PrivateBus,
+        dir: &Path,
+        script: &str,
+        caps: Option<&str>,
+    ) -> FakeNotifications {
+        let record = dir.join(format!("notifications-{}.jsonl", script.replace(',', "-")));
+        let mut cmd = Command::new(bin);
+        cmd.arg("--record")
+            .arg(&record)
+            .args(["--script", script])
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(c) = caps {
+            cmd.args(["--caps", c]);
+        }
+        let mut child = cmd.spawn().expect("spawn fake-notifications");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "fake-notifications did not start");
+        FakeNotifications {
+            child,
+            _stdin: stdin,
+            record,
+        }
+    }
+
+    /// Everything recorded so far, one JSON object per call.
+    pub fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    /// The recorded calls of one kind ("notify", "close", "get_capabilities").
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r["event"] == kind)
+            .collect()
+    }
+
+    /// Wait until `n` calls of `kind` were recorded (at most 10 s).
+    pub fn wait_for(&self, kind: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.events(kind);
+            if events.len() >= n || Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for FakeNotifications {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An Xvfb display; killed on drop.
+pub struct Xvfb {
+    child: Child,
+    pub display: String,
+}
+
+impl Xvfb {
+    pub fn start() -> Xvfb {
+        // A display number nobody uses, different per test process.
+        let base = 90 + (std::process::id() % 400);
+        for n in base..base + 50 {
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            {
+                continue;
+            }
+            let mut child = Command::new("Xvfb")
+                .arg(format!(":{n}"))
+                .args(["-screen", "0", "800x600x24", "-nolisten", "tcp"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run Xvfb (Debian package xvfb)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Xvfb {
+                        child,
+                        display: format!(":{n}"),
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break; // lost a race for this number: try the next
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("no Xvfb display could be started");
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
