@@ -1,0 +1,126 @@
+//! The agent with its tray under Xvfb, and headless without a display.
+
+use keyport_e2e::desktop::{FakeNotifications, PrivateBus, Xvfb};
+use keyport_e2e::*;
+use serde_json::json;
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-notifications");
+
+fn args(token: &Token, extra: &[&'static str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--module",
+        MODULE,
+        "--trust-origin",
+        TRUSTED,
+        "--allow-origin",
+        ALLOWED,
+        "--state-file",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(
+        token
+            .dir
+            .path()
+            .join("person/state.json")
+            .display()
+            .to_string(),
+    );
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn start(token: &Token, extra: &[&'static str], env: &[(&str, &str)]) -> Agent {
+    let a = args(token, extra);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    Agent::start_raw(token, &a, env)
+}
+
+async fn signs(agent: &Agent, origin: &str, token: &Token) {
+    let mut c = agent.client(Some(origin)).await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"with a tray");
+    let sig = c
+        .ok(
+            "pkcs11.signData",
+            json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest),
+                   "algorithm_reference": "sha256"}),
+        )
+        .await;
+    assert!(openssl_verify(
+        &token.cert_der("ec-p256"),
+        "sha256",
+        &digest,
+        &unb64(sig.as_str().unwrap())
+    ));
+}
+
+#[tokio::test]
+async fn with_its_tray_under_xvfb_the_agent_serves_asks_and_stops_cleanly() {
+    let token = &Token::provision();
+    let x = Xvfb::start();
+    let bus = PrivateBus::start();
+    let fake = FakeNotifications::start(FAKE, &bus, token.dir.path(), "allow", None);
+    let mut agent = start(
+        token,
+        &[],
+        &[
+            ("DISPLAY", &x.display),
+            ("DBUS_SESSION_BUS_ADDRESS", &bus.address),
+        ],
+    );
+    signs(&agent, TRUSTED, token).await;
+    signs(&agent, ALLOWED, token).await;
+    assert_eq!(fake.events("notify").len(), 1);
+    assert!(agent.is_running());
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("tray icon shown"), "{log}");
+    assert!(!log.contains("headless"), "{log}");
+    assert!(log.contains("stopped"), "no clean shutdown: {log}");
+    // The tray's person has no terminal: the log is also in the state folder.
+    let file = std::fs::read_to_string(token.dir.path().join("person/keyport.log")).unwrap();
+    assert!(file.contains("tray icon shown"), "{file}");
+    assert!(!file.contains(PIN));
+}
+
+#[tokio::test]
+async fn without_a_display_the_agent_runs_headless_and_says_so_once() {
+    let token = &Token::provision();
+    // The harness removes DISPLAY and WAYLAND_DISPLAY.
+    let agent = start(token, &[], &[]);
+    signs(&agent, TRUSTED, token).await;
+    let (status, log) = agent.stop();
+    assert!(status.success());
+    assert_eq!(log.matches("running headless").count(), 1, "{log}");
+    assert!(log.contains("no display"), "{log}");
+    assert!(!log.contains("tray icon shown"));
+    assert!(!token.dir.path().join("person/keyport.log").exists());
+}
+
+#[tokio::test]
+async fn no_tray_means_headless_even_with_a_display() {
+    let token = &Token::provision();
+    let x = Xvfb::start();
+    let agent = start(token, &["--no-tray"], &[("DISPLAY", &x.display)]);
+    signs(&agent, TRUSTED, token).await;
+    let (status, log) = agent.stop();
+    assert!(status.success());
+    assert_eq!(log.matches("running headless").count(), 1, "{log}");
+    assert!(log.contains("--no-tray"), "{log}");
+    assert!(!log.contains("tray icon shown"));
+}
+
+#[tokio::test]
+async fn a_display_that_cannot_be_opened_falls_back_to_headless() {
+    let token = &Token::provision();
+    // A display nobody serves: the toolkit cannot start; the agent must not crash.
+    let agent = start(token, &[], &[("DISPLAY", ":4242")]);
+    signs(&agent, TRUSTED, token).await;
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(log.matches("running headless").count(), 1, "{log}");
+}
