@@ -79,14 +79,23 @@ export function fromRpcError(error: unknown): RestException {
     });
   }
   const data = (typeof e.data === "object" && e.data !== null ? e.data : {}) as Record<string, unknown>;
-  // Errors of the JSON-RPC layer carry no data: their code says which they are. A reason this
-  // client does not know (a newer agent) is passed on as it is.
-  const reason =
-    typeof data.reason === "string" ? (data.reason as ErrorReason) : reasonOfCode(e.code) ?? "INTERNAL";
-  const description =
-    typeof e.message === "string" && e.message !== ""
-      ? e.message
-      : ERROR_MESSAGES[reason] ?? ERROR_MESSAGES.INTERNAL;
+  const message = typeof e.message === "string" ? e.message : "";
+  let reason: ErrorReason;
+  let description: string;
+  if (typeof data.reason === "string") {
+    // The agent's own errors: its message is written for people. A reason this client does not
+    // know (a newer agent) is passed on as it is.
+    reason = data.reason as ErrorReason;
+    description = message || (ERROR_MESSAGES[reason] ?? ERROR_MESSAGES.INTERNAL);
+  } else {
+    // Errors of the JSON-RPC layer carry no reason: their code says which they are. Their message
+    // comes from the JSON-RPC library, so the protocol's sentence goes first.
+    reason = reasonOfCode(e.code) ?? "INTERNAL";
+    const known = reasonOfCode(e.code) !== undefined;
+    const base = known ? ERROR_MESSAGES[reason] : message || ERROR_MESSAGES.INTERNAL;
+    const extra = [message, typeof e.data === "string" ? e.data : ""].filter((x) => x && x !== base);
+    description = extra.length > 0 ? `${base} (${extra.join(": ")})` : base;
+  }
   const init: RestExceptionInit = { code: e.code, reason, description, source: "agent" };
   if (typeof data.pin_state === "string" && PIN_STATES.includes(data.pin_state)) {
     init.pin_state = data.pin_state as PinState;

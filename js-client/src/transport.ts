@@ -2,6 +2,7 @@
 
 import { agentUnavailable, clientTimeout, fromRpcError, type RestException } from "./errors.js";
 import { isNode } from "./platform.js";
+import { ERROR_CODES } from "./protocol.js";
 
 /** What this client needs of a WebSocket: the browser's, `ws`'s, or any compatible one. */
 export interface WebSocketLike {
@@ -37,6 +38,8 @@ interface Pending {
   reject(error: RestException): void;
   /** The socket the request went out on; `null` while it waits for the connection. */
   socket: WebSocketLike | null;
+  /** Length of the message sent (to match an error the agent could not give an id). */
+  size: number;
 }
 
 function errorText(event: unknown): string {
@@ -108,6 +111,7 @@ export class Connection {
       const entry: Pending = {
         method,
         socket: null,
+        size: 0,
         resolve: (result) => {
           clearTimeout(timer);
           resolve(result);
@@ -123,7 +127,9 @@ export class Connection {
           if (this.pending.get(id) !== entry) return; // timed out while connecting
           entry.socket = socket;
           try {
-            socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
+            const message = JSON.stringify({ jsonrpc: "2.0", id, method, params });
+            entry.size = message.length;
+            socket.send(message);
           } catch (cause) {
             this.pending.delete(id);
             entry.reject(agentUnavailable("Sending to the agent failed.", cause));
@@ -205,7 +211,7 @@ export class Connection {
         this.failRequestsOn(socket, agentUnavailable(`The connection to the agent closed before it answered${code}.`));
       };
       socket.onmessage = (event: { data?: unknown }) => {
-        this.receive(event.data);
+        this.receive(event.data, socket);
       };
     });
   }
@@ -219,7 +225,24 @@ export class Connection {
     }
   }
 
-  private receive(data: unknown): void {
+  /**
+   * An error answer with `"id": null`: the agent could not read the request's id. For a message
+   * too large (-32007) that is the largest request in flight on this socket; otherwise the only
+   * request in flight, if there is just one. Anything else cannot be matched and is dropped.
+   */
+  private matchNullId(socket: WebSocketLike, code: unknown): number | undefined {
+    let best: [number, Pending] | undefined;
+    let count = 0;
+    for (const [id, entry] of this.pending) {
+      if (entry.socket !== socket) continue;
+      count += 1;
+      if (!best || entry.size > best[1].size) best = [id, entry];
+    }
+    if (!best) return undefined;
+    return code === ERROR_CODES.MESSAGE_TOO_LARGE || count === 1 ? best[0] : undefined;
+  }
+
+  private receive(data: unknown, socket: WebSocketLike): void {
     let message: unknown;
     try {
       message = JSON.parse(typeof data === "string" ? data : String(data));
@@ -229,10 +252,14 @@ export class Connection {
     for (const response of Array.isArray(message) ? message : [message]) {
       if (typeof response !== "object" || response === null) continue;
       const r = response as { id?: unknown; result?: unknown; error?: unknown };
-      if (typeof r.id !== "number") continue;
-      const entry = this.pending.get(r.id);
+      let id = r.id;
+      if (id === null && typeof r.error === "object" && r.error !== null) {
+        id = this.matchNullId(socket, (r.error as { code?: unknown }).code);
+      }
+      if (typeof id !== "number") continue;
+      const entry = this.pending.get(id);
       if (!entry) continue; // timed out or unknown: ignore the late answer
-      this.pending.delete(r.id);
+      this.pending.delete(id);
       if ("error" in r && r.error !== undefined) entry.reject(fromRpcError(r.error));
       else entry.resolve(r.result);
     }

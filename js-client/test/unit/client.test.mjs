@@ -175,7 +175,8 @@ describe("errors from the agent", () => {
     }
     const err = await client.pkcs11().token(-32601).catch((e) => e);
     assert.equal(err.reason, "METHOD_NOT_FOUND");
-    assert.equal(err.description, "Method not found");
+    // The protocol's sentence first, the JSON-RPC library's message after it.
+    assert.equal(err.description, "The agent has no such method. (Method not found)");
   });
 
   test("unknown codes and malformed error objects become INTERNAL", async () => {

@@ -59,6 +59,61 @@ describe("multiplexing", () => {
   });
 });
 
+describe("errors the agent could not give an id (\"id\": null)", () => {
+  const tooLarge = { code: -32007, message: "Request is too big", data: "Exceeded max limit of 262144" };
+
+  test("-32007 goes to the largest request in flight on that connection", async () => {
+    const agent = await startFakeAgent((req, socket, a) => {
+      if (a.requests.length < 3) return; // hold the first two
+      // As jsonrpsee does for an oversized frame: no id, and `data` is a string.
+      socket.send(JSON.stringify({ jsonrpc: "2.0", id: null, error: tooLarge }));
+      const small = a.requests.find((r) => r.method === "pkcs11.info");
+      result(socket, small.id, cannedResult("pkcs11.info"));
+    });
+    const client = await KeyportClient.initialize({ url: agent.url, timeout: 500 });
+    try {
+      const p = client.pkcs11();
+      const big = { slot_id: 1, cert_id: "01", pin: "1234", data: "A".repeat(4000), algorithm_reference: "sha256" };
+      const [info, bigErr, slots] = await Promise.allSettled([p.info(), p.signData(big), p.slots()]);
+      assert.equal(info.status, "fulfilled");
+      assert.equal(bigErr.status, "rejected");
+      assert.equal(bigErr.reason.reason, "MESSAGE_TOO_LARGE");
+      assert.equal(bigErr.reason.code, -32007);
+      assert.equal(bigErr.reason.source, "agent");
+      assert.equal(
+        bigErr.reason.description,
+        "The request is larger than the agent accepts. (Request is too big: Exceeded max limit of 262144)",
+      );
+      assert.equal(slots.status, "rejected");
+      assert.equal(slots.reason.reason, "REQUEST_TIMEOUT", "the other request is not blamed");
+    } finally {
+      client.close();
+      await agent.close();
+    }
+  });
+
+  test("another id-less error goes to the only request in flight, and to none of several", async () => {
+    const parseError = { code: -32700, message: "Parse error" };
+    const agent = await startFakeAgent((req, socket, a) => {
+      if (req.method === "pkcs11.info") socket.send(JSON.stringify({ jsonrpc: "2.0", id: null, error: parseError }));
+      if (req.method === "pkcs11.slots" && a.requests.filter((r) => r.method === "pkcs11.slots").length === 2) {
+        socket.send(JSON.stringify({ jsonrpc: "2.0", id: null, error: parseError }));
+      }
+    });
+    const client = await KeyportClient.initialize({ url: agent.url, timeout: 300 });
+    try {
+      const p = client.pkcs11();
+      const alone = await rejection(p.info());
+      assert.equal(alone.reason, "PARSE_ERROR");
+      const both = await Promise.allSettled([p.slots(), p.slots()]);
+      assert.deepEqual(both.map((r) => r.reason.reason), ["REQUEST_TIMEOUT", "REQUEST_TIMEOUT"]);
+    } finally {
+      client.close();
+      await agent.close();
+    }
+  });
+});
+
 describe("timeouts", () => {
   test("no answer within `timeout`: REQUEST_TIMEOUT from the client; the late answer is ignored", async () => {
     let late;
