@@ -1,0 +1,179 @@
+// The Keyport demo page: list tokens and certificates, sign a text, verify the signature.
+// Uses the built client bundle (npm run build copies it to demo/keyport-client.js).
+import { KeyportClient } from "/demo/keyport-client.js";
+
+const $ = (id) => document.getElementById(id);
+const CKF_TOKEN_PRESENT = 0x1;
+const CKF_TOKEN_INITIALIZED = 0x400;
+
+// The agent that served this page.
+const agentUrl = `ws://${location.host}`;
+let pkcs11 = null;
+
+function setStatus(state, text) {
+  $("status").dataset.state = state;
+  $("status").textContent = text;
+}
+
+function showError(err) {
+  const box = $("error");
+  const reason = err && err.reason ? err.reason : "ERROR";
+  let text = `${reason}${err && err.code ? ` (${err.code})` : ""}: ${err && err.description ? err.description : String(err)}`;
+  if (reason === "AGENT_UNAVAILABLE") text += " Start or install the Keyport agent, then reload this page.";
+  if (err && err.pin_state && err.pin_state !== "ok") text += ` PIN state: ${err.pin_state}.`;
+  box.textContent = text;
+  box.dataset.reason = reason;
+  box.hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+  delete $("error").dataset.reason;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function base64(bytes) {
+  let s = "";
+  for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+async function loadTokens() {
+  clearError();
+  const slots = (await pkcs11.slots()).data;
+  const rows = [];
+  const tokens = [];
+  for (const slot of slots) {
+    let token = null;
+    if (slot.flags & CKF_TOKEN_PRESENT) token = (await pkcs11.token(slot.slot_id)).data;
+    const initialized = token && token.flags & CKF_TOKEN_INITIALIZED;
+    rows.push(
+      el("tr", { id: `slot-${slot.slot_id}` },
+        el("td", { textContent: String(slot.slot_id) }),
+        el("td", { textContent: slot.description }),
+        el("td", { textContent: token ? (initialized ? token.label : "(not initialised)") : "(no token)" }),
+        el("td", { textContent: token && initialized ? token.pin_state : "" })),
+    );
+    if (initialized) tokens.push(token);
+  }
+  $("slots").tBodies[0].replaceChildren(...rows);
+
+  // Preselect the first token that holds certificates.
+  let preferred = tokens[0];
+  for (const token of tokens) {
+    if ((await pkcs11.certificates(token.slot_id)).data.length > 0) {
+      preferred = token;
+      break;
+    }
+  }
+  $("token-select").replaceChildren(
+    ...tokens.map((t) => el("option", { value: String(t.slot_id), textContent: `${t.label} (slot ${t.slot_id})`, selected: t === preferred })),
+  );
+  await loadCertificates();
+}
+
+function describeKey(p) {
+  return p.public_key_algorithm === "EC" ? `EC ${p.curve || p.public_key_size + " bits"}` : `${p.public_key_algorithm} ${p.public_key_size}`;
+}
+
+async function loadCertificates() {
+  const box = $("certs");
+  const slotId = Number($("token-select").value);
+  if (!$("token-select").value) {
+    box.dataset.state = "empty";
+    box.replaceChildren(el("p", { className: "muted", textContent: "No initialised token found." }));
+    return;
+  }
+  box.dataset.state = "loading";
+  const certs = (await pkcs11.certificates(slotId, { parseCerts: true })).data;
+  certs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  if (certs.length === 0) {
+    box.dataset.state = "empty";
+    box.replaceChildren(el("p", { className: "muted", textContent: "This token has no certificates." }));
+    return;
+  }
+  box.replaceChildren(
+    ...certs.map((c, i) => {
+      const p = c.parsed;
+      const input = el("input", { type: "radio", name: "cert", value: c.id, id: `cert-${c.id}`, checked: i === 0 });
+      const details = p
+        ? [
+            el("div", { className: "name", textContent: p.common_name || p.subject }),
+            el("div", { className: "details", textContent: `Subject: ${p.subject}` }),
+            el("div", { className: "details", textContent: `Issuer: ${p.issuer}` }),
+            el("div", { className: "details", textContent: `Valid: ${p.not_before.slice(0, 10)} to ${p.not_after.slice(0, 10)}` }),
+            el("div", { className: "details key", textContent: `Key: ${describeKey(p)}${p.key_usage.length ? ` · ${p.key_usage.join(", ")}` : ""}` }),
+            el("div", { className: "details", textContent: `Id: ${c.id}` }),
+          ]
+        : [el("div", { className: "name", textContent: `Certificate ${c.id} (unreadable)` })];
+      return el("label", { className: "cert", htmlFor: input.id }, input, el("div", {}, ...details));
+    }),
+  );
+  box.dataset.state = "ready";
+}
+
+async function sign(event) {
+  event.preventDefault();
+  clearError();
+  const result = $("result");
+  const chosen = document.querySelector('input[name="cert"]:checked');
+  if (!chosen) {
+    showError({ reason: "NO_CERTIFICATE", description: "Pick a certificate first." });
+    return;
+  }
+  $("sign").disabled = true;
+  result.dataset.state = "signing";
+  for (const id of ["digest", "signature", "verify-result"]) $(id).textContent = "";
+  delete $("verify-result").dataset.valid;
+  try {
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode($("text").value));
+    const request = {
+      slot_id: Number($("token-select").value),
+      cert_id: chosen.value,
+      pin: $("pin").value,
+      data: base64(digest),
+      algorithm_reference: "sha256",
+    };
+    $("digest").textContent = request.data;
+    const signature = (await pkcs11.signData(request)).data;
+    $("signature").textContent = signature;
+    const { pin, ...unsigned } = request; // verification needs no PIN
+    const valid = (await pkcs11.verifySignedData({ ...unsigned, signature })).data;
+    $("verify-result").dataset.valid = String(valid);
+    $("verify-result").textContent = valid
+      ? "✔ Valid: the agent checked the signature with the certificate's public key."
+      : "✘ Invalid signature.";
+    result.dataset.state = "signed";
+  } catch (err) {
+    result.dataset.state = "error";
+    showError(err);
+  } finally {
+    $("sign").disabled = false;
+  }
+}
+
+async function start() {
+  $("sign-form").addEventListener("submit", sign);
+  $("token-select").addEventListener("change", () => loadCertificates().catch(showError));
+  $("refresh").addEventListener("click", () => loadTokens().catch(showError));
+  try {
+    const client = await KeyportClient.initialize({ url: agentUrl });
+    pkcs11 = client.pkcs11();
+    const info = (await pkcs11.info()).data;
+    setStatus("loading", `Connected to ${agentUrl}: ${info.manufacturer_id} ${info.library_description} ${info.library_version}.`);
+    await loadTokens();
+    setStatus("ready", $("status").textContent);
+  } catch (err) {
+    setStatus("error", "Not connected.");
+    showError(err);
+  }
+}
+
+start();

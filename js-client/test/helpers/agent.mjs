@@ -1,0 +1,114 @@
+// Run the real Keyport agent on a private SoftHSM token for the integration and browser tests.
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export const JS_CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const REPO = resolve(JS_CLIENT, "..");
+export const MODULE = process.env.KEYPORT_MODULE || "/usr/lib/softhsm/libsofthsm2.so";
+export const PIN = "1234";
+/** Certificate ids on the demo token, and the DER files the provisioning script writes. */
+export const KEYS = [
+  { id: "01", file: "rsa-2048.der", type: "rsa", bits: 2048, curve: null, cn: "Keyport Demo RSA-2048" },
+  { id: "02", file: "ec-p256.der", type: "ec", bits: 256, curve: "P-256", cn: "Keyport Demo P-256" },
+  { id: "03", file: "ec-p384.der", type: "ec", bits: 384, curve: "P-384", cn: "Keyport Demo P-384" },
+];
+/** A certificate with no private key (the provisioning script adds it for KEY_NOT_FOUND). */
+export const ORPHAN_CERT_ID = "04";
+
+export function agentBinary() {
+  const bin = process.env.KEYPORT_BIN || join(REPO, "target/debug/keyport");
+  if (!existsSync(bin)) {
+    throw new Error(`Keyport agent not found at ${bin}: run \`cargo build -p keyport\` or set KEYPORT_BIN.`);
+  }
+  return bin;
+}
+
+/** A temporary directory, removed by `cleanup()`. */
+export async function tempDir(prefix = "keyport-js-") {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Provision the demo tokens into `dir` (scripts/provision-token.sh). Returns the conf path. */
+export async function provisionToken(dir) {
+  await run(join(REPO, "scripts/provision-token.sh"), [dir, PIN], { timeout: 120_000 });
+  return { conf: join(dir, "softhsm2.conf"), certsDir: join(dir, "certs") };
+}
+
+export async function readCert(certsDir, key) {
+  return readFile(join(certsDir, key.file));
+}
+
+/** A TCP port that was free a moment ago. */
+export async function freePort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+const running = new Set();
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+/**
+ * Start `keyport` with the SoftHSM module and `args`, on `port` (0: any). Resolves once it prints
+ * its URL: `{ url, port, demoUrl, stop(), log() }`. `stop()` sends SIGTERM and waits.
+ */
+export async function startAgent({ conf, port = 0, args = [] }) {
+  const argv = ["--listen", `127.0.0.1:${port}`, "--module", MODULE, "--no-tray", ...args];
+  const child = spawn(agentBinary(), argv, {
+    env: { ...process.env, SOFTHSM2_CONF: conf, RUST_LOG: process.env.RUST_LOG || "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  running.add(child);
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr += d;
+  });
+  const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+  exited.then(() => running.delete(child));
+
+  const ready = await new Promise((resolveReady, rejectReady) => {
+    const timer = setTimeout(() => rejectReady(new Error(`agent did not start in 20 s:\n${stderr}`)), 20_000);
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      const m = /listening on (ws:\/\/\S+)/.exec(stdout);
+      const demo = /Demo page: (http:\/\/\S+)/.exec(stdout);
+      const wantsDemo = argv.includes("--demo");
+      if (m && (!wantsDemo || demo)) {
+        clearTimeout(timer);
+        resolveReady({ url: m[1], demoUrl: demo ? demo[1] : undefined });
+      }
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      rejectReady(new Error(`agent exited (${code ?? signal}) before it was ready:\n${stderr}`));
+    });
+  });
+  const actualPort = Number(new URL(ready.url).port);
+  return {
+    url: ready.url,
+    demoUrl: ready.demoUrl,
+    port: actualPort,
+    log: () => stderr,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

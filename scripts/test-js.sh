@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The TypeScript client (js-client/): install, type check, build, then unit tests (fake agent),
+# integration tests (the built package against the real agent on a SoftHSM token, openssl as the
+# verifier) and headless-Chromium tests of the demo page.
+#
+# Needs: Node 20+, `cargo build -p keyport` done (or KEYPORT_BIN=/path/to/keyport), and the Debian
+# packages softhsm2, opensc, gnutls-bin, openssl and chromium (CHROMIUM_BIN overrides /usr/bin/chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${KEYPORT_BIN:-target/debug/keyport}
+if [ ! -x "$bin" ]; then
+  echo "test-js: no agent binary at $bin: run \`cargo build -p keyport\` first, or set KEYPORT_BIN." >&2
+  exit 1
+fi
+KEYPORT_BIN=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+export KEYPORT_BIN
+
+cd js-client
+npm ci --no-audit --no-fund --loglevel=error
+npm run typecheck
+npm run build
+npm test
+npm run test:integration
+npm run test:browser
