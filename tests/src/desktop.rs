@@ -134,39 +134,38 @@ pub struct Xvfb {
 
 impl Xvfb {
     pub fn start() -> Xvfb {
-        // A display number nobody uses, different per test process.
-        let base = 90 + (std::process::id() % 400);
-        for n in base..base + 50 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
-                continue;
+        // Xvfb picks a free display number itself and writes it to its stdout (-displayfd 1):
+        // tests running at once never share (and then lose) a display.
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "800x600x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run Xvfb (Debian package xvfb)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let n: u32 = match line.trim().parse() {
+            Ok(n) => n,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("Xvfb did not start (it said {line:?})");
             }
-            let mut child = Command::new("Xvfb")
-                .arg(format!(":{n}"))
-                .args(["-screen", "0", "800x600x24", "-nolisten", "tcp"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("run Xvfb (Debian package xvfb)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return Xvfb {
-                        child,
-                        display: format!(":{n}"),
-                    };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break; // lost a race for this number: try the next
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        };
+        Xvfb {
+            child,
+            display: format!(":{n}"),
         }
-        panic!("no Xvfb display could be started");
     }
 }
 
@@ -174,5 +173,81 @@ impl Drop for Xvfb {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An XEmbed tray host (`trayer`) across the top right of the display, so that the agent's icon
+/// can be seen and clicked; killed on drop. The icon sits at [`TrayHost::ICON`].
+pub struct TrayHost {
+    child: Child,
+    display: String,
+}
+
+impl TrayHost {
+    /// Where the (first) icon's centre is, on [`Xvfb`]'s 800x600 screen.
+    pub const ICON: (u32, u32) = (783, 16);
+
+    pub fn start(x: &Xvfb, bus: &PrivateBus) -> TrayHost {
+        let child = Command::new("trayer")
+            .args([
+                "--edge",
+                "top",
+                "--align",
+                "right",
+                "--widthtype",
+                "pixel",
+                "--width",
+                "200",
+                "--height",
+                "32",
+                "--transparent",
+                "false",
+            ])
+            .env("DISPLAY", &x.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run trayer (Debian package trayer)");
+        TrayHost {
+            child,
+            display: x.display.clone(),
+        }
+    }
+
+    /// Run `xdotool` on this display (Debian package xdotool).
+    pub fn xdotool(&self, args: &[&str]) {
+        let status = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .status()
+            .expect("run xdotool (Debian package xdotool)");
+        assert!(status.success(), "xdotool {args:?} failed");
+    }
+
+    /// Left-click the tray icon (opens its menu).
+    pub fn click_icon(&self) {
+        let (x, y) = Self::ICON;
+        self.xdotool(&["mousemove", &x.to_string(), &y.to_string(), "click", "1"]);
+    }
+}
+
+impl Drop for TrayHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until `file` contains `text` (at most `limit`); returns the file's text.
+pub fn wait_for_text(file: &Path, text: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = std::fs::read_to_string(file).unwrap_or_default();
+        if s.contains(text) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

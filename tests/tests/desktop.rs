@@ -1,8 +1,9 @@
 //! The agent with its tray under Xvfb, and headless without a display.
 
-use keyport_e2e::desktop::{FakeNotifications, PrivateBus, Xvfb};
+use keyport_e2e::desktop::{wait_for_text, FakeNotifications, PrivateBus, TrayHost, Xvfb};
 use keyport_e2e::*;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-notifications");
 
@@ -123,4 +124,66 @@ async fn a_display_that_cannot_be_opened_falls_back_to_headless() {
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     assert_eq!(log.matches("running headless").count(), 1, "{log}");
+}
+
+/// The real menu, clicked in a real tray host: Pause signing refuses at once, Quit shuts down
+/// cleanly (exit 0, connections closed, module finalised) with no signal sent.
+#[tokio::test]
+async fn the_tray_menu_pauses_signing_and_quits_cleanly() {
+    let token = &Token::provision();
+    let x = Xvfb::start();
+    let bus = PrivateBus::start();
+    let host = TrayHost::start(&x, &bus);
+    let mut agent = start(
+        token,
+        &[],
+        &[
+            ("DISPLAY", &x.display),
+            ("DBUS_SESSION_BUS_ADDRESS", &bus.address),
+        ],
+    );
+    let log = token.dir.path().join("person/keyport.log");
+    let text = wait_for_text(&log, "tray icon shown", Duration::from_secs(10));
+    assert!(text.contains("tray icon shown"), "{text}");
+    // Let the host embed the icon.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(agent.is_running());
+    let mut c = agent.trusted().await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"paused?");
+    let params = json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest),
+                        "algorithm_reference": "sha256"});
+    c.ok("pkcs11.signData", params.clone()).await;
+
+    // "Pause signing" is the first item that can be chosen.
+    host.click_icon();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    host.xdotool(&["key", "Down", "Return"]);
+    let text = wait_for_text(&log, "signing paused from the tray", Duration::from_secs(5));
+    assert!(text.contains("signing paused from the tray"), "{text}");
+    let err = c
+        .err("pkcs11.signData", params.clone(), "SIGNING_PAUSED")
+        .await;
+    assert!(err["message"].as_str().unwrap().len() > 10, "{err}");
+
+    // "Quit Keyport" is the last item.
+    host.click_icon();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    host.xdotool(&["key", "Up", "Return"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "Quit did not stop the agent");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in ["quit from the tray", "PKCS #11 module finalised", "stopped"] {
+        assert!(text.contains(line), "{line:?} missing: {text}");
+    }
+    // The connection was closed by the shutdown.
+    assert!(c.recv().await.is_none());
+    assert!(!text.contains(PIN));
 }
