@@ -420,3 +420,25 @@ async fn a_flood_from_one_page_neither_piles_up_prompts_nor_starves_other_sites(
     let (_, log) = agent.stop();
     assert_eq!(signatures_made(&log), 0);
 }
+
+#[tokio::test]
+async fn a_page_that_goes_away_takes_its_prompt_with_it() {
+    let s = setup();
+    let fake = s.fake("never");
+    let agent = s.agent(&["--consent-timeout", "30"]);
+    let mut c = agent.client(Some(ALLOWED)).await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"closing the tab");
+    c.send_text(
+        json!({"jsonrpc": "2.0", "id": 99, "method": "pkcs11.signData",
+               "params": sign_params(slot, &digest)})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(fake.wait_for("notify", 1).len(), 1);
+    drop(c);
+    let closes = fake.wait_for("close", 1);
+    assert_eq!(closes.len(), 1, "the prompt outlived its page");
+    let (_, log) = agent.stop();
+    assert_eq!(signatures_made(&log), 0);
+}
