@@ -236,15 +236,32 @@ async fn an_idle_token_is_logged_out_and_the_next_signature_logs_in_again() {
     let mut c = agent.trusted().await;
     let slot = c.slot_of("keyport-demo").await;
     let digest = sha("sha256", b"idle");
-    c.ok("pkcs11.signData", sign_params(slot, "02", "sha256", &digest)).await;
+    c.ok(
+        "pkcs11.signData",
+        sign_params(slot, "02", "sha256", &digest),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     // After the idle logout the cached PIN is gone: a wrong PIN is judged by the token...
     let mut wrong = sign_params(slot, "02", "sha256", &digest);
     wrong["pin"] = json!("0000");
     c.err("pkcs11.signData", wrong, "PIN_INCORRECT").await;
     // ...and the right one signs again.
-    let sig = c.ok("pkcs11.signData", sign_params(slot, "02", "sha256", &digest)).await;
-    assert!(openssl_verify(&token.cert_der("ec-p256"), "sha256", &digest, &unb64(sig.as_str().unwrap())));
+    let sig = c
+        .ok(
+            "pkcs11.signData",
+            sign_params(slot, "02", "sha256", &digest),
+        )
+        .await;
+    assert!(openssl_verify(
+        &token.cert_der("ec-p256"),
+        "sha256",
+        &digest,
+        &unb64(sig.as_str().unwrap())
+    ));
     let (_, log) = agent.stop();
-    assert!(log.contains("logged out after idle timeout"), "no idle logout in the log:\n{log}");
+    assert!(
+        log.contains("logged out after idle timeout"),
+        "no idle logout in the log:\n{log}"
+    );
 }
