@@ -59,4 +59,7 @@ if (!jsOnly) {
 
 const min = readFileSync(join(dist, "browser/keyport-client.min.js"));
 const gz = gzipSync(min, { level: 9 });
-console.log(`keyport-client ${version}: browser bundle ${min.length} bytes minified, ${gz.length} bytes gzipped`);
+console.log(
+  `keyport-client ${version}: browser bundle ${min.length} bytes minified, ${gz.length} bytes gzipped ` +
+    "(zlib; `npm run size` measures with gzip -9 as the README does)",
+);

@@ -60,6 +60,12 @@ const running = new Set();
 process.on("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => {
+    for (const child of running) child.kill("SIGKILL");
+    process.exit(130);
+  });
+}
 
 /**
  * Start `keyport` with the SoftHSM module and `args`, on `port` (0: any). Resolves once it prints

@@ -1,6 +1,7 @@
 // The built package (imported by its name, as users do) against the real agent and a SoftHSM token.
 import assert from "node:assert/strict";
 import { X509Certificate, randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CODES, KeyportClient, RestException } from "keyport-client";
 import { KEYS, MODULE, ORPHAN_CERT_ID, PIN, freePort, provisionToken, readCert, startAgent, tempDir } from "../helpers/agent.mjs";
@@ -50,7 +51,8 @@ before(async () => {
   for (const key of KEYS) certs.set(key.id, await readCert(token.certsDir, key));
   agent = await startAgent({
     conf: token.conf,
-    args: ["--trust-origin", TRUSTED, "--allow-origin", ALLOWED],
+    // A second allowlisted library that does not exist, for MODULE_LOAD_FAILED.
+    args: ["--trust-origin", TRUSTED, "--allow-origin", ALLOWED, "--module", join(tmp.dir, "missing-pkcs11.so")],
   });
   client = await KeyportClient.initialize({ url: agent.url, origin: TRUSTED, module: { linux: MODULE }, signTimeout: 30_000 });
   pkcs11 = client.pkcs11();
@@ -231,6 +233,12 @@ describe("errors the client surfaces", () => {
     assertError(await rejection(other.signData(signRequest(KEYS[0]))), "MODULE_NOT_ALLOWED");
     // The same path as the allowlisted default works.
     assert.equal((await client.pkcs11({ linux: MODULE }).info()).data.manufacturer_id, "SoftHSM");
+  });
+
+  test("MODULE_LOAD_FAILED: an allowlisted library that cannot be loaded", async () => {
+    const missing = client.pkcs11({ linux: join(tmp.dir, "missing-pkcs11.so") });
+    assertError(await rejection(missing.info()), "MODULE_LOAD_FAILED");
+    assertError(await rejection(missing.slots()), "MODULE_LOAD_FAILED");
   });
 
   test("SLOT_NOT_FOUND", async () => {
