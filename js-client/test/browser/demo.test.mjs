@@ -22,7 +22,10 @@ const ARGS = [
   "--disable-component-update",
   "--disable-sync",
 ];
-const SCREENSHOT = join(JS_CLIENT, "demo-screenshot.png");
+// The README's screenshot is only rewritten on request (`npm run screenshot`), so that running the
+// tests leaves the working tree clean.
+const README_SCREENSHOT = join(JS_CLIENT, "demo-screenshot.png");
+let screenshot;
 
 let tmp;
 let token;
@@ -34,6 +37,7 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_BIN)`);
   assert.ok(existsSync(join(JS_CLIENT, "demo/keyport-client.js")), "run `npm run build` first (it emits demo/keyport-client.js)");
   tmp = await tempDir();
+  screenshot = process.env.UPDATE_SCREENSHOT === "1" ? README_SCREENSHOT : join(tmp.dir, "demo-screenshot.png");
   token = await provisionToken(join(tmp.dir, "token"));
   const port = await freePort();
   agent = await startAgent({
@@ -112,7 +116,7 @@ describe("the demo page served by the agent", () => {
 
   for (const key of KEYS) {
     test(`signs with ${key.cn}; openssl verifies the signature shown in the page`, async () => {
-      const text = `Signed in Chromium with ${key.cn} at ${new Date().toISOString()}`;
+      const text = key.id === "01" ? "I agree to the terms." : `Signed in Chromium with ${key.cn} at ${new Date().toISOString()}`;
       const shown = await signInPage(page, key.id, text);
       assert.equal(shown.state, "signed", shown.error ?? "");
       const digest = createHash("sha256").update(text).digest();
@@ -129,7 +133,7 @@ describe("the demo page served by the agent", () => {
       assert.equal(shown.valid, "true", "the page shows the agent's verification");
       if (key.id === "01") {
         await page.fill("#pin", ""); // the screenshot shows no PIN dots
-        await page.screenshot({ path: SCREENSHOT, fullPage: true });
+        await page.screenshot({ path: screenshot, fullPage: true });
       }
     });
   }
@@ -147,7 +151,7 @@ describe("the demo page served by the agent", () => {
   });
 
   test("the screenshot was written", async () => {
-    const png = await readFile(SCREENSHOT);
+    const png = await readFile(screenshot);
     assert.equal(png.subarray(1, 4).toString(), "PNG");
     assert.ok(png.length > 20_000);
   });
