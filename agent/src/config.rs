@@ -73,7 +73,7 @@ pub struct Cli {
     /// How to ask for consent: auto (default), notify or none.
     #[arg(long, value_enum, value_name = "UI")]
     pub consent: Option<ConsentMode>,
-    /// Demo mode: also allow the agent's own demo page origin (http://127.0.0.1:PORT).
+    /// Demo mode: also allow the demo page origins http://127.0.0.1:PORT and http://localhost:PORT.
     #[arg(long)]
     pub demo: bool,
     /// File where "always allow" sites are remembered.

@@ -128,7 +128,7 @@ max_session_count: number | null, session_count: number | null, max_rw_session_c
  */
 export type ParsedCertificate = { 
 /**
- * RFC 4514 string, e.g. "CN=Alice, O=Example".
+ * The Distinguished Name on one line, in certificate order, e.g. "C=BE, O=Example, CN=Alice".
  */
 subject: string, issuer: string, 
 /**

@@ -233,7 +233,7 @@ pub struct TokenInfo {
 /// Parsed fields of an X.509 certificate (`parse_certs: true`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ParsedCertificate {
-    /// RFC 4514 string, e.g. "CN=Alice, O=Example".
+    /// The Distinguished Name on one line, in certificate order, e.g. "C=BE, O=Example, CN=Alice".
     pub subject: String,
     pub issuer: String,
     /// The CN of the subject, when there is one.
