@@ -67,8 +67,11 @@ fn main() -> ExitCode {
         std::thread::Builder::new()
             .name("keyport-server".into())
             .spawn(move || {
+                // Token calls run on blocking threads; bound them (each may hold a session)
+                // so that a hung token cannot make the agent spawn threads without end.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
+                    .max_blocking_threads(16)
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
@@ -156,15 +159,29 @@ async fn run(
         url: running.url(),
     });
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = terminated() => {}
         _ = quit.notified() => {}
     }
     tracing::info!("shutting down");
     running.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Resolves on SIGTERM (Unix); elsewhere never (Ctrl-C and Quit still stop the agent).
+async fn terminated() {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            std::future::pending::<()>().await
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await
 }

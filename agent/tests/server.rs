@@ -133,8 +133,7 @@ async fn connections_over_the_limit_are_refused() {
     req.headers_mut().insert("Origin", TRUSTED.parse().unwrap());
     let err = tokio_tungstenite::connect_async(req)
         .await
-        .err()
-        .expect("third connection accepted");
+        .expect_err("third connection accepted");
     match err {
         tokio_tungstenite::tungstenite::Error::Http(resp) => {
             assert_eq!(resp.status().as_u16(), 429)

@@ -222,6 +222,7 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A sequential JSON-RPC client over a real WebSocket.
+#[derive(Debug)]
 pub struct Client {
     ws: Ws,
     next_id: u64,

@@ -24,8 +24,7 @@ async fn handshakes_from_unknown_origins_or_hosts_are_refused_with_403() {
     let host = format!("evil.example:{}", agent.port);
     let err = Client::connect_with(&agent.url, Some(TRUSTED), Some(&host))
         .await
-        .err()
-        .expect("connected");
+        .expect_err("connected");
     assert_eq!(handshake_status(&err), Some(403));
     // The allowed ones connect, by every loopback name.
     for url in [agent.url.clone(), format!("ws://localhost:{}", agent.port)] {
@@ -42,8 +41,7 @@ async fn clients_without_origin_follow_the_no_origin_policy() {
     let deny = Agent::start(token, &["--no-origin", "deny"]);
     let err = Client::connect(&deny.url, None)
         .await
-        .err()
-        .expect("connected without Origin");
+        .expect_err("connected without Origin");
     assert_eq!(handshake_status(&err), Some(403));
 
     let trust = Agent::start(token, &["--no-origin", "trust"]);

@@ -108,9 +108,12 @@ struct TokenState {
     pool: Mutex<Vec<Session>>,
     keys: Mutex<HashMap<Vec<u8>, (ObjectHandle, KeyType)>>,
     /// Certificates by CKA_ID, read at most `CERT_TTL` ago (public objects: no login needed).
-    certs: Mutex<HashMap<Vec<u8>, (Instant, Arc<Vec<u8>>)>>,
+    certs: Mutex<HashMap<Vec<u8>, CachedCert>>,
     last_used_ms: AtomicU64,
 }
+
+/// A certificate's DER and when it was read.
+type CachedCert = (Instant, Arc<Vec<u8>>);
 
 /// How long a certificate read from the token is reused by signData/verifySignedData. Listing the
 /// certificates always reads the token (and refreshes this cache); a token error clears it.
