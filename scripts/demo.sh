@@ -11,7 +11,7 @@ if [ -f js-client/package.json ]; then
 fi
 state=${KEYPORT_DEMO_STATE:-$PWD/target/demo}
 if [ ! -f "$state/token/softhsm2.conf" ]; then
-  scripts/provision-token.sh "$state/token" 1234
+  KEYPORT_NO_ORPHAN=1 scripts/provision-token.sh "$state/token" 1234
 fi
 export SOFTHSM2_CONF="$state/token/softhsm2.conf"
 port=${PORT:-10443}
