@@ -97,20 +97,24 @@ pub struct Agent {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
+/// The flags every test agent starts with: any free port, SoftHSM allowed, `TRUSTED` trusted and
+/// `ALLOWED` allowed.
+pub const BASE_ARGS: [&str; 8] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--module",
+    MODULE,
+    "--trust-origin",
+    TRUSTED,
+    "--allow-origin",
+    ALLOWED,
+];
+
 impl Agent {
-    /// Start with the token's module allowed, `TRUSTED` trusted and `ALLOWED` allowed, plus `extra` flags.
+    /// Start with [`BASE_ARGS`], no tray, plus `extra` flags.
     pub fn start(token: &Token, extra: &[&str]) -> Agent {
-        let mut args = vec![
-            "--listen",
-            "127.0.0.1:0",
-            "--module",
-            MODULE,
-            "--trust-origin",
-            TRUSTED,
-            "--allow-origin",
-            ALLOWED,
-            "--no-tray",
-        ];
+        let mut args = BASE_ARGS.to_vec();
+        args.push("--no-tray");
         args.extend_from_slice(extra);
         Self::start_raw(token, &args, &[])
     }

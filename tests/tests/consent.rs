@@ -22,21 +22,8 @@ fn sign_params(slot: u64, digest: &[u8]) -> Value {
 /// The agent on `bus` (or with no bus), remembering sites in `state`.
 fn agent(token: &Token, bus: Option<&PrivateBus>, state: &Path, extra: &[&str]) -> Agent {
     let state = state.to_str().unwrap();
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--module",
-        MODULE,
-        "--trust-origin",
-        TRUSTED,
-        "--allow-origin",
-        ALLOWED,
-        "--allow-origin",
-        OTHER,
-        "--no-tray",
-        "--state-file",
-        state,
-    ];
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--allow-origin", OTHER, "--no-tray", "--state-file", state]);
     args.extend_from_slice(extra);
     match bus {
         Some(b) => Agent::start_raw(token, &args, &[("DBUS_SESSION_BUS_ADDRESS", &b.address)]),

@@ -8,20 +8,11 @@ use std::time::{Duration, Instant};
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-notifications");
 
 fn args(token: &Token, extra: &[&'static str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--module",
-        MODULE,
-        "--trust-origin",
-        TRUSTED,
-        "--allow-origin",
-        ALLOWED,
-        "--state-file",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut a: Vec<String> = BASE_ARGS
+        .iter()
+        .chain(&["--state-file"])
+        .map(|s| s.to_string())
+        .collect();
     a.push(
         token
             .dir
