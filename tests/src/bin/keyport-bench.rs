@@ -289,6 +289,7 @@ struct Report {
     rss_after_first_request_kib: u64,
     rss_before_n_kib: u64,
     rss_after_n_kib: u64,
+    rss_after_2n_kib: u64,
     peak_rss_kib: u64,
     n_requests: usize,
 }
@@ -396,24 +397,29 @@ async fn main() {
             rows.push(r);
         }
     }
+    // pkcs11.info is one trivial C_GetInfo: its round trip is the transport floor.
+    rows.push(round_trips(&agent, "pkcs11.info", json!({}), rt_ops).await);
     rows.push(round_trips(&agent, "pkcs11.slots", json!({}), rt_ops).await);
     rows.push(round_trips(&agent, "pkcs11.token", json!({"slot_id": slot}), rt_ops).await);
 
-    // Leak check: N more requests (signatures and reads) after everything above, then RSS again.
+    // Leak check: N requests (signatures and parsed certificate listings) after everything
+    // above, twice. Growth in the first round can be warm-up; a leak also grows in the second.
     let rss_before_n = rss_kib(pid, "VmRSS:");
     let digest = sha("sha256", b"leak");
-    for i in 0..n_requests {
-        if i % 2 == 0 {
-            c.ok("pkcs11.signData", json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest), "algorithm_reference": "sha256"})).await;
-        } else {
-            c.ok(
-                "pkcs11.certificates",
-                json!({"slot_id": slot, "parse_certs": true}),
-            )
-            .await;
+    let sign = json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest), "algorithm_reference": "sha256"});
+    let list = json!({"slot_id": slot, "parse_certs": true});
+    let mut rss_rounds = Vec::new();
+    for _round in 0..2 {
+        for i in 0..n_requests {
+            if i % 2 == 0 {
+                c.ok("pkcs11.signData", sign.clone()).await;
+            } else {
+                c.ok("pkcs11.certificates", list.clone()).await;
+            }
         }
+        rss_rounds.push(rss_kib(pid, "VmRSS:"));
     }
-    let rss_after = rss_kib(pid, "VmRSS:");
+    let rss_after = rss_rounds[0];
     let peak = rss_kib(pid, "VmHWM:");
     let (status, _) = agent.stop();
     assert!(status.success(), "agent exited with {status}");
@@ -428,6 +434,7 @@ async fn main() {
         rss_after_first_request_kib: rss_first,
         rss_before_n_kib: rss_before_n,
         rss_after_n_kib: rss_after,
+        rss_after_2n_kib: rss_rounds[1],
         peak_rss_kib: peak,
         n_requests,
     };
@@ -490,9 +497,18 @@ fn print_table(r: &Report) {
         r.rss_after_first_request_kib as f64 / 1024.0
     );
     println!(
+        "| agent RSS after the rows above | {:.1} MB |",
+        r.rss_before_n_kib as f64 / 1024.0
+    );
+    println!(
         "| agent RSS after {} more requests | {:.1} MB |",
         r.n_requests,
         r.rss_after_n_kib as f64 / 1024.0
+    );
+    println!(
+        "| agent RSS after another {} requests (a leak grows here too) | {:.1} MB |",
+        r.n_requests,
+        r.rss_after_2n_kib as f64 / 1024.0
     );
     println!(
         "| agent peak RSS | {:.1} MB |",
