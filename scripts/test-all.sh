@@ -10,6 +10,8 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo clippy (headless agent: no tray feature, no GTK)"
+cargo clippy -p keyport --no-default-features -- -D warnings
 echo "== cargo test"
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast

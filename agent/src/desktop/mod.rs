@@ -3,6 +3,10 @@
 //! Which platform gets which consent UI is in docs/DESKTOP.md.
 
 pub mod notify;
+#[cfg(feature = "tray")]
+pub mod tray;
+#[cfg(not(feature = "tray"))]
+#[path = "tray_absent.rs"]
 pub mod tray;
 pub mod tray_model;
 
