@@ -24,7 +24,7 @@ impl<T> EventLoop<T> {
 }
 
 impl<T> EventLoopProxy<T> {
-    pub fn send_event(&self, _event: T) -> Result<(), ()> {
+    pub fn send_event(&self, _event: T) -> Result<(), std::convert::Infallible> {
         Ok(())
     }
 }
