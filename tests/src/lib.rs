@@ -66,6 +66,17 @@ impl Token {
         self.dir.path().join("softhsm2.conf")
     }
 
+    /// Whether openssl verifies `signature` (the base64 string signData returned) over `digest`
+    /// with the public key of the certificate `name` written at provisioning.
+    pub fn verifies(&self, name: &str, alg: &str, digest: &[u8], signature: &Value) -> bool {
+        let sig = unb64(
+            signature
+                .as_str()
+                .expect("signData returns a base64 string"),
+        );
+        openssl_verify(&self.cert_der(name), alg, digest, &sig)
+    }
+
     /// The DER certificate written at provisioning (e.g. `rsa-2048`, `ec-p256`, `ec-p384`).
     pub fn cert_der(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.dir.path().join("certs").join(format!("{name}.der"))).unwrap()

@@ -51,12 +51,7 @@ async fn clients_without_origin_follow_the_no_origin_policy() {
     let sig = c
         .ok("pkcs11.signData", json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest), "algorithm_reference": "sha256"}))
         .await;
-    assert!(openssl_verify(
-        &token.cert_der("ec-p256"),
-        "sha256",
-        &digest,
-        &unb64(sig.as_str().unwrap())
-    ));
+    assert!(token.verifies("ec-p256", "sha256", &digest, &sig));
 }
 
 /// A shared library whose constructor writes a marker file when anything loads it.

@@ -159,12 +159,7 @@ async fn signing_errors() {
 
     // After all that, the right PIN still signs (the wrong ones left no bad state behind).
     let sig = c.ok("pkcs11.signData", p(json!({}))).await;
-    assert!(openssl_verify(
-        &token.cert_der("rsa-2048"),
-        "sha256",
-        &digest,
-        &unb64(sig.as_str().unwrap())
-    ));
+    assert!(token.verifies("rsa-2048", "sha256", &digest, &sig));
     // And a wrong PIN right after a good one is still refused (the cached login is not a bypass).
     c.err(
         "pkcs11.signData",
@@ -219,12 +214,7 @@ async fn per_request_login_mode_signs_too() {
                 sign_params(slot, "03", "sha384", &digest),
             )
             .await;
-        assert!(openssl_verify(
-            &token.cert_der("ec-p384"),
-            "sha384",
-            &digest,
-            &unb64(sig.as_str().unwrap())
-        ));
+        assert!(token.verifies("ec-p384", "sha384", &digest, &sig));
     }
     c.err("pkcs11.signData", json!({"slot_id": slot, "cert_id": "03", "pin": "0000", "data": b64(&sha("sha384", b"y")), "algorithm_reference": "sha384"}), "PIN_INCORRECT").await;
 }
@@ -253,12 +243,7 @@ async fn an_idle_token_is_logged_out_and_the_next_signature_logs_in_again() {
             sign_params(slot, "02", "sha256", &digest),
         )
         .await;
-    assert!(openssl_verify(
-        &token.cert_der("ec-p256"),
-        "sha256",
-        &digest,
-        &unb64(sig.as_str().unwrap())
-    ));
+    assert!(token.verifies("ec-p256", "sha256", &digest, &sig));
     let (_, log) = agent.stop();
     assert!(
         log.contains("logged out after idle timeout"),
