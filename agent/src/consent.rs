@@ -146,6 +146,8 @@ pub struct ConsentPolicy {
     ui: Option<Arc<dyn ConsentUi>>,
     timeout: Duration,
     paused: AtomicBool,
+    /// Wakes the prompts that are up when signing is paused, so they are withdrawn at once.
+    pause_signal: tokio::sync::Notify,
     pub remembered: RememberedSites,
     pending: Mutex<HashMap<String, usize>>,
     max_pending_per_origin: usize,
@@ -186,6 +188,7 @@ impl ConsentPolicy {
             ui,
             timeout,
             paused: AtomicBool::new(false),
+            pause_signal: tokio::sync::Notify::new(),
             remembered,
             pending: Mutex::new(HashMap::new()),
             max_pending_per_origin: 2,
@@ -201,6 +204,9 @@ impl ConsentPolicy {
 
     pub fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::SeqCst);
+        if paused {
+            self.pause_signal.notify_waiters();
+        }
     }
 
     pub fn is_paused(&self) -> bool {
@@ -255,16 +261,22 @@ impl ConsentPolicy {
             return Err(AgentError::new(ErrorReason::ConsentUnavailable));
         };
         let _slot = self.reserve(origin)?;
-        let answer = tokio::time::timeout(
-            self.timeout + Duration::from_secs(2),
-            ui.ask(request, self.timeout),
-        )
-        .await
-        .unwrap_or(Ok(None));
-        // The person may have paused signing while the prompt was up.
+        // Pausing while the prompt is up refuses at once; dropping the prompt's future
+        // withdraws it. Registered before the last check so a pause in between is not missed.
+        let paused = self.pause_signal.notified();
+        tokio::pin!(paused);
+        paused.as_mut().enable();
         if self.is_paused() {
             return Err(AgentError::new(ErrorReason::SigningPaused));
         }
+        let ask = tokio::time::timeout(
+            self.timeout + Duration::from_secs(2),
+            ui.ask(request, self.timeout),
+        );
+        let answer = tokio::select! {
+            answer = ask => answer.unwrap_or(Ok(None)),
+            _ = &mut paused => return Err(AgentError::new(ErrorReason::SigningPaused)),
+        };
         match answer {
             Ok(Some(Decision::Allow)) => Ok(()),
             Ok(Some(Decision::AllowAlways)) => {
@@ -403,6 +415,54 @@ mod tests {
         assert_eq!(p.remembered.list(), ["https://a.example"]);
         assert!(p.remembered.revoke("https://a.example"));
         assert!(p.remembered.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn pausing_while_a_prompt_is_up_refuses_it_at_once_and_drops_the_prompt() {
+        struct Hangs(Arc<AtomicBool>);
+        struct SetOnDrop(Arc<AtomicBool>);
+        impl Drop for SetOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        #[async_trait::async_trait]
+        impl ConsentUi for Hangs {
+            async fn ask(
+                &self,
+                _: &ConsentRequest,
+                _: Duration,
+            ) -> Result<Option<Decision>, String> {
+                let _withdrawn_when_dropped = SetOnDrop(self.0.clone());
+                std::future::pending().await
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let p = Arc::new(ConsentPolicy::new(
+            Vec::<String>::new(),
+            Some(Arc::new(Hangs(dropped.clone())) as Arc<dyn ConsentUi>),
+            Duration::from_secs(60),
+            RememberedSites::default(),
+        ));
+        let p2 = p.clone();
+        let waiting =
+            tokio::spawn(
+                async move { p2.authorize(&origin("https://a.example"), &request()).await },
+            );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(p.pending(), 1);
+        p.set_paused(true);
+        let err = tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.reason, ErrorReason::SigningPaused);
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the prompt was not withdrawn"
+        );
+        assert_eq!(p.pending(), 0);
     }
 
     #[tokio::test]
