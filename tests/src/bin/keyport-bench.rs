@@ -23,7 +23,7 @@ use cryptoki::types::AuthPin;
 use keyport_e2e::{b64, sha, Agent, Token, MODULE, PIN};
 use serde::Serialize;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -130,43 +130,47 @@ impl Raw {
             .unwrap()[0]
     }
 
-    /// login + find + sign + logout per op; `threads` threads take turns on the login.
-    fn naive(&self, key: Key, threads: usize, ops: usize) -> Row {
-        let turn = Arc::new(Mutex::new(()));
-        let input = key.input(&sha("sha256", b"bench"));
+    /// Run `per_thread` on `threads` threads at once; their latencies and the wall time.
+    fn on_threads<F>(threads: usize, per_thread: F) -> (Vec<Duration>, Duration)
+    where
+        F: Fn() -> Vec<Duration> + Sync,
+    {
         let started = Instant::now();
-        let lat: Vec<Duration> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let (turn, input) = (turn.clone(), input.clone());
-                    s.spawn(move || {
-                        let session = self.ctx.open_ro_session(self.slot).unwrap();
-                        let mut lat = Vec::with_capacity(ops / threads);
-                        for _ in 0..ops / threads {
-                            let t = Instant::now();
-                            let _guard = turn.lock().unwrap();
-                            session
-                                .login(UserType::User, Some(&AuthPin::from(PIN.to_string())))
-                                .unwrap();
-                            let k = Self::find(&session, key);
-                            session.sign(&key.mechanism(), k, &input).unwrap();
-                            session.logout().unwrap();
-                            drop(_guard);
-                            lat.push(t.elapsed());
-                        }
-                        lat
-                    })
-                })
-                .collect();
+        let lat = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(&per_thread)).collect();
             handles
                 .into_iter()
                 .flat_map(|h| h.join().unwrap())
                 .collect()
         });
+        (lat, started.elapsed())
+    }
+
+    /// login + find + sign + logout per op; `threads` threads take turns on the login.
+    fn naive(&self, key: Key, threads: usize, ops: usize) -> Row {
+        let turn = Mutex::new(());
+        let input = key.input(&sha("sha256", b"bench"));
+        let (lat, wall) = Self::on_threads(threads, || {
+            let session = self.ctx.open_ro_session(self.slot).unwrap();
+            let mut lat = Vec::with_capacity(ops / threads);
+            for _ in 0..ops / threads {
+                let t = Instant::now();
+                let _turn = turn.lock().unwrap();
+                session
+                    .login(UserType::User, Some(&AuthPin::from(PIN.to_string())))
+                    .unwrap();
+                let k = Self::find(&session, key);
+                session.sign(&key.mechanism(), k, &input).unwrap();
+                session.logout().unwrap();
+                drop(_turn);
+                lat.push(t.elapsed());
+            }
+            lat
+        });
         row(
             format!("raw naive {} ({threads} thr)", key.name()),
             lat,
-            started.elapsed(),
+            wall,
         )
     }
 
@@ -177,30 +181,17 @@ impl Raw {
         login
             .login(UserType::User, Some(&AuthPin::from(PIN.to_string())))
             .unwrap();
-        let started = Instant::now();
-        let lat: Vec<Duration> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let input = input.clone();
-                    s.spawn(move || {
-                        let session = self.ctx.open_ro_session(self.slot).unwrap();
-                        let k = Self::find(&session, key);
-                        let mut lat = Vec::with_capacity(ops / threads);
-                        for _ in 0..ops / threads {
-                            let t = Instant::now();
-                            session.sign(&key.mechanism(), k, &input).unwrap();
-                            lat.push(t.elapsed());
-                        }
-                        lat
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap())
-                .collect()
+        let (lat, wall) = Self::on_threads(threads, || {
+            let session = self.ctx.open_ro_session(self.slot).unwrap();
+            let k = Self::find(&session, key);
+            let mut lat = Vec::with_capacity(ops / threads);
+            for _ in 0..ops / threads {
+                let t = Instant::now();
+                session.sign(&key.mechanism(), k, &input).unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
         });
-        let wall = started.elapsed();
         login.logout().unwrap();
         row(
             format!("raw best {} ({threads} thr)", key.name()),
