@@ -380,7 +380,10 @@ mod tests {
             _: &ConsentRequest,
             _: Duration,
         ) -> std::result::Result<Option<Decision>, String> {
-            let _ = self.0.acquire().await;
+            // One permit answers one prompt.
+            if let Ok(permit) = self.0.acquire().await {
+                permit.forget();
+            }
             Ok(Some(Decision::Allow))
         }
     }
@@ -513,6 +516,27 @@ mod tests {
         assert_eq!(f.backend.logouts.load(Ordering::SeqCst), 1);
     }
 
+    /// Spawns a request from `origin` and returns once it waits for the person's answer.
+    fn spawn_waiting(
+        f: &Fixture,
+        rt: &tokio::runtime::Runtime,
+        origin: &str,
+    ) -> tokio::task::JoinHandle<crate::error::Result<()>> {
+        let before = f.state.consent.pending();
+        let state = f.state.clone();
+        let caller = Caller::Origin(origin.into());
+        let waiting = rt.spawn(async move { state.consent.authorize(&caller, &request()).await });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while f.state.consent.pending() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the request never waited"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        waiting
+    }
+
     #[test]
     fn the_icon_shows_a_request_awaiting_consent() {
         let f = fixture(None);
@@ -521,31 +545,22 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let state = f.state.clone();
-        let waiting = rt.spawn(async move {
-            state
-                .consent
-                .authorize(&Caller::Origin("https://a.example".into()), &request())
-                .await
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while f.state.consent.pending() == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the request never waited"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let waiting = spawn_waiting(&f, &rt, "https://a.example");
         let view = f.model.view();
         assert_eq!(view.icon, IconState::AwaitingConsent);
         assert!(labels(&view.menu).contains(&"1 signature request waits for your answer".into()));
-        // Paused wins: nothing will be signed.
-        f.state.consent.set_paused(true);
-        assert_eq!(f.model.icon_state(), IconState::Paused);
-        f.state.consent.set_paused(false);
-
         f.gate.0.add_permits(1);
         assert!(rt.block_on(waiting).unwrap().is_ok());
+        assert_eq!(f.model.view().icon, IconState::Idle);
+
+        // Paused wins over a waiting request: its prompt is withdrawn and it is refused.
+        let waiting = spawn_waiting(&f, &rt, "https://a.example");
+        f.state.consent.set_paused(true);
+        assert_eq!(f.model.icon_state(), IconState::Paused);
+        let err = rt.block_on(waiting).unwrap().unwrap_err();
+        assert_eq!(err.reason, ErrorReason::SigningPaused);
+        assert_eq!(f.state.consent.pending(), 0);
+        f.state.consent.set_paused(false);
         assert_eq!(f.model.view().icon, IconState::Idle);
     }
 
