@@ -13,7 +13,8 @@ const run = promisify(execFile);
 export const JS_CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const REPO = resolve(JS_CLIENT, "..");
 export const MODULE = process.env.KEYPORT_MODULE || "/usr/lib/softhsm/libsofthsm2.so";
-export const PIN = "1234";
+/** Distinctive, so "the PIN is never echoed" cannot match a port number or a timestamp by chance. */
+export const PIN = "kpTestPin7301";
 /** Certificate ids on the demo token, and the DER files the provisioning script writes. */
 export const KEYS = [
   { id: "01", file: "rsa-2048.der", type: "rsa", bits: 2048, curve: null, cn: "Keyport Demo RSA-2048" },
