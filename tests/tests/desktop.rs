@@ -71,7 +71,7 @@ async fn with_its_tray_under_xvfb_the_agent_serves_asks_and_stops_cleanly() {
     // The tray's person has no terminal: the log is also in the state folder.
     let file = std::fs::read_to_string(token.dir.path().join("person/keyport.log")).unwrap();
     assert!(file.contains("tray icon shown"), "{file}");
-    assert!(!file.contains(PIN));
+    assert!(!file.contains(PIN), "the PIN is in the log file:\n{file}");
 }
 
 #[tokio::test]
