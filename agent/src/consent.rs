@@ -14,7 +14,7 @@ use keyport_protocol::ErrorReason;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Who is calling, as established at the WebSocket handshake.
@@ -152,6 +152,8 @@ pub struct ConsentPolicy {
     pending: Mutex<HashMap<String, usize>>,
     max_pending_per_origin: usize,
     max_pending: usize,
+    /// Told when what the tray shows changes: pending prompts, pause, remembered sites.
+    observer: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Releases a pending-prompt slot when dropped (also when the request is abandoned).
@@ -162,17 +164,20 @@ struct PendingSlot<'a> {
 
 impl Drop for PendingSlot<'_> {
     fn drop(&mut self) {
-        let mut pending = self
-            .policy
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = pending.get_mut(&self.origin) {
-            *n -= 1;
-            if *n == 0 {
-                pending.remove(&self.origin);
+        {
+            let mut pending = self
+                .policy
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = pending.get_mut(&self.origin) {
+                *n -= 1;
+                if *n == 0 {
+                    pending.remove(&self.origin);
+                }
             }
         }
+        self.policy.changed();
     }
 }
 
@@ -193,6 +198,19 @@ impl ConsentPolicy {
             pending: Mutex::new(HashMap::new()),
             max_pending_per_origin: 2,
             max_pending: 8,
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Call `f` whenever pending prompts, pause or remembered sites change (the tray redraws
+    /// then, instead of polling). One observer; a second call is ignored.
+    pub fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(f));
+    }
+
+    fn changed(&self) {
+        if let Some(f) = self.observer.get() {
+            f();
         }
     }
 
@@ -207,6 +225,7 @@ impl ConsentPolicy {
         if paused {
             self.pause_signal.notify_waiters();
         }
+        self.changed();
     }
 
     pub fn is_paused(&self) -> bool {
@@ -223,13 +242,16 @@ impl ConsentPolicy {
     }
 
     fn reserve(&self, origin: &str) -> Result<PendingSlot<'_>> {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = pending.values().sum();
-        let mine = pending.get(origin).copied().unwrap_or(0);
-        if total >= self.max_pending || mine >= self.max_pending_per_origin {
-            return Err(AgentError::new(ErrorReason::ConsentBusy));
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let total: usize = pending.values().sum();
+            let mine = pending.get(origin).copied().unwrap_or(0);
+            if total >= self.max_pending || mine >= self.max_pending_per_origin {
+                return Err(AgentError::new(ErrorReason::ConsentBusy));
+            }
+            pending.insert(origin.to_string(), mine + 1);
         }
-        pending.insert(origin.to_string(), mine + 1);
+        self.changed();
         Ok(PendingSlot {
             policy: self,
             origin: origin.to_string(),
@@ -282,6 +304,7 @@ impl ConsentPolicy {
             Ok(Some(Decision::AllowAlways)) => {
                 if let Caller::Origin(o) = caller {
                     self.remembered.add(o);
+                    self.changed();
                     tracing::info!(origin = %o, "site remembered as always allowed");
                 }
                 Ok(())
@@ -463,6 +486,34 @@ mod tests {
             "the prompt was not withdrawn"
         );
         assert_eq!(p.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_observer_hears_of_prompts_pause_and_remembered_sites() {
+        let p = policy(Some(Scripted(
+            Ok(Some(Decision::AllowAlways)),
+            Duration::ZERO,
+        )));
+        let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = heard.clone();
+        p.on_change(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        let count = || heard.load(Ordering::SeqCst);
+        // A prompt goes up and comes down, and the site is remembered: three changes.
+        p.authorize(&origin("https://a.example"), &request())
+            .await
+            .unwrap();
+        assert_eq!(count(), 3);
+        // Remembered now: no prompt, nothing changes.
+        p.authorize(&origin("https://a.example"), &request())
+            .await
+            .unwrap();
+        assert_eq!(count(), 3);
+        p.set_paused(true);
+        assert_eq!(count(), 4);
+        p.set_paused(false);
+        assert_eq!(count(), 5);
     }
 
     #[tokio::test]

@@ -251,3 +251,47 @@ pub fn wait_for_text(file: &Path, text: &str, limit: Duration) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The icon a tray-icon tray publishes for the AppIndicator host: it writes each new icon to
+/// `dir` as `tray-icon-<id>-<n>.png`, n counting up, and removes the previous one. Returns the
+/// newest (n, bytes) once it reads the same twice (it may be mid-write).
+pub fn published_icon(dir: &Path) -> Option<(u32, Vec<u8>)> {
+    let newest = || -> Option<(u32, PathBuf)> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let n = path
+                    .file_stem()?
+                    .to_str()?
+                    .rsplit('-')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((n, path))
+            })
+            .max()
+    };
+    let (n, path) = newest()?;
+    let mut bytes = std::fs::read(&path).ok()?;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let again = std::fs::read(&path).ok()?;
+        if again == bytes && !again.is_empty() {
+            return Some((n, again));
+        }
+        bytes = again;
+    }
+}
+
+/// Wait until the published icon is newer than `after` (at most `limit`).
+pub fn wait_for_icon(dir: &Path, after: u32, limit: Duration) -> Option<(u32, Vec<u8>)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match published_icon(dir) {
+            Some((n, bytes)) if n > after => return Some((n, bytes)),
+            _ if Instant::now() > deadline => return None,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}

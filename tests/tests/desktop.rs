@@ -1,6 +1,8 @@
 //! The agent with its tray under Xvfb, and headless without a display.
 
-use keyport_e2e::desktop::{wait_for_text, FakeNotifications, PrivateBus, TrayHost, Xvfb};
+use keyport_e2e::desktop::{
+    published_icon, wait_for_icon, wait_for_text, FakeNotifications, PrivateBus, TrayHost, Xvfb,
+};
 use keyport_e2e::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -72,6 +74,52 @@ async fn with_its_tray_under_xvfb_the_agent_serves_asks_and_stops_cleanly() {
     let file = std::fs::read_to_string(token.dir.path().join("person/keyport.log")).unwrap();
     assert!(file.contains("tray icon shown"), "{file}");
     assert!(!file.contains(PIN), "the PIN is in the log file:\n{file}");
+}
+
+/// The icon differs while a request waits for the person, and comes back when it is settled.
+// Multi-threaded: the request must go on while the test waits for the icon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tray_icon_shows_a_request_waiting_for_consent() {
+    let token = &Token::provision();
+    let x = Xvfb::start();
+    let bus = PrivateBus::start();
+    let fake = FakeNotifications::start(FAKE, &bus, token.dir.path(), "never", None);
+    let tmp = token.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let agent = start(
+        token,
+        &["--consent-timeout", "3"],
+        &[
+            ("DISPLAY", &x.display),
+            ("DBUS_SESSION_BUS_ADDRESS", &bus.address),
+            ("TMPDIR", tmp.to_str().unwrap()),
+        ],
+    );
+    let log = token.dir.path().join("person/keyport.log");
+    let text = wait_for_text(&log, "tray icon shown", Duration::from_secs(10));
+    assert!(text.contains("tray icon shown"), "{text}");
+    let icons = tmp.join(format!("keyport-tray-{}", agent.child.id()));
+    let (n_idle, idle) = published_icon(&icons).expect("the tray published no icon");
+
+    let mut c = agent.client(Some(ALLOWED)).await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"the icon tells");
+    let params = json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest),
+                        "algorithm_reference": "sha256"});
+    let asking = tokio::spawn(async move { c.call("pkcs11.signData", params).await });
+    assert_eq!(fake.wait_for("notify", 1).len(), 1);
+    let (n_waiting, waiting) =
+        wait_for_icon(&icons, n_idle, Duration::from_secs(5)).expect("the icon did not change");
+    assert_ne!(waiting, idle, "the waiting icon looks like the idle one");
+
+    // Nobody answers: the request is refused and the icon is the idle one again.
+    let err = asking.await.unwrap().expect_err("signed without an answer");
+    assert_eq!(err["data"]["reason"], "CONSENT_TIMEOUT", "{err}");
+    let (_, after) = wait_for_icon(&icons, n_waiting, Duration::from_secs(5))
+        .expect("the icon stayed on 'waiting'");
+    assert_eq!(after, idle);
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
 }
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! drawn from [`TrayView`]s. All decisions live in [`super::tray_model`].
 
 use super::tray_model::{icon_rgba, IconState, MenuEntry, TrayModel, TrayView, ICON_SIZE};
-use std::time::{Duration, Instant};
 use tao::event::{Event, StartCause};
 use tao::event_loop::{ControlFlow, EventLoop, EventLoopBuilder, EventLoopProxy};
 use tao::platform::run_return::EventLoopExtRunReturn;
@@ -15,12 +14,11 @@ use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
 #[derive(Debug)]
 pub enum UserEvent {
     Menu(MenuEvent),
+    /// The agent's state changed (a prompt went up or down, pause, a remembered site): redraw.
+    Refresh,
     /// The server has shut down: leave the loop.
     Stopped,
 }
-
-/// How often the tray re-reads the agent's state (pending prompts, pause, sites).
-const REFRESH: Duration = Duration::from_millis(300);
 
 /// Why no tray can run here (`None`: try one).
 pub fn unavailable() -> Option<String> {
@@ -118,16 +116,21 @@ fn build_menu(view: &TrayView) -> Menu {
 /// be created; the caller then goes on headless.
 pub fn run(mut event_loop: EventLoop<UserEvent>, model: TrayModel) -> Result<(), String> {
     let proxy: EventLoopProxy<UserEvent> = event_loop.create_proxy();
+    let refresh = proxy.clone();
     MenuEvent::set_event_handler(Some(move |e| {
         let _ = proxy.send_event(UserEvent::Menu(e));
     }));
+    // No polling: the agent says when its state changes.
+    model.on_change(move || {
+        let _ = refresh.send_event(UserEvent::Refresh);
+    });
     let mut tray: Option<TrayIcon> = None;
     let mut shown: Option<TrayView> = None;
     let mut failure: Option<String> = None;
     let icon_dir = std::env::temp_dir().join(format!("keyport-tray-{}", std::process::id()));
 
     event_loop.run_return(|event, _, control_flow| {
-        *control_flow = ControlFlow::WaitUntil(Instant::now() + REFRESH);
+        *control_flow = ControlFlow::Wait;
         match event {
             Event::NewEvents(StartCause::Init) => {
                 let view = model.view();
@@ -165,6 +168,7 @@ pub fn run(mut event_loop: EventLoop<UserEvent>, model: TrayModel) -> Result<(),
                 tray = None;
                 *control_flow = ControlFlow::Exit;
             }
+            // Every event batch ends here, a Refresh among them.
             Event::NewEvents(_) | Event::MainEventsCleared => {
                 if let Some(t) = &tray {
                     let view = model.view();

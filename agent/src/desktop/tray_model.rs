@@ -145,6 +145,11 @@ impl TrayModel {
         }
     }
 
+    /// Call `f` whenever what [`Self::view`] shows may have changed, from any thread.
+    pub fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.state.consent.on_change(f);
+    }
+
     pub fn view(&self) -> TrayView {
         let consent = &self.state.consent;
         let paused = consent.is_paused();
