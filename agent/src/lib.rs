@@ -2,7 +2,9 @@
 //! the person at the keyboard.
 //!
 //! # Layout
-//! * `main.rs`: thin: flags and config, logging, start, wait for a signal, shut down.
+//! * `main.rs`: thin: logging, flags and config, then [`app::run`].
+//! * [`app`]: the server on its own runtime, the tray on the main thread, shutdown on a signal
+//!   or the tray's Quit.
 //! * [`config`]: flags (clap) over the TOML file.
 //! * [`server`]: binds loopback, stacks the handshake [`guard`] and the limits around jsonrpsee.
 //! * [`guard`]: Host and Origin checks before the WebSocket upgrade; the demo page.
@@ -17,6 +19,7 @@
 //!
 //! The wire contract (names, params, results, error codes) lives in the `keyport-protocol` crate.
 
+pub mod app;
 pub mod backend;
 pub mod config;
 pub mod consent;
