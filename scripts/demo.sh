@@ -15,7 +15,7 @@ if [ ! -f "$state/token/softhsm2.conf" ]; then
 fi
 export SOFTHSM2_CONF="$state/token/softhsm2.conf"
 port=${PORT:-10443}
-echo "Demo token: 'keyport-demo' (PIN 1234) with RSA-2048, P-256 and P-384 keys."
+echo "Demo token: 'keyport-demo' (PIN 1234) with RSA-2048, P-256, P-384 and P-521 keys."
 echo "Open http://127.0.0.1:$port/demo in a browser. Ctrl-C stops the agent."
 exec target/release/keyport --demo --demo-dir js-client/demo \
   --listen "127.0.0.1:$port" \

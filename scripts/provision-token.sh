@@ -4,10 +4,11 @@
 #   scripts/provision-token.sh DIR [USER_PIN]
 #
 # Creates DIR/softhsm2.conf and DIR/tokens/, then two tokens:
-#   keyport-demo   RSA-2048 (id 01), EC P-256 (id 02), EC P-384 (id 03), each with a self-signed
-#                  certificate made with the on-token key; the public key objects are then deleted,
-#                  so the token holds only certificates and private keys (like most smart cards);
-#                  and a certificate with no key (id 04), unless KEYPORT_NO_ORPHAN=1.
+#   keyport-demo   RSA-2048 (id 01), EC P-256 (id 02), EC P-384 (id 03), EC P-521 (id 04), each
+#                  with a self-signed certificate made with the on-token key; the public key objects
+#                  are then deleted, so the token holds only certificates and private keys (like
+#                  most smart cards); and a certificate with no key (id 09), unless
+#                  KEYPORT_NO_ORPHAN=1.
 #   keyport-empty  an initialised token with no objects.
 # Prints nothing but errors; writes DIR/env with `export SOFTHSM2_CONF=...`.
 # Needs: softhsm2, opensc (pkcs11-tool), gnutls-bin (certtool).
@@ -58,9 +59,10 @@ TMPL
 make_key 01 rsa:2048 rsa-2048 "Keyport Demo RSA-2048"
 make_key 02 EC:prime256v1 ec-p256 "Keyport Demo P-256"
 make_key 03 EC:secp384r1 ec-p384 "Keyport Demo P-384"
+make_key 04 EC:secp521r1 ec-p521 "Keyport Demo P-521"
 
 # For the tests, a certificate whose CKA_ID matches no private key (KEY_NOT_FOUND).
 # The demo leaves it out (KEYPORT_NO_ORPHAN=1): it would only confuse a person trying the page.
 if [ -z "${KEYPORT_NO_ORPHAN:-}" ]; then
-  p11 --login --pin "$pin" --write-object "$dir/certs/rsa-2048.der" --type cert --id 04 --label orphan-cert
+  p11 --login --pin "$pin" --write-object "$dir/certs/rsa-2048.der" --type cert --id 09 --label orphan-cert
 fi

@@ -42,8 +42,9 @@ fn workspace_root() -> PathBuf {
 }
 
 /// A private SoftHSM2 token store (one per agent: SoftHSM's file store is not safe for several
-/// processes at once when one of them writes, e.g. a wrong PIN updating the token's flags) with the demo token (RSA-2048 id 01, P-256 id 02, P-384 id 03,
-/// a certificate without a key id 04) and an empty token.
+/// processes at once when one of them writes, e.g. a wrong PIN updating the token's flags) with
+/// the demo token (RSA-2048 id 01, P-256 id 02, P-384 id 03, P-521 id 04, a certificate without
+/// a key id 09) and an empty token.
 pub struct Token {
     pub dir: tempfile::TempDir,
 }

@@ -3,7 +3,12 @@
 use keyport_e2e::*;
 use serde_json::{json, Value};
 
-const KEYS: [(&str, &str); 3] = [("01", "rsa-2048"), ("02", "ec-p256"), ("03", "ec-p384")];
+const KEYS: [(&str, &str); 4] = [
+    ("01", "rsa-2048"),
+    ("02", "ec-p256"),
+    ("03", "ec-p384"),
+    ("04", "ec-p521"),
+];
 const ALGS: [&str; 4] = ["sha1", "sha256", "sha384", "sha512"];
 
 fn sign_params(slot: u64, id: &str, alg: &str, digest: &[u8]) -> Value {
@@ -27,7 +32,8 @@ async fn every_algorithm_with_every_key_type_verifies_with_openssl() {
             match name {
                 "rsa-2048" => assert_eq!(sig.len(), 256),
                 "ec-p256" => assert_eq!(sig.len(), 64, "raw r||s"),
-                _ => assert_eq!(sig.len(), 96, "raw r||s"),
+                "ec-p384" => assert_eq!(sig.len(), 96, "raw r||s"),
+                _ => assert_eq!(sig.len(), 132, "raw r||s"),
             }
             assert!(
                 openssl_verify(&cert, alg, &digest, &sig),
@@ -98,7 +104,7 @@ async fn signing_errors() {
         .await;
     c.err(
         "pkcs11.signData",
-        p(json!({"cert_id": "04"})),
+        p(json!({"cert_id": "09"})),
         "KEY_NOT_FOUND",
     )
     .await;

@@ -108,9 +108,10 @@ describe("the demo page served by the agent", () => {
     assert.match(certs, /Key: RSA 2048/);
     assert.match(certs, /Key: EC P-256/);
     assert.match(certs, /Key: EC P-384/);
+    assert.match(certs, /Key: EC P-521/);
     assert.match(certs, /Issuer: .*O=Keyport Demo/);
     assert.match(certs, /Valid: \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d/);
-    assert.equal(await page.locator('#certs input[name="cert"]').count(), 4);
+    assert.equal(await page.locator('#certs input[name="cert"]').count(), KEYS.length + 1); // and the orphan
     assert.deepEqual(pageErrors, []);
   });
 

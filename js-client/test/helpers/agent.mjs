@@ -20,9 +20,10 @@ export const KEYS = [
   { id: "01", file: "rsa-2048.der", type: "rsa", bits: 2048, curve: null, cn: "Keyport Demo RSA-2048" },
   { id: "02", file: "ec-p256.der", type: "ec", bits: 256, curve: "P-256", cn: "Keyport Demo P-256" },
   { id: "03", file: "ec-p384.der", type: "ec", bits: 384, curve: "P-384", cn: "Keyport Demo P-384" },
+  { id: "04", file: "ec-p521.der", type: "ec", bits: 521, curve: "P-521", cn: "Keyport Demo P-521" },
 ];
 /** A certificate with no private key (the provisioning script adds it for KEY_NOT_FOUND). */
-export const ORPHAN_CERT_ID = "04";
+export const ORPHAN_CERT_ID = "09";
 
 export function agentBinary() {
   const bin = process.env.KEYPORT_BIN || join(REPO, "target/debug/keyport");
