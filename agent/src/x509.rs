@@ -202,6 +202,103 @@ mod tests {
         );
     }
 
+    const FIXTURES: [(&[u8], KeyKind, usize); 4] = [
+        (
+            include_bytes!("../tests/data/rsa-2048.der"),
+            KeyKind::Rsa { bits: 2048 },
+            256,
+        ),
+        (
+            include_bytes!("../tests/data/ec-p256.der"),
+            KeyKind::P256,
+            64,
+        ),
+        (
+            include_bytes!("../tests/data/ec-p384.der"),
+            KeyKind::P384,
+            96,
+        ),
+        (
+            include_bytes!("../tests/data/ec-p521.der"),
+            KeyKind::P521,
+            132,
+        ),
+    ];
+
+    /// xorshift64*: a fixed, dependency-free stream of test inputs.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// Certificates come from a token (which anyone can write), signatures and digests from a
+    /// page: mangled ones must give an answer or a typed error, never a panic.
+    #[test]
+    fn mangled_certificates_signatures_and_digests_never_panic() {
+        let algs = [
+            AlgorithmReference::Sha1,
+            AlgorithmReference::Sha256,
+            AlgorithmReference::Sha384,
+            AlgorithmReference::Sha512,
+        ];
+        let mut rng = Rng(0x6b65_7970_6f72_7421);
+        for (der, kind, sig_len) in FIXTURES {
+            // The fixtures themselves are what they claim (so the mangling starts from valid input).
+            let cert = parse(der).unwrap();
+            assert_eq!(key_kind(&cert).unwrap(), kind);
+            assert!(parse_certificate(der).is_ok());
+            for round in 0..500 {
+                let mut bad = der.to_vec();
+                match round % 4 {
+                    0 => {
+                        let i = rng.below(bad.len());
+                        bad[i] ^= 1 << rng.below(8);
+                    }
+                    1 => bad.truncate(rng.below(der.len())),
+                    2 => {
+                        let i = rng.below(bad.len());
+                        let n = rng.below(16) + 1;
+                        let junk = rng.bytes(n);
+                        bad.splice(i..i, junk);
+                    }
+                    _ => {
+                        for _ in 0..8 {
+                            let i = rng.below(bad.len());
+                            bad[i] = rng.next() as u8;
+                        }
+                    }
+                }
+                let _ = parse_certificate(&bad);
+                let alg = algs[rng.below(4)];
+                let n = rng.below(80);
+                let digest = rng.bytes(n);
+                let n = match rng.below(3) {
+                    0 => sig_len,
+                    1 => rng.below(2 * sig_len + 2),
+                    _ => 0,
+                };
+                let sig = rng.bytes(n);
+                let _ = verify(&bad, alg, &digest, &sig);
+                // The intact certificate with a random signature: false or a typed error, never
+                // true.
+                if let Ok(valid) = verify(der, alg, &digest, &sig) {
+                    assert!(!valid, "a random signature verified");
+                }
+            }
+        }
+    }
+
     #[test]
     fn garbage_is_not_a_certificate() {
         let err = parse_certificate(b"not a certificate").unwrap_err();
