@@ -142,3 +142,287 @@ async fn connections_over_the_limit_are_refused() {
     }
     running.shutdown().await;
 }
+
+/// xorshift64*: a fixed, dependency-free stream of test inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())].clone()
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+    fn b64(&mut self, len: usize) -> String {
+        use base64::Engine;
+        let bytes: Vec<u8> = (0..len).map(|_| self.next() as u8).collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+const FUZZ_PIN: &str = "kpFuzzPin9317";
+const WRONG_PIN: &str = "kpWrongPin5521";
+
+fn random_value(rng: &mut Rng, field: &str) -> Value {
+    let odd = [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1.5),
+        json!(1e300),
+        json!([]),
+        json!({}),
+        json!(""),
+    ];
+    if rng.chance(5) {
+        return rng.pick(&odd);
+    }
+    match field {
+        "slot_id" => rng.pick(&[json!(1), json!(2), json!(99), json!(u64::MAX), json!("1")]),
+        "cert_id" => rng.pick(&[
+            json!("01"),
+            json!("02"),
+            json!("03"),
+            json!("01"),
+            json!("02"),
+            json!("03"),
+            json!("7F"),
+            json!("0g"),
+            json!("01 "),
+            json!("A".repeat(200)),
+        ]),
+        "pin" => rng.pick(&[
+            json!(FUZZ_PIN),
+            json!(FUZZ_PIN),
+            json!(WRONG_PIN),
+            json!("12"),
+            json!("x".repeat(300)),
+            json!(93178),
+        ]),
+        "data" | "signature" => {
+            let len = rng.pick(&[20, 32, 48, 64, 0, 7, 256]);
+            if rng.chance(10) {
+                json!("!!not base64")
+            } else {
+                json!(rng.b64(len))
+            }
+        }
+        "algorithm_reference" => rng.pick(&[
+            json!("sha1"),
+            json!("sha256"),
+            json!("sha384"),
+            json!("sha512"),
+            json!("SHA256"),
+            json!("md5"),
+        ]),
+        "module" => rng.pick(&[
+            json!("/fake/module.so"),
+            json!("/tmp/evil.so"),
+            json!("relative.so"),
+            json!("/fake/../fake/module.so"),
+        ]),
+        "parse_certs" => rng.pick(&[json!(true), json!(false), json!("yes")]),
+        _ => json!("surplus"),
+    }
+}
+
+fn random_request(rng: &mut Rng, id: u64) -> Value {
+    const SIGN: &[&str] = &["slot_id", "cert_id", "pin", "data", "algorithm_reference"];
+    const VERIFY: &[&str] = &[
+        "slot_id",
+        "cert_id",
+        "data",
+        "algorithm_reference",
+        "signature",
+    ];
+    let (method, own): (&str, &[&str]) = rng.pick(&[
+        ("pkcs11.info", &[][..]),
+        ("pkcs11.slots", &[][..]),
+        ("pkcs11.slotsWithTokenPresent", &[][..]),
+        ("pkcs11.token", &["slot_id"][..]),
+        ("pkcs11.certificates", &["slot_id", "parse_certs"][..]),
+        ("pkcs11.signData", SIGN),
+        ("pkcs11.signData", SIGN),
+        ("pkcs11.verifySignedData", VERIFY),
+        ("pkcs11.verifySignedData", VERIFY),
+        ("pkcs11.nope", &["slot_id"][..]),
+        ("pkcs11.signdata", SIGN),
+    ]);
+    let params = match rng.below(20) {
+        0 => json!([1, "01"]),
+        1 => json!("params"),
+        2 => Value::Null,
+        _ => {
+            let mut p = serde_json::Map::new();
+            // Mostly the method's own fields; sometimes one missing, a module, or a field that
+            // does not belong (a misspelling, another method's).
+            for f in own {
+                if rng.chance(95) {
+                    p.insert(f.to_string(), random_value(rng, f));
+                }
+            }
+            // Mostly a digest of the right length, so that requests get past validation.
+            let len = match p.get("algorithm_reference").and_then(Value::as_str) {
+                Some("sha1") => 20,
+                Some("sha256") => 32,
+                Some("sha384") => 48,
+                Some("sha512") => 64,
+                _ => 0,
+            };
+            if len > 0 && p.contains_key("data") && rng.chance(80) {
+                p.insert("data".into(), json!(rng.b64(len)));
+            }
+            if rng.chance(10) {
+                p.insert("module".into(), random_value(rng, "module"));
+            }
+            if rng.chance(4) {
+                let f = rng.pick(&["slotId", "pin", "signature", "parse_certs", "surplus"]);
+                p.insert(f.into(), random_value(rng, f));
+            }
+            Value::Object(p)
+        }
+    };
+    let mut req = json!({"jsonrpc": "2.0", "id": id, "method": method});
+    if !params.is_null() {
+        req["params"] = params;
+    }
+    req
+}
+
+/// Checks one response object; returns its outcome ("ok" or the reason / code).
+fn check_response(r: &Value, sent: &str) -> String {
+    assert_eq!(r["jsonrpc"], "2.0", "{r}\nfor {sent}");
+    match (r.get("result"), r.get("error")) {
+        (Some(_), None) => "ok".into(),
+        (None, Some(e)) => {
+            let code = e["code"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{r}\nfor {sent}"));
+            let message = e["message"].as_str().unwrap_or_default();
+            assert!(!message.is_empty(), "{r}\nfor {sent}");
+            for secret in [FUZZ_PIN, WRONG_PIN, "93178"] {
+                assert!(!message.contains(secret), "PIN echoed: {r}\nfor {sent}");
+            }
+            match e["data"]["reason"].as_str() {
+                Some(reason) => {
+                    let known = keyport_protocol::ErrorReason::from_code(code as i32)
+                        .unwrap_or_else(|| panic!("undocumented code: {r}\nfor {sent}"));
+                    assert_eq!(known.as_str(), reason, "{r}\nfor {sent}");
+                    assert_ne!(reason, "INTERNAL", "{r}\nfor {sent}");
+                    reason.into()
+                }
+                // The JSON-RPC layer's own errors carry no reason (docs/PROTOCOL.md).
+                None => {
+                    assert!(
+                        [-32700, -32600, -32601, -32007].contains(&code),
+                        "an error without a reason: {r}\nfor {sent}"
+                    );
+                    code.to_string()
+                }
+            }
+        }
+        _ => panic!("neither result nor error: {r}\nfor {sent}"),
+    }
+}
+
+/// Thousands of random, mostly wrong requests (wrong types, missing and surplus fields, bad
+/// base64, unknown methods, batches, broken JSON): each gets a result or a documented, typed
+/// error that echoes no PIN, never INTERNAL, never silence; and the agent serves normally after.
+#[tokio::test]
+async fn random_requests_get_typed_answers_and_leave_no_bad_state() {
+    let backend = Arc::new(FakeBackend {
+        pin: FUZZ_PIN.into(),
+        certificates: vec![
+            keyport::backend::CertificateObject {
+                id: vec![0x01],
+                der: include_bytes!("data/rsa-2048.der").to_vec(),
+            },
+            keyport::backend::CertificateObject {
+                id: vec![0x02],
+                der: include_bytes!("data/ec-p256.der").to_vec(),
+            },
+            keyport::backend::CertificateObject {
+                id: vec![0x03],
+                der: b"not a certificate".to_vec(),
+            },
+        ],
+        ..FakeBackend::default()
+    });
+    let running = keyport::server::start(&config(), backend.clone(), None, Vec::new())
+        .await
+        .unwrap();
+    let mut ws = connect(&running.url()).await;
+    let mut rng = Rng(0x4b65_7970_6f72_7446);
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for id in 1..=3000u64 {
+        match rng.below(25) {
+            // Broken JSON: a request cut short, or not JSON at all.
+            0 => {
+                let text = random_request(&mut rng, id).to_string();
+                let cut = &text[..rng.below(text.len())];
+                let sent = if rng.chance(50) { cut } else { "{]" };
+                ws.send(Message::text(sent)).await.unwrap();
+                let r = recv(&mut ws).await;
+                *seen.entry(check_response(&r, sent)).or_default() += 1;
+            }
+            // A batch of one to three.
+            1 => {
+                let n = 1 + rng.below(3);
+                let batch: Vec<Value> = (0..n)
+                    .map(|k| random_request(&mut rng, id * 10 + k as u64))
+                    .collect();
+                let sent = Value::Array(batch).to_string();
+                ws.send(Message::text(sent.clone())).await.unwrap();
+                let r = recv(&mut ws).await;
+                let answers = r.as_array().unwrap_or_else(|| panic!("{r}\nfor {sent}"));
+                assert_eq!(answers.len(), n, "{r}\nfor {sent}");
+                for a in answers {
+                    *seen.entry(check_response(a, &sent)).or_default() += 1;
+                }
+            }
+            _ => {
+                let req = random_request(&mut rng, id);
+                let sent = req.to_string();
+                ws.send(Message::text(sent.clone())).await.unwrap();
+                let r = recv(&mut ws).await;
+                assert_eq!(r["id"], json!(id), "{r}\nfor {sent}");
+                *seen.entry(check_response(&r, &sent)).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("outcomes: {seen:?}");
+    // The inputs reached every layer: parsing, the allowlist, the token, the PIN, the verifier.
+    for outcome in [
+        "ok",
+        "-32700",
+        "-32601",
+        "INVALID_PARAMS",
+        "MODULE_NOT_ALLOWED",
+        "SLOT_NOT_FOUND",
+        "TOKEN_NOT_PRESENT",
+        "CERTIFICATE_NOT_FOUND",
+        "PIN_INCORRECT",
+        "UNSUPPORTED_ALGORITHM",
+    ] {
+        assert!(seen.contains_key(outcome), "never saw {outcome}: {seen:?}");
+    }
+    assert!(backend.sign_calls() > 0, "{seen:?}");
+    // No bad state left behind: the same connection still signs and answers.
+    ws.send(Message::text(
+        sign(1).replace("\"1234\"", &format!("{FUZZ_PIN:?}")),
+    ))
+    .await
+    .unwrap();
+    let r = recv(&mut ws).await;
+    assert!(r["result"].is_string(), "{r}");
+    running.shutdown().await;
+}
