@@ -10,7 +10,8 @@ if [ -f js-client/package.json ]; then
   (cd js-client && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 fi
 state=${KEYPORT_DEMO_STATE:-$PWD/target/demo}
-if [ ! -f "$state/token/softhsm2.conf" ]; then
+# (Re)provision when there is no token yet, or one from before the demo had its P-521 key.
+if [ ! -f "$state/token/softhsm2.conf" ] || [ ! -f "$state/token/certs/ec-p521.der" ]; then
   KEYPORT_NO_ORPHAN=1 scripts/provision-token.sh "$state/token" 1234
 fi
 export SOFTHSM2_CONF="$state/token/softhsm2.conf"

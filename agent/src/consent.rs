@@ -208,6 +208,15 @@ impl ConsentPolicy {
         let _ = self.observer.set(Box::new(f));
     }
 
+    /// Forget an "always allow" answer; the site is prompted again. True if it was remembered.
+    pub fn revoke(&self, origin: &str) -> bool {
+        let removed = self.remembered.revoke(origin);
+        if removed {
+            self.changed();
+        }
+        removed
+    }
+
     fn changed(&self) {
         if let Some(f) = self.observer.get() {
             f();
@@ -514,6 +523,10 @@ mod tests {
         assert_eq!(count(), 4);
         p.set_paused(false);
         assert_eq!(count(), 5);
+        assert!(p.revoke("https://a.example"));
+        assert_eq!(count(), 6);
+        assert!(!p.revoke("https://a.example"));
+        assert_eq!(count(), 6);
     }
 
     #[tokio::test]

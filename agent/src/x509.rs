@@ -288,10 +288,19 @@ mod tests {
                     1 => rng.below(2 * sig_len + 2),
                     _ => 0,
                 };
-                let sig = rng.bytes(n);
+                let mut sig = rng.bytes(n);
+                // Random P-521 halves are almost never below the group order: keep the top
+                // bits clear so that such signatures reach the verifier itself.
+                if n == 132 {
+                    sig[0] &= 1;
+                    sig[66] &= 1;
+                }
                 let _ = verify(&bad, alg, &digest, &sig);
                 // The intact certificate with a random signature: false or a typed error, never
-                // true.
+                // true. (Every fourth round: a real verification is slow in a debug build.)
+                if round % 4 != 0 {
+                    continue;
+                }
                 if let Ok(valid) = verify(der, alg, &digest, &sig) {
                     assert!(!valid, "a random signature verified");
                 }

@@ -88,7 +88,8 @@ async fn the_tray_icon_shows_a_request_waiting_for_consent() {
     std::fs::create_dir_all(&tmp).unwrap();
     let agent = start(
         token,
-        &["--consent-timeout", "3"],
+        // Long enough that a loaded machine still sees the prompt up.
+        &["--consent-timeout", "10"],
         &[
             ("DISPLAY", &x.display),
             ("DBUS_SESSION_BUS_ADDRESS", &bus.address),
@@ -115,7 +116,7 @@ async fn the_tray_icon_shows_a_request_waiting_for_consent() {
     // Nobody answers: the request is refused and the icon is the idle one again.
     let err = asking.await.unwrap().expect_err("signed without an answer");
     assert_eq!(err["data"]["reason"], "CONSENT_TIMEOUT", "{err}");
-    let (_, after) = wait_for_icon(&icons, n_waiting, Duration::from_secs(5))
+    let (_, after) = wait_for_icon(&icons, n_waiting, Duration::from_secs(20))
         .expect("the icon stayed on 'waiting'");
     assert_eq!(after, idle);
     let (status, log) = agent.stop();

@@ -8,6 +8,8 @@ use std::marker::PhantomData;
 /// Events the event loop would receive.
 #[derive(Debug)]
 pub enum UserEvent {
+    /// The agent's state changed.
+    Refresh,
     /// The server has shut down.
     Stopped,
 }

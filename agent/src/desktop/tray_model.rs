@@ -229,7 +229,7 @@ impl TrayModel {
                 }
             }
             Command::Revoke(origin) => {
-                let was_remembered = self.state.consent.remembered.revoke(&origin);
+                let was_remembered = self.state.consent.revoke(&origin);
                 tracing::info!(origin = %origin, "always-allow revoked from the tray");
                 Outcome::Revoked {
                     origin,
