@@ -28,6 +28,8 @@ pub mod error;
 pub mod guard;
 pub mod methods;
 pub mod server;
+#[doc(hidden)]
+pub mod testing;
 pub mod x509;
 
 /// Logging to stderr. `RUST_LOG` sets the level, but the JSON-RPC and WebSocket libraries are

@@ -191,6 +191,7 @@ pub fn verify(der: &[u8], alg: AlgorithmReference, digest: &[u8], sig: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     #[test]
     fn digest_info_has_the_sha256_prefix() {
@@ -225,23 +226,6 @@ mod tests {
         ),
     ];
 
-    /// xorshift64*: a fixed, dependency-free stream of test inputs.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
-
     /// Certificates come from a token (which anyone can write), signatures and digests from a
     /// page: mangled ones must give an answer or a typed error, never a panic.
     #[test]
@@ -275,7 +259,7 @@ mod tests {
                     _ => {
                         for _ in 0..8 {
                             let i = rng.below(bad.len());
-                            bad[i] = rng.next() as u8;
+                            bad[i] = rng.next_u64() as u8;
                         }
                     }
                 }

@@ -4,6 +4,7 @@
 use futures_util::{SinkExt, StreamExt};
 use keyport::backend::fake::FakeBackend;
 use keyport::config::Config;
+use keyport::testing::Rng;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,30 +144,10 @@ async fn connections_over_the_limit_are_refused() {
     running.shutdown().await;
 }
 
-/// xorshift64*: a fixed, dependency-free stream of test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())].clone()
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn b64(&mut self, len: usize) -> String {
-        use base64::Engine;
-        let bytes: Vec<u8> = (0..len).map(|_| self.next() as u8).collect();
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    }
+/// Random base64 of `len` bytes.
+fn b64(rng: &mut Rng, len: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rng.bytes(len))
 }
 
 const FUZZ_PIN: &str = "kpFuzzPin9317";
@@ -213,7 +194,7 @@ fn random_value(rng: &mut Rng, field: &str) -> Value {
             if rng.chance(10) {
                 json!("!!not base64")
             } else {
-                json!(rng.b64(len))
+                json!(b64(rng, len))
             }
         }
         "algorithm_reference" => rng.pick(&[
@@ -279,7 +260,7 @@ fn random_request(rng: &mut Rng, id: u64) -> Value {
                 _ => 0,
             };
             if len > 0 && p.contains_key("data") && rng.chance(80) {
-                p.insert("data".into(), json!(rng.b64(len)));
+                p.insert("data".into(), json!(b64(rng, len)));
             }
             if rng.chance(10) {
                 p.insert("module".into(), random_value(rng, "module"));
