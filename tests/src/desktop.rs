@@ -89,12 +89,14 @@ impl FakeNotifications {
         }
     }
 
-    /// Everything recorded so far, one JSON object per call.
+    /// Everything recorded so far, one JSON object per call. Only complete lines count: the
+    /// server may be writing the next one while we read.
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: a JSON line: {l}")))
             .collect()
     }
 
@@ -254,7 +256,8 @@ pub fn wait_for_text(file: &Path, text: &str, limit: Duration) -> String {
 
 /// The icon a tray-icon tray publishes for the AppIndicator host: it writes each new icon to
 /// `dir` as `tray-icon-<id>-<n>.png`, n counting up, and removes the previous one. Returns the
-/// newest (n, bytes) once it reads the same twice (it may be mid-write).
+/// newest (n, bytes) once it reads a whole PNG (one that ends in its IEND chunk) twice alike:
+/// it may be mid-write.
 pub fn published_icon(dir: &Path) -> Option<(u32, Vec<u8>)> {
     let newest = || -> Option<(u32, PathBuf)> {
         std::fs::read_dir(dir)
@@ -277,7 +280,7 @@ pub fn published_icon(dir: &Path) -> Option<(u32, Vec<u8>)> {
     loop {
         std::thread::sleep(Duration::from_millis(50));
         let again = std::fs::read(&path).ok()?;
-        if again == bytes && !again.is_empty() {
+        if again == bytes && again.ends_with(b"IEND\xae\x42\x60\x82") {
             return Some((n, again));
         }
         bytes = again;

@@ -33,9 +33,13 @@ struct Server {
 }
 
 impl Server {
+    /// Appends one JSON line in a single write: `Value`'s Display writes token by token,
+    /// and a test reading the file meanwhile would see half a record.
     fn record(&self, line: Value) {
+        let mut text = line.to_string();
+        text.push('\n');
         let mut f = self.record.lock().unwrap();
-        writeln!(f, "{line}").unwrap();
+        f.write_all(text.as_bytes()).unwrap();
         f.flush().unwrap();
     }
 }
