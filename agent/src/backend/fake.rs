@@ -6,6 +6,8 @@ use super::{Backend, CertificateObject, SignRequest};
 use crate::error::{AgentError, Result};
 use keyport_protocol::{ErrorReason, InfoResult, PinState, SlotInfo, TokenInfo};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 pub struct FakeBackend {
     /// The one slot with a token.
@@ -16,8 +18,35 @@ pub struct FakeBackend {
     pub certificates: Vec<CertificateObject>,
     /// How many times `sign` reached the "token".
     pub sign_calls: AtomicUsize,
-    /// How long `sign` takes (to test time limits and in-flight bounds).
-    pub sign_delay: std::time::Duration,
+    /// `sign` waits here while the gate is shut (to test time limits and in-flight bounds
+    /// without racing a clock).
+    pub sign_gate: Gate,
+}
+
+/// A gate a test shuts to hold calls and opens to let them go. A held call gives up after
+/// 30 s, so a failing test cannot hang its runtime's shutdown.
+#[derive(Default)]
+pub struct Gate {
+    shut: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    pub fn shut(&self) {
+        *self.shut.lock().unwrap() = true;
+    }
+
+    pub fn open(&self) {
+        *self.shut.lock().unwrap() = false;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let shut = self.shut.lock().unwrap();
+        let _ = self
+            .changed
+            .wait_timeout_while(shut, Duration::from_secs(30), |shut| *shut);
+    }
 }
 
 impl Default for FakeBackend {
@@ -31,7 +60,7 @@ impl Default for FakeBackend {
                 der: b"fake-der".to_vec(),
             }],
             sign_calls: AtomicUsize::new(0),
-            sign_delay: std::time::Duration::ZERO,
+            sign_gate: Gate::default(),
         }
     }
 }
@@ -118,7 +147,7 @@ impl Backend for FakeBackend {
     fn sign(&self, _module: &str, req: &SignRequest<'_>) -> Result<Vec<u8>> {
         self.check_slot(req.slot_id)?;
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
-        std::thread::sleep(self.sign_delay);
+        self.sign_gate.pass();
         if req.pin.expose() != self.pin {
             return Err(
                 AgentError::new(ErrorReason::PinIncorrect).with_pin_state(PinState::CountLow)
