@@ -108,7 +108,9 @@ pub struct Agent {
     pub child: Child,
     pub url: String,
     pub port: u16,
-    stderr: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<()>>,
+    /// Everything logged so far (stderr), line by line as it arrives.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// The flags every test agent starts with: any free port, SoftHSM allowed, `TRUSTED` trusted and
@@ -153,13 +155,14 @@ impl Agent {
         let mut child = cmd.spawn().expect("spawn keyport");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
         let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
             }
-            s
         });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -184,6 +187,7 @@ impl Agent {
             url,
             port,
             stderr: Some(stderr),
+            log,
         }
     }
 
@@ -192,8 +196,23 @@ impl Agent {
         unsafe_kill_term(self.child.id());
         let status = wait_timeout(&mut self.child, Duration::from_secs(10))
             .expect("agent did not exit after SIGTERM");
-        let log = self.stderr.take().unwrap().join().unwrap();
+        self.stderr.take().unwrap().join().unwrap();
+        let log = self.log.lock().unwrap().clone();
         (status, log)
+    }
+
+    /// Wait until the agent has logged `text` (at most `limit`); returns whether it did.
+    pub async fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.log.lock().unwrap().contains(text) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
