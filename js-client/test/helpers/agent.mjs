@@ -75,8 +75,14 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
  */
 export async function startAgent({ conf, port = 0, args = [] }) {
   const argv = ["--listen", `127.0.0.1:${port}`, "--module", MODULE, "--no-tray", ...args];
+  // Like the Rust harness: no desktop session (a prompt must never reach the person running the
+  // tests, and "no way to ask" must be what the tests see), and remembered sites in the test's
+  // own folder, not in ~/.local/state.
+  const env = { ...process.env, SOFTHSM2_CONF: conf, RUST_LOG: process.env.RUST_LOG || "info" };
+  for (const name of ["DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"]) delete env[name];
+  env.XDG_STATE_HOME = join(dirname(conf), "state");
   const child = spawn(agentBinary(), argv, {
-    env: { ...process.env, SOFTHSM2_CONF: conf, RUST_LOG: process.env.RUST_LOG || "info" },
+    env,
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(child);

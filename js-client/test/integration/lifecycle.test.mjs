@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { KeyportClient } from "keyport-client";
-import { KEYS, PIN, freePort, provisionToken, readCert, startAgent, tempDir } from "../helpers/agent.mjs";
+import { KEYS, PIN, provisionToken, readCert, startAgent, tempDir } from "../helpers/agent.mjs";
 import { digestOf, opensslVerify } from "../helpers/verify.mjs";
 
 const TRUSTED = "http://127.0.0.1:5555";
@@ -25,9 +25,9 @@ async function demoSlot(pkcs11) {
 }
 
 test("agent stopped: AGENT_UNAVAILABLE; agent started again: the same client signs", async () => {
-  const port = await freePort();
   const args = ["--trust-origin", TRUSTED];
-  let agent = await startAgent({ conf: token.conf, port, args });
+  let agent = await startAgent({ conf: token.conf, args });
+  const port = agent.port; // the restart binds the same port again
   const client = await KeyportClient.initialize({ url: agent.url, origin: TRUSTED, timeout: 10_000 });
   try {
     const pkcs11 = client.pkcs11();

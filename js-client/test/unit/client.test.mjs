@@ -205,8 +205,11 @@ describe("errors from the agent", () => {
     const script = (withCallback) => `
       import { KeyportClient } from ${JSON.stringify(new URL("../../dist/esm/index.js", import.meta.url).href)};
       const client = await KeyportClient.initialize({ url: ${JSON.stringify(agent.url)} });
-      ${withCallback ? "client.pkcs11().token(99, (e) => console.log('callback', e.reason));" : "client.pkcs11().token(99);"}
-      setTimeout(() => { client.close(); console.log('done'); }, 200);
+      ${
+        withCallback
+          ? "client.pkcs11().token(99, (e) => { console.log('callback', e.reason); client.close(); console.log('done'); });"
+          : "client.pkcs11().token(99); setTimeout(() => { client.close(); console.log('done'); }, 10_000);"
+      }
     `;
     const run = (withCallback) =>
       new Promise((resolve) => {
