@@ -1,0 +1,623 @@
+//! A fault-injecting PKCS #11 module, for tests only.
+//!
+//! `libkeyport_fault_module.so` is a real PKCS #11 module. Its `C_GetFunctionList` loads the
+//! target module (SoftHSM2 by default), copies the target's function list and replaces a few
+//! entries with wrappers. A wrapper forwards to the real function unless the control file asks
+//! for a fault; every other entry is the target's own function.
+//!
+//! # Control file
+//!
+//! `fault.conf` in the directory of the loaded `.so` (found with `dladdr`). A test copies the
+//! `.so` into its own temporary folder and writes `fault.conf` beside it: no environment
+//! variable, and parallel tests cannot see each other's faults. The file is read again on every
+//! intercepted call, so a test can switch a fault on and off while the module is in use (write
+//! it atomically: temporary file + rename). No file means no fault.
+//!
+//! One `key=value` per line; lines starting with `#` and blank lines are ignored. Unknown keys and
+//! bad values are reported on stderr (never with the value) and otherwise ignored.
+//!
+//! | key | effect |
+//! |---|---|
+//! | `target=/path/module.so` | the real module, read once at the first `C_GetFunctionList` (default `/usr/lib/softhsm/libsofthsm2.so`) |
+//! | `initialize=fail` or `=<rv>` | `C_Initialize` returns CKR_GENERAL_ERROR (or that rv) without calling the real one |
+//! | `initialize_delay_ms=N` | `C_Initialize` sleeps N ms first |
+//! | `logout=device_error` or `=<rv>` | `C_Logout` returns CKR_DEVICE_ERROR (or that rv) without calling the real one: the token stays logged in |
+//! | `sign=segv` | `C_Sign` writes to address 8 (page zero): the process dies by SIGSEGV |
+//! | `sign=abort` | `C_Sign` calls `std::process::abort` (SIGABRT) |
+//! | `sign=exit` | `C_Sign` calls `std::process::exit(3)` |
+//! | `sign=hang` | `C_Sign` sleeps forever |
+//! | `sign=device_error` or `=<rv>` | `C_Sign` returns CKR_DEVICE_ERROR (or that rv); the real operation is ended (signed and thrown away), as a failed C_Sign ends it |
+//! | `sign_delay_ms=N` | `C_Sign` sleeps N ms before forwarding a call with a signature buffer (not the length query with a NULL buffer, so one signature costs one delay whether the caller asks for the length first or not) |
+//! | `protected_auth_path=1` | `C_GetTokenInfo` adds CKF_PROTECTED_AUTHENTICATION_PATH; `C_Login` with a NULL PIN acts as a PIN-pad (next three keys) |
+//! | `pinpad_pin=PIN` | the PIN "typed on the PIN-pad": passed to the real `C_Login` |
+//! | `pinpad=cancel` | the person cancels on the PIN-pad: `C_Login` returns CKR_FUNCTION_CANCELED |
+//! | `pinpad_delay_ms=N` | the PIN-pad takes N ms before the PIN or the cancel |
+//! | `hide_tokens=1` | a pulled card: `C_GetSlotList(tokenPresent=TRUE)` returns no slot, `C_GetSlotInfo` clears CKF_TOKEN_PRESENT, `C_GetTokenInfo`, `C_OpenSession`, `C_Login`, `C_FindObjectsInit` and `C_Sign` return CKR_TOKEN_NOT_PRESENT; sessions stay valid, so once the key is removed the card is back as it was |
+//! | `log=/abs/path` | append one line per intercepted call, e.g. `C_Login user_type=1 pin_len=8 rv=0x0`, `C_Logout rv=0x30 (injected)`, `C_Sign segv (injected)`; never a PIN |
+//!
+//! `<rv>` is hexadecimal, with or without `0x` (`initialize=0x30`); booleans are `1` or `0`.
+//! Without `pinpad_pin` or `pinpad=cancel`, a NULL PIN goes to the real module unchanged.
+//! A fault has priority over a delay; `hide_tokens` has priority over everything.
+//!
+//! Intercepted: `C_Initialize`, `C_GetSlotList`, `C_GetSlotInfo`, `C_GetTokenInfo`,
+//! `C_OpenSession`, `C_Login`, `C_Logout`, `C_FindObjectsInit`, `C_Sign` (and
+//! `C_GetFunctionList`, which returns this module's list). Only the PKCS #11 2.x interface is
+//! offered: there is no `C_GetInterface`, so callers fall back to `C_GetFunctionList`.
+//!
+//! Wrappers never let a panic cross the FFI boundary (it becomes CKR_GENERAL_ERROR); the crash
+//! faults do not unwind, they end the process on purpose.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use cryptoki_sys::*;
+use std::ffi::{c_void, CStr, OsStr};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The real module when the control file names none.
+pub const DEFAULT_TARGET: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The control file's name, in the directory of the loaded `.so`.
+pub const CONTROL_FILE: &str = "fault.conf";
+
+/// What `sign=` asks of `C_Sign`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignFault {
+    Segv,
+    Abort,
+    Exit,
+    Hang,
+    /// Return this rv without signing.
+    Return(CK_RV),
+}
+
+/// The faults a control file asks for (the default: none).
+#[derive(Clone, Default)]
+pub struct Faults {
+    pub target: Option<PathBuf>,
+    pub initialize: Option<CK_RV>,
+    pub initialize_delay_ms: u64,
+    pub logout: Option<CK_RV>,
+    pub sign: Option<SignFault>,
+    pub sign_delay_ms: u64,
+    pub protected_auth_path: bool,
+    pub pinpad_pin: Option<String>,
+    pub pinpad_cancel: bool,
+    pub pinpad_delay_ms: u64,
+    pub hide_tokens: bool,
+    pub log: Option<PathBuf>,
+}
+
+impl Faults {
+    /// Parse a control file. The problems found (unknown keys, bad values) name the line and
+    /// the key, never the value.
+    pub fn parse(text: &str) -> (Faults, Vec<String>) {
+        let mut f = Faults::default();
+        let mut problems = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                problems.push(format!("line {}: no '='", i + 1));
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let ok = match key {
+                "target" => put(&mut f.target, Some(Some(value.into()))),
+                "initialize" => put(&mut f.initialize, parse_rv(value).map(Some)),
+                "initialize_delay_ms" => put(&mut f.initialize_delay_ms, value.parse().ok()),
+                "logout" => put(&mut f.logout, parse_rv(value).map(Some)),
+                "sign" => put(&mut f.sign, parse_sign(value).map(Some)),
+                "sign_delay_ms" => put(&mut f.sign_delay_ms, value.parse().ok()),
+                "protected_auth_path" => put(&mut f.protected_auth_path, parse_bool(value)),
+                "pinpad_pin" => put(&mut f.pinpad_pin, Some(Some(value.to_string()))),
+                "pinpad" => put(&mut f.pinpad_cancel, parse_pinpad(value)),
+                "pinpad_delay_ms" => put(&mut f.pinpad_delay_ms, value.parse().ok()),
+                "hide_tokens" => put(&mut f.hide_tokens, parse_bool(value)),
+                "log" => put(&mut f.log, Some(Some(value.into()))),
+                _ => {
+                    problems.push(format!("line {}: unknown key {key:?}", i + 1));
+                    continue;
+                }
+            };
+            if !ok {
+                problems.push(format!("line {}: bad value for {key}", i + 1));
+            }
+        }
+        (f, problems)
+    }
+
+    /// The faults `fault.conf` beside this module asks for now (none if there is no such file).
+    pub fn load() -> Faults {
+        let Some(path) = control_file() else {
+            return Faults::default();
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Faults::default();
+        };
+        let (faults, problems) = Faults::parse(&text);
+        for p in problems {
+            warn(&format!("{}: {p}", path.display()));
+        }
+        faults
+    }
+
+    /// Append `line` to the `log=` file, if any, in one write (readers never see half a line).
+    fn log(&self, line: &str) {
+        let Some(path) = &self.log else { return };
+        let line = format!("{line}\n");
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+
+    /// Log `call` (with `detail`) and its rv; returns `rv`.
+    fn report(&self, call: &str, detail: &str, rv: CK_RV, injected: bool) -> CK_RV {
+        let sep = if detail.is_empty() { "" } else { " " };
+        let tag = if injected { " (injected)" } else { "" };
+        self.log(&format!("{call}{sep}{detail} rv={rv:#x}{tag}"));
+        rv
+    }
+}
+
+fn put<T>(slot: &mut T, value: Option<T>) -> bool {
+    match value {
+        Some(v) => {
+            *slot = v;
+            true
+        }
+        None => false,
+    }
+}
+
+/// `fail`, `device_error`, or a hexadecimal rv (`0x30`, `30`).
+pub fn parse_rv(value: &str) -> Option<CK_RV> {
+    match value {
+        "fail" => Some(CKR_GENERAL_ERROR),
+        "device_error" => Some(CKR_DEVICE_ERROR),
+        hex => {
+            let hex = hex
+                .strip_prefix("0x")
+                .or_else(|| hex.strip_prefix("0X"))
+                .unwrap_or(hex);
+            CK_RV::from_str_radix(hex, 16).ok()
+        }
+    }
+}
+
+fn parse_sign(value: &str) -> Option<SignFault> {
+    Some(match value {
+        "segv" => SignFault::Segv,
+        "abort" => SignFault::Abort,
+        "exit" => SignFault::Exit,
+        "hang" => SignFault::Hang,
+        rv => SignFault::Return(parse_rv(rv)?),
+    })
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `pinpad=cancel` (true) or `pinpad=ok` (false: type `pinpad_pin`).
+fn parse_pinpad(value: &str) -> Option<bool> {
+    match value {
+        "cancel" => Some(true),
+        "ok" => Some(false),
+        _ => None,
+    }
+}
+
+fn warn(message: &str) {
+    let _ = writeln!(std::io::stderr(), "keyport-fault-module: {message}");
+}
+
+fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+/// `fault.conf` beside the file this code was loaded from.
+fn control_file() -> Option<&'static Path> {
+    static PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+        let me = C_GetFunctionList as *const c_void;
+        // SAFETY: dladdr only reads the address (a function of this library) and fills `info`.
+        if unsafe { libc::dladdr(me, info.as_mut_ptr()) } == 0 {
+            return None;
+        }
+        // SAFETY: dladdr succeeded, so it initialised `info` (and all-zero was valid anyway).
+        let info = unsafe { info.assume_init() };
+        if info.dli_fname.is_null() {
+            return None;
+        }
+        // SAFETY: dli_fname is a NUL-terminated string owned by the loader, alive while we are.
+        let file = unsafe { CStr::from_ptr(info.dli_fname) };
+        // Absolute, not canonical: a symlinked .so reads the fault.conf beside the link.
+        let file = std::path::absolute(Path::new(OsStr::from_bytes(file.to_bytes()))).ok()?;
+        Some(file.parent()?.join(CONTROL_FILE))
+    })
+    .as_deref()
+}
+
+/// The loaded target: its function list, and ours (a copy with some entries replaced).
+struct Module {
+    /// Never unloaded: the function pointers below point into it.
+    _lib: libloading::Library,
+    real: CK_FUNCTION_LIST,
+    ours: CK_FUNCTION_LIST,
+}
+
+static MODULE: OnceLock<Result<Module, String>> = OnceLock::new();
+
+fn load_module() -> Result<Module, String> {
+    let target = Faults::load()
+        .target
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_TARGET));
+    let shown = target.display();
+    // SAFETY: loading a PKCS #11 module runs its initialisers, which is what we are asked to do.
+    let lib = unsafe { libloading::Library::new(&target) }.map_err(|e| format!("{shown}: {e}"))?;
+    let mut list: CK_FUNCTION_LIST_PTR = ptr::null_mut();
+    {
+        // SAFETY: every PKCS #11 module exports C_GetFunctionList with this signature.
+        let get = unsafe {
+            lib.get::<unsafe extern "C" fn(CK_FUNCTION_LIST_PTR_PTR) -> CK_RV>(
+                b"C_GetFunctionList\0",
+            )
+        }
+        .map_err(|e| format!("{shown}: {e}"))?;
+        // SAFETY: `list` is a valid place for the module to write its list's address.
+        let rv = unsafe { get(&mut list) };
+        if rv != CKR_OK || list.is_null() {
+            return Err(format!("{shown}: C_GetFunctionList returned {rv:#x}"));
+        }
+    }
+    // SAFETY: the module returned a non-NULL pointer to its function list, valid while loaded.
+    let real = unsafe { *list };
+    let mut ours = real;
+    ours.C_GetFunctionList = Some(C_GetFunctionList);
+    ours.C_Initialize = Some(initialize);
+    ours.C_GetSlotList = Some(get_slot_list);
+    ours.C_GetSlotInfo = Some(get_slot_info);
+    ours.C_GetTokenInfo = Some(get_token_info);
+    ours.C_OpenSession = Some(open_session);
+    ours.C_Login = Some(login);
+    ours.C_Logout = Some(logout);
+    ours.C_FindObjectsInit = Some(find_objects_init);
+    ours.C_Sign = Some(sign);
+    Ok(Module {
+        _lib: lib,
+        real,
+        ours,
+    })
+}
+
+/// The real module's function list (the wrappers are only reachable once it is loaded).
+fn real() -> &'static CK_FUNCTION_LIST {
+    match MODULE.get() {
+        Some(Ok(m)) => &m.real,
+        _ => panic!("a wrapper was called before the target module was loaded"),
+    }
+}
+
+/// Call the real module's function `$name`, or CKR_FUNCTION_NOT_SUPPORTED if it has none.
+macro_rules! forward {
+    ($name:ident($($arg:expr),*)) => {
+        match real().$name {
+            // SAFETY: the real module's own entry point, with arguments PKCS #11 allows: the
+            // caller's, unchanged, or (PIN-pad login) a live buffer of ours.
+            Some(f) => unsafe { f($($arg),*) },
+            None => CKR_FUNCTION_NOT_SUPPORTED,
+        }
+    };
+}
+
+/// Run a wrapper's body; a panic becomes CKR_GENERAL_ERROR instead of crossing the FFI boundary.
+fn guard(body: impl FnOnce() -> CK_RV) -> CK_RV {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(CKR_GENERAL_ERROR)
+}
+
+/// Entry point: load the target module (once) and return this module's function list.
+///
+/// # Safety
+///
+/// `list` must be NULL or valid for a write (the PKCS #11 contract). The list returned must not
+/// be written to.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn C_GetFunctionList(list: CK_FUNCTION_LIST_PTR_PTR) -> CK_RV {
+    guard(|| {
+        if list.is_null() {
+            return CKR_ARGUMENTS_BAD;
+        }
+        match MODULE.get_or_init(load_module) {
+            Ok(m) => {
+                // SAFETY: `list` is non-NULL and, by contract, valid for a write.
+                unsafe { *list = &m.ours as *const CK_FUNCTION_LIST as CK_FUNCTION_LIST_PTR };
+                CKR_OK
+            }
+            Err(e) => {
+                warn(e);
+                CKR_GENERAL_ERROR
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn initialize(args: *mut c_void) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        sleep_ms(f.initialize_delay_ms);
+        if let Some(rv) = f.initialize {
+            return f.report("C_Initialize", "", rv, true);
+        }
+        let rv = forward!(C_Initialize(args));
+        f.report("C_Initialize", "", rv, false)
+    })
+}
+
+unsafe extern "C" fn get_slot_list(
+    token_present: CK_BBOOL,
+    slots: CK_SLOT_ID_PTR,
+    count: CK_ULONG_PTR,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        let detail = format!("token_present={token_present}");
+        if f.hide_tokens && token_present != CK_FALSE {
+            if count.is_null() {
+                return f.report("C_GetSlotList", &detail, CKR_ARGUMENTS_BAD, true);
+            }
+            // SAFETY: `count` is non-NULL and, by contract, valid for a write.
+            unsafe { *count = 0 };
+            return f.report("C_GetSlotList", &detail, CKR_OK, true);
+        }
+        let rv = forward!(C_GetSlotList(token_present, slots, count));
+        f.report("C_GetSlotList", &detail, rv, false)
+    })
+}
+
+unsafe extern "C" fn get_slot_info(slot: CK_SLOT_ID, info: CK_SLOT_INFO_PTR) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        let rv = forward!(C_GetSlotInfo(slot, info));
+        if rv == CKR_OK && f.hide_tokens && !info.is_null() {
+            // SAFETY: the real module just filled `*info`, a caller's valid CK_SLOT_INFO.
+            unsafe { (*info).flags &= !CKF_TOKEN_PRESENT };
+        }
+        f.report("C_GetSlotInfo", &format!("slot={slot}"), rv, f.hide_tokens)
+    })
+}
+
+unsafe extern "C" fn get_token_info(slot: CK_SLOT_ID, info: CK_TOKEN_INFO_PTR) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        let detail = format!("slot={slot}");
+        if f.hide_tokens {
+            return f.report("C_GetTokenInfo", &detail, CKR_TOKEN_NOT_PRESENT, true);
+        }
+        let rv = forward!(C_GetTokenInfo(slot, info));
+        let add_flag = rv == CKR_OK && f.protected_auth_path && !info.is_null();
+        if add_flag {
+            // SAFETY: the real module just filled `*info`, a caller's valid CK_TOKEN_INFO.
+            unsafe { (*info).flags |= CKF_PROTECTED_AUTHENTICATION_PATH };
+        }
+        f.report("C_GetTokenInfo", &detail, rv, add_flag)
+    })
+}
+
+unsafe extern "C" fn open_session(
+    slot: CK_SLOT_ID,
+    flags: CK_FLAGS,
+    app: *mut c_void,
+    notify: CK_NOTIFY,
+    session: CK_SESSION_HANDLE_PTR,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        let detail = format!("slot={slot}");
+        if f.hide_tokens {
+            return f.report("C_OpenSession", &detail, CKR_TOKEN_NOT_PRESENT, true);
+        }
+        let rv = forward!(C_OpenSession(slot, flags, app, notify, session));
+        f.report("C_OpenSession", &detail, rv, false)
+    })
+}
+
+unsafe extern "C" fn login(
+    session: CK_SESSION_HANDLE,
+    user_type: CK_USER_TYPE,
+    pin: CK_UTF8CHAR_PTR,
+    pin_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        if f.hide_tokens {
+            let detail = format!("user_type={user_type} pin_len={pin_len}");
+            return f.report("C_Login", &detail, CKR_TOKEN_NOT_PRESENT, true);
+        }
+        if pin.is_null() && f.protected_auth_path {
+            let detail = format!("user_type={user_type} pinpad");
+            sleep_ms(f.pinpad_delay_ms);
+            if f.pinpad_cancel {
+                return f.report("C_Login", &detail, CKR_FUNCTION_CANCELED, true);
+            }
+            if let Some(typed) = &f.pinpad_pin {
+                let mut typed = typed.as_bytes().to_vec();
+                let len = typed.len() as CK_ULONG;
+                let rv = forward!(C_Login(session, user_type, typed.as_mut_ptr(), len));
+                return f.report("C_Login", &detail, rv, true);
+            }
+        }
+        let rv = forward!(C_Login(session, user_type, pin, pin_len));
+        f.report(
+            "C_Login",
+            &format!("user_type={user_type} pin_len={pin_len}"),
+            rv,
+            false,
+        )
+    })
+}
+
+unsafe extern "C" fn logout(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        if let Some(rv) = f.logout {
+            return f.report("C_Logout", "", rv, true);
+        }
+        let rv = forward!(C_Logout(session));
+        f.report("C_Logout", "", rv, false)
+    })
+}
+
+unsafe extern "C" fn find_objects_init(
+    session: CK_SESSION_HANDLE,
+    template: CK_ATTRIBUTE_PTR,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        if f.hide_tokens {
+            return f.report("C_FindObjectsInit", "", CKR_TOKEN_NOT_PRESENT, true);
+        }
+        let rv = forward!(C_FindObjectsInit(session, template, count));
+        f.report("C_FindObjectsInit", "", rv, false)
+    })
+}
+
+unsafe extern "C" fn sign(
+    session: CK_SESSION_HANDLE,
+    data: CK_BYTE_PTR,
+    data_len: CK_ULONG,
+    signature: CK_BYTE_PTR,
+    signature_len: CK_ULONG_PTR,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        if f.hide_tokens {
+            end_real_sign(session, data, data_len);
+            return f.report("C_Sign", "", CKR_TOKEN_NOT_PRESENT, true);
+        }
+        match f.sign {
+            Some(SignFault::Return(rv)) => {
+                end_real_sign(session, data, data_len);
+                return f.report("C_Sign", "", rv, true);
+            }
+            Some(crash) => {
+                f.log(&format!("C_Sign {} (injected)", crash_name(crash)));
+                self_destruct(crash)
+            }
+            None => {}
+        }
+        if !signature.is_null() {
+            sleep_ms(f.sign_delay_ms);
+        }
+        let rv = forward!(C_Sign(session, data, data_len, signature, signature_len));
+        f.report("C_Sign", "", rv, false)
+    })
+}
+
+/// A failed C_Sign ends the signing operation (PKCS #11 5.13): sign for real and drop the
+/// result, so that the caller's next C_SignInit is not refused with CKR_OPERATION_ACTIVE.
+fn end_real_sign(session: CK_SESSION_HANDLE, data: CK_BYTE_PTR, data_len: CK_ULONG) {
+    let mut len: CK_ULONG = 0;
+    let rv = forward!(C_Sign(session, data, data_len, ptr::null_mut(), &mut len));
+    if rv == CKR_OK {
+        let mut buf = vec![0u8; len as usize];
+        forward!(C_Sign(session, data, data_len, buf.as_mut_ptr(), &mut len));
+    }
+}
+
+fn crash_name(crash: SignFault) -> &'static str {
+    match crash {
+        SignFault::Segv => "segv",
+        SignFault::Abort => "abort",
+        SignFault::Exit => "exit",
+        SignFault::Hang => "hang",
+        SignFault::Return(_) => "return",
+    }
+}
+
+/// The crash faults: never return.
+fn self_destruct(crash: SignFault) -> ! {
+    match crash {
+        SignFault::Segv => {
+            // Not address 0: debug builds check raw NULL writes and would abort, not fault.
+            let page_zero = std::hint::black_box(8usize) as *mut u8;
+            // SAFETY: none, on purpose: the write to unmapped page zero kills us with SIGSEGV.
+            unsafe { ptr::write_volatile(page_zero, 1) };
+            std::process::abort()
+        }
+        SignFault::Exit => std::process::exit(3),
+        SignFault::Hang => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        SignFault::Abort | SignFault::Return(_) => std::process::abort(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_text_no_fault() {
+        let (f, problems) = Faults::parse("");
+        assert!(problems.is_empty());
+        assert!(f.target.is_none() && f.initialize.is_none() && f.sign.is_none());
+        assert!(!f.hide_tokens && !f.protected_auth_path && f.log.is_none());
+    }
+
+    #[test]
+    fn every_key() {
+        let text = "# a comment\n\n target = /x/y.so \ninitialize=fail\ninitialize_delay_ms=5\n\
+                    logout=device_error\nsign=hang\nsign_delay_ms=7\nprotected_auth_path=1\n\
+                    pinpad_pin=12 34\npinpad=cancel\npinpad_delay_ms=9\nhide_tokens=1\nlog=/tmp/l\n";
+        let (f, problems) = Faults::parse(text);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(f.target.as_deref(), Some(Path::new("/x/y.so")));
+        assert_eq!(f.initialize, Some(CKR_GENERAL_ERROR));
+        assert_eq!(f.initialize_delay_ms, 5);
+        assert_eq!(f.logout, Some(CKR_DEVICE_ERROR));
+        assert_eq!(f.sign, Some(SignFault::Hang));
+        assert_eq!(f.sign_delay_ms, 7);
+        assert!(f.protected_auth_path && f.pinpad_cancel && f.hide_tokens);
+        assert_eq!(f.pinpad_pin.as_deref(), Some("12 34"));
+        assert_eq!(f.pinpad_delay_ms, 9);
+        assert_eq!(f.log.as_deref(), Some(Path::new("/tmp/l")));
+    }
+
+    #[test]
+    fn rv_values() {
+        assert_eq!(parse_rv("0x30"), Some(CKR_DEVICE_ERROR));
+        assert_eq!(parse_rv("E0"), Some(CKR_TOKEN_NOT_PRESENT));
+        assert_eq!(parse_rv("fail"), Some(CKR_GENERAL_ERROR));
+        assert_eq!(parse_rv("nope"), None);
+        let (f, _) = Faults::parse("sign=device_error\n");
+        assert_eq!(f.sign, Some(SignFault::Return(CKR_DEVICE_ERROR)));
+    }
+
+    #[test]
+    fn problems_never_show_values() {
+        let (f, problems) = Faults::parse("pin=secret1\nsign=secret2\nsecret3\nhide_tokens=yes\n");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(f.sign.is_none() && !f.hide_tokens);
+        assert!(!problems.concat().contains("secret"), "{problems:?}");
+    }
+}

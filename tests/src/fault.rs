@@ -1,0 +1,94 @@
+//! The fault-injecting PKCS #11 module (`tests/fault-module`) in a private folder.
+//!
+//! The module reads `fault.conf` beside its own `.so`, so each test gets its own copy of the
+//! `.so` in a temporary folder and its own faults; nothing goes through the environment. See
+//! the module's documentation (`tests/fault-module/src/lib.rs`) for the keys.
+//!
+//! ```ignore
+//! let module = FaultModule::new();
+//! module.set("logout=device_error");
+//! // ... start an agent with `--module module.path_str()` ...
+//! assert!(module.calls().iter().any(|l| l == "C_Logout rv=0x30 (injected)"));
+//! ```
+//!
+//! Self-contained (std and tempfile only): `tests/fault-module/tests/faults.rs` includes this
+//! file too.
+
+use std::path::{Path, PathBuf};
+
+/// The module's file name in `target/<profile>/`.
+pub const FILE_NAME: &str = "libkeyport_fault_module.so";
+
+/// A private copy of the fault module, with its control file and call log.
+pub struct FaultModule {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl FaultModule {
+    /// Copy `target/<profile>/libkeyport_fault_module.so` (beside the test executable, or
+    /// `$KEYPORT_FAULT_MODULE`) into a new temporary folder. No `fault.conf` yet: no faults.
+    pub fn new() -> FaultModule {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::copy(built_module(), &path).expect("copy the fault module");
+        FaultModule { dir, path }
+    }
+
+    /// Replace `fault.conf` with these lines (atomically: temporary file + rename, so the
+    /// module never reads half a file). Unless `conf` has its own `log=` line, calls are logged
+    /// to the folder's `calls.log` (see [`FaultModule::calls`]).
+    pub fn set(&self, conf: &str) {
+        let mut text = conf.to_string();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        if !conf.lines().any(|l| l.trim_start().starts_with("log=")) {
+            text.push_str(&format!("log={}\n", self.log_path().display()));
+        }
+        let tmp = self.dir.path().join("fault.conf.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("fault.conf")).unwrap();
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("temporary paths are UTF-8")
+    }
+
+    /// Where [`FaultModule::set`] points `log=`.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("calls.log")
+    }
+
+    /// The lines logged so far (one per intercepted call, e.g. `C_Sign rv=0x0`); none before
+    /// the first [`FaultModule::set`].
+    pub fn calls(&self) -> Vec<String> {
+        match std::fs::read_to_string(self.log_path()) {
+            Ok(text) => text.lines().map(str::to_string).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Default for FaultModule {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn built_module() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEYPORT_FAULT_MODULE") {
+        return PathBuf::from(p);
+    }
+    // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
+    let exe = std::env::current_exe().unwrap();
+    let dir: &Path = exe.parent().unwrap();
+    let candidates = [dir.join(FILE_NAME), dir.parent().unwrap().join(FILE_NAME)];
+    match candidates.iter().find(|p| p.exists()) {
+        Some(p) => p.clone(),
+        None => panic!(
+            "{} not built: run `cargo build -p keyport-fault-module` (or cargo test --workspace)",
+            candidates[1].display()
+        ),
+    }
+}
