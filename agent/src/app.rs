@@ -7,10 +7,13 @@ use crate::consent::ConsentUi;
 use crate::desktop::tray::{self, UserEvent};
 use crate::desktop::{self, tray_model::TrayModel};
 use crate::methods::AppState;
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+/// Threads for token calls. Each connection may hold at most `max_in_flight_per_connection`
+/// (default 16) of them, stuck calls included, so one connection cannot take them all.
+pub const MAX_BLOCKING_THREADS: usize = 64;
 
 /// What the server thread hands the tray once it listens.
 struct Started {
@@ -49,9 +52,15 @@ pub fn run(mut config: Config) -> ExitCode {
         .as_ref()
         .and_then(|f| f.parent())
         .map(|d| d.to_path_buf());
-    if let (Some(_), Some(dir)) = (&event_loop, &folder) {
-        let log = dir.join("keyport.log");
-        if let Err(e) = crate::also_log_to(&log) {
+    // The tray's person has no terminal: the tray's menu opens the folder that holds the log.
+    let log_file = config.log_file.clone().or_else(|| {
+        event_loop
+            .as_ref()
+            .and(folder.as_ref())
+            .map(|dir| dir.join("keyport.log"))
+    });
+    if let Some(log) = log_file {
+        if let Err(e) = crate::logging::also_log_to(&log) {
             tracing::warn!(file = %log.display(), error = %e, "cannot write the log file");
         }
     }
@@ -68,7 +77,7 @@ pub fn run(mut config: Config) -> ExitCode {
                 // so that a hung token cannot make the agent spawn threads without end.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
-                    .max_blocking_threads(16)
+                    .max_blocking_threads(MAX_BLOCKING_THREADS)
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
@@ -82,7 +91,7 @@ pub fn run(mut config: Config) -> ExitCode {
     };
     let join = |server: std::thread::JoinHandle<ExitCode>| {
         server.join().unwrap_or_else(|_| {
-            eprintln!("keyport: the server thread panicked");
+            crate::logging::stderr_line("keyport: the server thread panicked");
             ExitCode::from(1)
         })
     };
@@ -126,10 +135,10 @@ async fn serve(
         (Some(dir), true) => match crate::guard::StaticFile::load_dir(dir) {
             Ok(files) => files,
             Err(e) => {
-                eprintln!(
+                crate::logging::stderr_line(&format!(
                     "keyport: cannot read the demo folder {}: {e}",
                     dir.display()
-                );
+                ));
                 return ExitCode::from(2);
             }
         },
@@ -138,19 +147,22 @@ async fn serve(
     let running = match crate::server::start(&config, backend, consent_ui, files).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("keyport: {e}");
+            crate::logging::stderr_line(&format!("keyport: {e}"));
             return ExitCode::from(1);
         }
     };
-    println!(
+    // The ready line. A closed or full stdout must not stop the agent (nobody reads it then).
+    crate::logging::stdout_line(&format!(
         "Keyport {} listening on {}",
         env!("CARGO_PKG_VERSION"),
         running.url()
-    );
+    ));
     if config.demo {
-        println!("Demo page: http://127.0.0.1:{}/demo", running.addr.port());
+        crate::logging::stdout_line(&format!(
+            "Demo page: http://127.0.0.1:{}/demo",
+            running.addr.port()
+        ));
     }
-    let _ = std::io::stdout().flush();
     let _ = started.send(Started {
         state: running.state.clone(),
         url: running.url(),

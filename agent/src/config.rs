@@ -82,6 +82,9 @@ pub struct Cli {
     /// Folder whose files the agent serves at /demo in demo mode (index.html, *.js, *.css).
     #[arg(long, value_name = "DIR")]
     pub demo_dir: Option<PathBuf>,
+    /// Also write the log to this file (capped at 4 MiB, then rotated to FILE.1).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// The TOML file. Every key is optional.
@@ -98,8 +101,12 @@ pub struct FileConfig {
     pub idle_logout_secs: Option<u64>,
     pub keep_logged_in: Option<bool>,
     pub max_connections: Option<u32>,
+    pub max_connections_per_origin: Option<usize>,
     pub max_message_bytes: Option<u32>,
     pub max_in_flight_per_connection: Option<usize>,
+    pub max_reply_backlog_bytes: Option<usize>,
+    pub ping_interval_secs: Option<u64>,
+    pub handshake_timeout_secs: Option<u64>,
     pub max_pending_consent_per_origin: Option<usize>,
     pub max_pending_consent: Option<usize>,
     pub tray: Option<bool>,
@@ -107,6 +114,7 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     pub state_file: Option<PathBuf>,
     pub demo_dir: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
 }
 
 /// The settings in force.
@@ -123,8 +131,16 @@ pub struct Config {
     pub idle_logout: Duration,
     pub keep_logged_in: bool,
     pub max_connections: u32,
+    /// WebSocket connections from one origin (no-Origin clients count as one origin).
+    pub max_connections_per_origin: usize,
     pub max_message_bytes: u32,
     pub max_in_flight_per_connection: usize,
+    /// Bytes of answers a client has not read yet; past it the connection is closed.
+    pub max_reply_backlog_bytes: usize,
+    /// How often a WebSocket peer is pinged; silent for two intervals = gone.
+    pub ping_interval: Duration,
+    /// Longest time a socket may take to finish its HTTP request or WebSocket handshake.
+    pub handshake_timeout: Duration,
     pub max_pending_consent_per_origin: usize,
     pub max_pending_consent: usize,
     pub tray: bool,
@@ -132,6 +148,8 @@ pub struct Config {
     pub demo: bool,
     pub state_file: Option<PathBuf>,
     pub demo_dir: Option<PathBuf>,
+    /// Also log to this file (capped, rotated once).
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -147,8 +165,12 @@ impl Default for Config {
             idle_logout: Duration::from_secs(300),
             keep_logged_in: true,
             max_connections: 64,
+            max_connections_per_origin: 16,
             max_message_bytes: 256 * 1024,
             max_in_flight_per_connection: 16,
+            max_reply_backlog_bytes: 4 * 1024 * 1024,
+            ping_interval: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
             max_pending_consent_per_origin: 2,
             max_pending_consent: 8,
             tray: true,
@@ -156,6 +178,7 @@ impl Default for Config {
             demo: false,
             state_file: None,
             demo_dir: None,
+            log_file: None,
         }
     }
 }
@@ -177,25 +200,11 @@ pub enum ConfigError {
     Module(String),
 }
 
-/// Normalise an origin as browsers send it: lower-case scheme and host, no default port, no path.
+/// Normalise an origin as browsers send it (see [`crate::origin::Origin`]).
 pub fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
-    let bad = || ConfigError::Origin(origin.to_string());
-    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
-    let scheme = scheme.to_ascii_lowercase();
-    if !matches!(scheme.as_str(), "http" | "https") {
-        return Err(bad());
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ', '*']) {
-        return Err(bad());
-    }
-    let host_port = rest.to_ascii_lowercase();
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let host_port = host_port
-        .strip_suffix(default_port)
-        .unwrap_or(&host_port)
-        .to_string();
-    Ok(format!("{scheme}://{host_port}"))
+    crate::origin::Origin::parse(origin)
+        .map(|o| o.to_string())
+        .map_err(|_| ConfigError::Origin(origin.to_string()))
 }
 
 impl Config {
@@ -241,6 +250,10 @@ impl Config {
             idle_logout: secs(cli.idle_logout, file.idle_logout_secs, d.idle_logout),
             keep_logged_in: !cli.no_login_cache && file.keep_logged_in.unwrap_or(d.keep_logged_in),
             max_connections: file.max_connections.unwrap_or(d.max_connections).max(1),
+            max_connections_per_origin: file
+                .max_connections_per_origin
+                .unwrap_or(d.max_connections_per_origin)
+                .max(1),
             max_message_bytes: file
                 .max_message_bytes
                 .unwrap_or(d.max_message_bytes)
@@ -248,7 +261,17 @@ impl Config {
             max_in_flight_per_connection: file
                 .max_in_flight_per_connection
                 .unwrap_or(d.max_in_flight_per_connection)
-                .max(1),
+                // A connection's stuck token calls hold threads: never more than half of them.
+                .clamp(1, crate::app::MAX_BLOCKING_THREADS / 2),
+            // At least one largest answer must fit, or a big certificate list would close it.
+            max_reply_backlog_bytes: file
+                .max_reply_backlog_bytes
+                .unwrap_or(d.max_reply_backlog_bytes)
+                .max(crate::server::MAX_RESPONSE_BYTES + 1024),
+            ping_interval: secs(None, file.ping_interval_secs, d.ping_interval)
+                .max(Duration::from_secs(1)),
+            handshake_timeout: secs(None, file.handshake_timeout_secs, d.handshake_timeout)
+                .max(Duration::from_secs(1)),
             max_pending_consent_per_origin: file
                 .max_pending_consent_per_origin
                 .unwrap_or(d.max_pending_consent_per_origin)
@@ -262,6 +285,7 @@ impl Config {
             demo: cli.demo || file.demo.unwrap_or(false),
             state_file: cli.state_file.or(file.state_file),
             demo_dir: cli.demo_dir.or(file.demo_dir),
+            log_file: cli.log_file.or(file.log_file),
         };
         if !cfg.listen.ip().is_loopback() {
             return Err(ConfigError::NotLoopback(cfg.listen));
@@ -359,6 +383,15 @@ mod tests {
             ConsentMode::Notify
         );
         assert!(Cli::try_parse_from(["keyport", "--consent", "popup"]).is_err());
+    }
+
+    #[test]
+    fn one_connection_never_gets_the_whole_blocking_pool() {
+        let d = Config::default();
+        assert!(d.max_in_flight_per_connection * 4 <= crate::app::MAX_BLOCKING_THREADS);
+        let file: FileConfig = toml::from_str("max_in_flight_per_connection = 1000").unwrap();
+        let cfg = Config::merge(cli(&[]), file).unwrap();
+        assert!(cfg.max_in_flight_per_connection < crate::app::MAX_BLOCKING_THREADS);
     }
 
     #[test]

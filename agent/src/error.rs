@@ -98,9 +98,15 @@ impl From<cryptoki::error::Error> for AgentError {
             },
             _ => ErrorReason::DeviceError,
         };
+        // What a page can cause at will (a made-up slot, a wrong PIN) is not worth a warning.
         match reason {
             ErrorReason::PinIncorrect | ErrorReason::PinLocked | ErrorReason::PinLenRange => {
                 tracing::info!(error = %err, "token refused the PIN")
+            }
+            ErrorReason::SlotNotFound
+            | ErrorReason::TokenNotPresent
+            | ErrorReason::UnsupportedAlgorithm => {
+                tracing::debug!(error = %err, "PKCS #11 call failed")
             }
             _ => tracing::warn!(error = %err, "PKCS #11 call failed"),
         }

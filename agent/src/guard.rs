@@ -1,17 +1,11 @@
-//! The handshake guard: a tower layer in front of jsonrpsee that checks `Host` (DNS rebinding)
-//! and `Origin` (cross-site WebSocket hijacking) before the upgrade, refuses with 403, and hands
-//! the established [`Caller`] to the methods through the request's extensions. It also serves the
-//! demo page when demo mode is on.
+//! The handshake guard: the `Host` (DNS rebinding) and `Origin` (cross-site WebSocket
+//! hijacking) checks that decide, before the upgrade, whether a WebSocket may open and who the
+//! [`Caller`] is. The server (`server/http.rs`) asks it and answers 403 when it refuses; it also
+//! holds the demo page's files.
 
 use crate::config::{normalize_origin, NoOriginPolicy};
 use crate::consent::Caller;
-use jsonrpsee::core::BoxError;
-use jsonrpsee::server::{HttpBody, HttpResponse};
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
 /// A static file served over plain HTTP (the demo page and the client bundle).
 #[derive(Debug, Clone)]
@@ -64,6 +58,29 @@ pub struct Guard {
     pub files: Vec<StaticFile>,
 }
 
+/// The `Origin` header of a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginHeader<'a> {
+    /// No header: not a browser page (a local program).
+    Absent,
+    /// A header that is not visible ASCII (e.g. a look-alike Unicode host): refused, never
+    /// mistaken for an absent one.
+    Unreadable,
+    Value(&'a str),
+}
+
+impl<'a> OriginHeader<'a> {
+    pub fn of(headers: &'a http::HeaderMap) -> Self {
+        match headers.get(http::header::ORIGIN) {
+            None => OriginHeader::Absent,
+            Some(v) => match v.to_str() {
+                Ok(s) => OriginHeader::Value(s),
+                Err(_) => OriginHeader::Unreadable,
+            },
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Connect(Caller),
@@ -71,7 +88,8 @@ pub enum Verdict {
 }
 
 impl Guard {
-    fn host_ok(&self, host: Option<&str>) -> bool {
+    /// Whether `Host` names the agent on loopback with its port.
+    pub fn host_ok(&self, host: Option<&str>) -> bool {
         let Some(host) = host else { return false };
         let host = host.to_ascii_lowercase();
         let port = self.port;
@@ -84,114 +102,29 @@ impl Guard {
     }
 
     /// Decide on a handshake from its `Host` and `Origin` headers.
-    pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Verdict {
+    pub fn check(&self, host: Option<&str>, origin: OriginHeader<'_>) -> Verdict {
         if !self.host_ok(host) {
             return Verdict::Refuse(
                 "Host not allowed: connect to 127.0.0.1, localhost or [::1] with the agent's port.",
             );
         }
         match origin {
-            None => match self.no_origin {
+            OriginHeader::Unreadable => {
+                Verdict::Refuse("Origin not allowed: the Origin header is not readable ASCII.")
+            }
+            OriginHeader::Absent => match self.no_origin {
                 NoOriginPolicy::Deny => {
                     Verdict::Refuse("Clients without an Origin header are not allowed.")
                 }
                 NoOriginPolicy::Consent => Verdict::Connect(Caller::Local { trusted: false }),
                 NoOriginPolicy::Trust => Verdict::Connect(Caller::Local { trusted: true }),
             },
-            Some(origin) => match normalize_origin(origin) {
+            OriginHeader::Value(origin) => match normalize_origin(origin) {
                 Ok(o) if self.allowed.contains(&o) || self.trusted.contains(&o) => {
                     Verdict::Connect(Caller::Origin(o))
                 }
                 _ => Verdict::Refuse("Origin not allowed: add it to the agent's allow_origins."),
             },
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct GuardLayer(pub Arc<Guard>);
-
-impl<S> tower::Layer<S> for GuardLayer {
-    type Service = GuardService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        GuardService {
-            inner,
-            guard: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct GuardService<S> {
-    inner: S,
-    guard: Arc<Guard>,
-}
-
-fn text(status: http::StatusCode, body: &str) -> HttpResponse {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(HttpBody::from(body.to_string()))
-        .expect("static response")
-}
-
-fn header<B>(req: &http::Request<B>, name: http::header::HeaderName) -> Option<&str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-impl<S, B> tower::Service<http::Request<B>> for GuardService<S>
-where
-    S: tower::Service<http::Request<B>, Response = HttpResponse>,
-    S::Error: Into<BoxError> + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let host = header(&req, http::header::HOST);
-        let is_upgrade = req.headers().contains_key(http::header::UPGRADE);
-        // Plain GETs for the demo page: Host is checked; Origin is absent on navigations.
-        if !is_upgrade && req.method() == http::Method::GET {
-            let response = if !self.guard.host_ok(host) {
-                text(http::StatusCode::FORBIDDEN, "Host not allowed.")
-            } else {
-                let path = req.uri().path();
-                let path = if path == "/demo/" { "/demo" } else { path };
-                match self.guard.files.iter().find(|f| f.path == path) {
-                    Some(f) => http::Response::builder()
-                        .header(http::header::CONTENT_TYPE, f.content_type)
-                        .header(http::header::CACHE_CONTROL, "no-store")
-                        .header("x-content-type-options", "nosniff")
-                        .body(HttpBody::from(f.body.clone()))
-                        .expect("static response"),
-                    None => text(
-                        http::StatusCode::NOT_FOUND,
-                        "Keyport agent: connect with a WebSocket (JSON-RPC 2.0).",
-                    ),
-                }
-            };
-            return Box::pin(async move { Ok(response) });
-        }
-        match self.guard.check(host, header(&req, http::header::ORIGIN)) {
-            Verdict::Refuse(why) => {
-                tracing::info!(
-                    origin = header(&req, http::header::ORIGIN).unwrap_or("-"),
-                    host = host.unwrap_or("-"),
-                    "handshake refused: {why}"
-                );
-                Box::pin(async move { Ok(text(http::StatusCode::FORBIDDEN, why)) })
-            }
-            Verdict::Connect(caller) => {
-                req.extensions_mut().insert(caller);
-                let fut = self.inner.call(req);
-                Box::pin(async move { fut.await.map_err(Into::into) })
-            }
         }
     }
 }
@@ -220,7 +153,10 @@ mod tests {
             "[::1]:4000",
         ] {
             assert!(
-                matches!(g.check(Some(host), None), Verdict::Connect(_)),
+                matches!(
+                    g.check(Some(host), OriginHeader::Absent),
+                    Verdict::Connect(_)
+                ),
                 "{host}"
             );
         }
@@ -231,7 +167,7 @@ mod tests {
             Some("127.0.0.1"),
         ] {
             assert!(
-                matches!(g.check(host, None), Verdict::Refuse(_)),
+                matches!(g.check(host, OriginHeader::Absent), Verdict::Refuse(_)),
                 "{host:?}"
             );
         }
@@ -242,11 +178,11 @@ mod tests {
         let g = guard(NoOriginPolicy::Consent);
         let h = Some("127.0.0.1:4000");
         assert_eq!(
-            g.check(h, Some("https://app.example")),
+            g.check(h, OriginHeader::Value("https://app.example")),
             Verdict::Connect(Caller::Origin("https://app.example".into()))
         );
         assert_eq!(
-            g.check(h, Some("https://kiosk.example")),
+            g.check(h, OriginHeader::Value("https://kiosk.example")),
             Verdict::Connect(Caller::Origin("https://kiosk.example".into()))
         );
         for bad in [
@@ -255,19 +191,41 @@ mod tests {
             "https://app.example.evil.example",
             "http://app.example",
         ] {
-            assert!(matches!(g.check(h, Some(bad)), Verdict::Refuse(_)), "{bad}");
+            assert!(
+                matches!(g.check(h, OriginHeader::Value(bad)), Verdict::Refuse(_)),
+                "{bad}"
+            );
         }
         assert_eq!(
-            g.check(h, None),
+            g.check(h, OriginHeader::Absent),
             Verdict::Connect(Caller::Local { trusted: false })
         );
         assert!(matches!(
-            guard(NoOriginPolicy::Deny).check(h, None),
+            guard(NoOriginPolicy::Deny).check(h, OriginHeader::Absent),
             Verdict::Refuse(_)
         ));
         assert_eq!(
-            guard(NoOriginPolicy::Trust).check(h, None),
+            guard(NoOriginPolicy::Trust).check(h, OriginHeader::Absent),
             Verdict::Connect(Caller::Local { trusted: true })
+        );
+    }
+
+    #[test]
+    fn an_unreadable_origin_is_refused_even_where_no_origin_is_trusted() {
+        let g = guard(NoOriginPolicy::Trust);
+        let h = Some("127.0.0.1:4000");
+        let mut headers = http::HeaderMap::new();
+        // "https://еvil.example" with a Cyrillic е, as raw UTF-8 bytes.
+        headers.insert(
+            http::header::ORIGIN,
+            http::HeaderValue::from_bytes("https://\u{435}vil.example".as_bytes()).unwrap(),
+        );
+        let origin = OriginHeader::of(&headers);
+        assert_eq!(origin, OriginHeader::Unreadable);
+        assert!(matches!(g.check(h, origin), Verdict::Refuse(_)));
+        assert_eq!(
+            OriginHeader::of(&http::HeaderMap::new()),
+            OriginHeader::Absent
         );
     }
 }

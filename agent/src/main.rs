@@ -2,12 +2,18 @@ use clap::Parser;
 use keyport::config::{Cli, Config};
 use std::process::ExitCode;
 
+/// Every heap block is wiped when it is freed: request buffers, parser scratch space and frames
+/// that carried a PIN leave no copy behind once the request is over (README, "PINs").
+#[global_allocator]
+static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 fn main() -> ExitCode {
-    keyport::init_logging();
+    keyport::logging::init();
     match Config::load(Cli::parse()) {
         Ok(config) => keyport::app::run(config),
         Err(e) => {
-            eprintln!("keyport: {e}");
+            keyport::logging::stderr_line(&format!("keyport: {e}"));
             ExitCode::from(2)
         }
     }

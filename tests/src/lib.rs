@@ -6,6 +6,7 @@
 //! --workspace` builds it), or `$KEYPORT_BIN`.
 
 pub mod desktop;
+pub mod fault;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
@@ -137,16 +138,15 @@ impl Agent {
 
     pub fn start_raw(token: &Token, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut cmd = Command::new(keyport_bin());
-        // Hermetic: no desktop of the person running the tests (no prompt pops up on it, no tray),
-        // and remembered sites in the test's own folder, unless the test passes them in `env`.
-        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY")
-            .env("XDG_STATE_HOME", token.dir.path().join("state"));
-        cmd.args(args)
-            .env("SOFTHSM2_CONF", token.conf())
-            .env("RUST_LOG", "keyport=debug,info")
-            .stdin(Stdio::null())
+        cmd.args(args);
+        Self::start_command(token, cmd, env)
+    }
+
+    /// Start `cmd` (the agent, or a wrapper that runs it, such as `prlimit`) with the test
+    /// environment, and wait for its ready line.
+    pub fn start_command(token: &Token, mut cmd: Command, env: &[(&str, &str)]) -> Agent {
+        Self::hermetic(token, &mut cmd);
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -191,6 +191,17 @@ impl Agent {
         }
     }
 
+    /// Hermetic: no desktop of the person running the tests (no prompt pops up on it, no tray),
+    /// remembered sites in the test's own folder, the test token.
+    pub fn hermetic(token: &Token, cmd: &mut Command) {
+        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("XDG_STATE_HOME", token.dir.path().join("state"))
+            .env("SOFTHSM2_CONF", token.conf())
+            .env("RUST_LOG", "keyport=debug,info");
+    }
+
     /// Stop with SIGTERM and return everything the agent logged.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         unsafe_kill_term(self.child.id());
@@ -217,6 +228,15 @@ impl Agent {
 
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     pub async fn client(&self, origin: Option<&str>) -> Client {
@@ -302,6 +322,29 @@ impl Client {
         self.ws.send(Message::text(text)).await.expect("send");
     }
 
+    /// The next text message within `limit`: `Ok(None)` when the connection closed, `Err(())`
+    /// when nothing came in time.
+    pub async fn recv_within(&mut self, limit: Duration) -> Result<Option<Value>, ()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Err(()),
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Ok(None),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Ok(Some(
+                        serde_json::from_str(t.as_str()).expect("agent sent JSON"),
+                    ))
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Send a message without waiting (e.g. while not reading answers); false if it failed.
+    pub async fn try_send_text(&mut self, text: String) -> bool {
+        self.ws.send(Message::text(text)).await.is_ok()
+    }
+
     /// The next text message, or None when the connection closed.
     pub async fn recv(&mut self) -> Option<Value> {
         loop {
@@ -373,6 +416,79 @@ impl Client {
         }
         panic!("no token labelled {label}");
     }
+}
+
+/// The resident memory of a process, in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// CPU time a process has used (user + system), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces, inside parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A TCP port that was free a moment ago (for tests that cannot read the agent's ready line).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether `needle` occurs anywhere in the writable memory of process `pid` (root or the
+/// parent may read `/proc/PID/mem`).
+pub fn memory_contains(pid: u32, needle: &[u8]) -> bool {
+    !memory_regions_containing(pid, needle).is_empty()
+}
+
+/// The lines of `/proc/PID/maps` whose memory holds `needle`, each with the offset of the first
+/// match and what surrounds it (to tell a read buffer from a stack when a secret is found).
+/// Only writable mappings are read: a secret received at run time cannot be anywhere else, and
+/// reading the large read-only file mappings would make the scan slow.
+pub fn memory_regions_containing(pid: u32, needle: &[u8]) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    let finder = memchr::memmem::Finder::new(needle);
+    let mut found = Vec::new();
+    let mut buf = Vec::new();
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if !perms.starts_with("rw") || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        buf.resize((end - start) as usize, 0);
+        if mem.seek(SeekFrom::Start(start)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        if let Some(at) = finder.find(&buf) {
+            let around = &buf[at.saturating_sub(160)..(at + needle.len() + 96).min(buf.len())];
+            found.push(format!(
+                "{line} (+{at:#x} of {:#x}): {}",
+                buf.len(),
+                String::from_utf8_lossy(around).escape_debug()
+            ));
+        }
+    }
+    found
 }
 
 pub fn sha(alg: &str, data: &[u8]) -> Vec<u8> {

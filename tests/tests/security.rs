@@ -129,8 +129,8 @@ async fn oversize_and_malformed_messages_get_errors_and_the_agent_keeps_serving(
     let mut agent = Agent::start(token, &[]);
     let mut c = agent.trusted().await;
 
-    // 1 MiB: over the 256 KiB default.
-    let big = "A".repeat(1024 * 1024);
+    // 600 KiB: over the 256 KiB default, under four times it.
+    let big = "A".repeat(600 * 1024);
     c.send_text(
         json!({"jsonrpc": "2.0", "id": 1, "method": "pkcs11.info", "params": {"module": big}})
             .to_string(),
@@ -140,10 +140,18 @@ async fn oversize_and_malformed_messages_get_errors_and_the_agent_keeps_serving(
     assert_eq!(resp["error"]["code"], -32007, "{resp}");
     // The same connection still works.
     c.ok("pkcs11.info", json!({})).await;
+    // Over four times the limit the agent does not read it: that connection is closed.
+    let mut huge = agent.trusted().await;
+    huge.try_send_text("A".repeat(2 * 1024 * 1024)).await;
+    assert_eq!(
+        huge.recv_within(std::time::Duration::from_secs(20)).await,
+        Ok(None),
+        "a 2 MiB message did not close its connection"
+    );
 
     for (text, code) in [
         ("{not json", -32700),
-        ("\"just a string\"", -32700),
+        ("\"just a string\"", -32600),
         ("{\"jsonrpc\": \"2.0\", \"method\": 7, \"id\": 1}", -32600),
         (
             "{\"jsonrpc\": \"1.0\", \"method\": \"pkcs11.info\", \"id\": 1}",

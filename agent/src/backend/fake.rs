@@ -3,6 +3,7 @@
 //! also tested end to end against SoftHSM (see `tests/`).
 
 use super::{Backend, CertificateObject, SignRequest};
+use crate::allowlist::AllowedModule;
 use crate::error::{AgentError, Result};
 use keyport_protocol::{ErrorReason, InfoResult, PinState, SlotInfo, TokenInfo};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,7 +83,7 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    fn info(&self, _module: &str) -> Result<InfoResult> {
+    fn info(&self, _module: &AllowedModule) -> Result<InfoResult> {
         Ok(InfoResult {
             cryptoki_version: "2.40".into(),
             manufacturer_id: "Keyport".into(),
@@ -92,7 +93,7 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn slots(&self, _module: &str, token_present: bool) -> Result<Vec<SlotInfo>> {
+    fn slots(&self, _module: &AllowedModule, token_present: bool) -> Result<Vec<SlotInfo>> {
         let slot = |id, flags| SlotInfo {
             slot_id: id,
             description: format!("fake slot {id}"),
@@ -107,7 +108,7 @@ impl Backend for FakeBackend {
         Ok(out)
     }
 
-    fn token(&self, _module: &str, slot_id: u64) -> Result<TokenInfo> {
+    fn token(&self, _module: &AllowedModule, slot_id: u64) -> Result<TokenInfo> {
         self.check_slot(slot_id)?;
         Ok(TokenInfo {
             slot_id,
@@ -132,19 +133,28 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn certificates(&self, _module: &str, slot_id: u64) -> Result<Vec<CertificateObject>> {
+    fn certificates(
+        &self,
+        _module: &AllowedModule,
+        slot_id: u64,
+    ) -> Result<Vec<CertificateObject>> {
         self.check_slot(slot_id)?;
         Ok(self.certificates.clone())
     }
 
-    fn certificate(&self, module: &str, slot_id: u64, id: &[u8]) -> Result<CertificateObject> {
+    fn certificate(
+        &self,
+        module: &AllowedModule,
+        slot_id: u64,
+        id: &[u8],
+    ) -> Result<CertificateObject> {
         self.certificates(module, slot_id)?
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| ErrorReason::CertificateNotFound.into())
     }
 
-    fn sign(&self, _module: &str, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+    fn sign(&self, _module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
         self.check_slot(req.slot_id)?;
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
         self.sign_gate.pass();

@@ -2,11 +2,12 @@
 //!
 //! Handlers never touch cryptoki; they call a [`Backend`] on a blocking thread. The real one is
 //! [`pkcs11::CryptokiBackend`]; unit and in-process tests use [`fake::FakeBackend`].
-//! Every call names an allowlisted module path (the handlers check the allowlist first).
+//! Every call names an [`AllowedModule`]: only the allowlist makes one.
 
 pub mod fake;
 pub mod pkcs11;
 
+use crate::allowlist::AllowedModule;
 use crate::error::Result;
 use keyport_protocol::{AlgorithmReference, InfoResult, Pin, SlotInfo, TokenInfo};
 
@@ -32,16 +33,21 @@ pub struct SignRequest<'a> {
 }
 
 pub trait Backend: Send + Sync + 'static {
-    fn info(&self, module: &str) -> Result<InfoResult>;
-    fn slots(&self, module: &str, token_present: bool) -> Result<Vec<SlotInfo>>;
-    fn token(&self, module: &str, slot_id: u64) -> Result<TokenInfo>;
+    fn info(&self, module: &AllowedModule) -> Result<InfoResult>;
+    fn slots(&self, module: &AllowedModule, token_present: bool) -> Result<Vec<SlotInfo>>;
+    fn token(&self, module: &AllowedModule, slot_id: u64) -> Result<TokenInfo>;
     /// Every X.509 certificate object on the token.
-    fn certificates(&self, module: &str, slot_id: u64) -> Result<Vec<CertificateObject>>;
+    fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>>;
     /// The certificate with this CKA_ID (CERTIFICATE_NOT_FOUND if none).
-    fn certificate(&self, module: &str, slot_id: u64, id: &[u8]) -> Result<CertificateObject>;
+    fn certificate(
+        &self,
+        module: &AllowedModule,
+        slot_id: u64,
+        id: &[u8],
+    ) -> Result<CertificateObject>;
     /// Sign with the private key whose CKA_ID is `key_id`: RSA keys sign the DigestInfo with
     /// CKM_RSA_PKCS, EC keys the digest with CKM_ECDSA (raw r||s).
-    fn sign(&self, module: &str, request: &SignRequest<'_>) -> Result<Vec<u8>>;
+    fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<u8>>;
     /// Forget every login (pause, idle, shutdown). Idempotent.
     fn logout_all(&self);
     /// Log out tokens idle for longer than the login policy allows.

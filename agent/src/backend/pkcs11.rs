@@ -18,6 +18,7 @@
 //! so the cache is cleared at every logout).
 
 use super::{Backend, CertificateObject, SignRequest};
+use crate::allowlist::{AllowedModule, ModuleIdentity};
 use crate::error::{invalidates_token_state, AgentError, Result};
 use crate::x509::digest_info;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -56,14 +57,27 @@ impl Default for LoginPolicy {
 
 /// Idle sessions kept per token.
 const POOL_SIZE: usize = 8;
+/// Slots whose state one module keeps (a real module has a handful; ids that name no slot
+/// never get state).
+const MAX_TOKENS_PER_MODULE: usize = 64;
 
 pub struct CryptokiBackend {
-    modules: Mutex<HashMap<String, Arc<Module>>>,
+    modules: Mutex<Modules>,
     policy: LoginPolicy,
     epoch: Instant,
 }
 
+/// The loaded modules, by the file they are (one library = one module, whatever path named
+/// it), and the paths already resolved to one of them.
+#[derive(Default)]
+struct Modules {
+    by_identity: HashMap<ModuleIdentity, Arc<Module>>,
+    by_path: HashMap<String, Arc<Module>>,
+}
+
 struct Module {
+    /// The file loaded (symlinks resolved), for logs and messages.
+    name: String,
     ctx: Pkcs11,
     tokens: Mutex<HashMap<u64, Arc<TokenState>>>,
 }
@@ -102,6 +116,9 @@ struct Login {
     verifier: Option<PinVerifier>,
 }
 
+/// What Keyport keeps of one slot of one module. Every use of the token's sessions holds its
+/// `login` lock (read to use them, write to log in or out), so under the write lock no other
+/// thread holds a session of the token: closing them all is then safe, and logs it out.
 struct TokenState {
     slot: Slot,
     login: RwLock<Login>,
@@ -266,22 +283,71 @@ impl TokenState {
         lock(&self.certs).insert(id.to_vec(), (Instant::now(), Arc::new(der.to_vec())));
     }
 
-    /// Log out (under the caller's write lock). Errors are irrelevant: the goal is "not logged in".
+    /// Log out (under the caller's write lock). If the module will not log out, every session
+    /// of the token is closed, which ends its login state (PKCS #11: the login belongs to the
+    /// application's sessions and ends with the last one). Either way the verifier is gone, so
+    /// no PIN signs until the token has accepted it again.
     fn logout_locked(&self, ctx: &Pkcs11, login: &mut Login) {
         login.verifier = None;
         lock(&self.keys).clear();
-        if let Ok(session) = self.take_session(ctx) {
-            match session.logout() {
-                Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => {
-                    self.put_session(session)
+        let Ok(session) = self.take_session(ctx) else {
+            self.close_sessions();
+            return;
+        };
+        match session.logout() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => self.put_session(session),
+            Err(e) => {
+                tracing::warn!(slot = self.slot.id(), error = %e, "C_Logout failed; closing the token's sessions to end its login");
+                drop(session);
+                self.close_sessions();
+            }
+        }
+    }
+
+    /// Close every session of the token this agent holds (under the write lock: all of them).
+    fn close_sessions(&self) {
+        self.forget_sessions();
+    }
+
+    /// Log in with `pin`, under the write lock, on a token believed logged out. Succeeds only
+    /// when the token itself accepted this PIN: CKR_USER_ALREADY_LOGGED_IN proves nothing about
+    /// it (a logout the module did not do, another user of the module's state), so then every
+    /// session is closed and the login tried once more; if the token still claims to be logged
+    /// in, nothing is signed.
+    fn login_verified(&self, ctx: &Pkcs11, pin: &Pin) -> Result<()> {
+        for attempt in 0..2 {
+            let session = self.take_session(ctx)?;
+            let auth = AuthPin::from(pin.expose().to_string());
+            match session.login(UserType::User, Some(&auth)) {
+                Ok(()) => {
+                    self.put_session(session);
+                    return Ok(());
+                }
+                Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                    tracing::warn!(
+                        slot = self.slot.id(),
+                        attempt,
+                        "C_Login: already logged in after a logout; the PIN is unverified, closing the token's sessions"
+                    );
+                    drop(session);
+                    self.close_sessions();
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "logout failed; closing the token's sessions");
-                    drop(session);
-                    self.forget_sessions();
+                    if invalidates_token_state(&e) {
+                        drop(session);
+                        self.forget_sessions();
+                    } else {
+                        self.put_session(session);
+                    }
+                    return Err(pin_error(ctx, self.slot, e));
                 }
             }
         }
+        Err(AgentError::with_message(
+            ErrorReason::DeviceError,
+            "The token stays logged in after every logout, so it cannot check the PIN; nothing \
+             was signed. Remove and reinsert the token, or restart the agent.",
+        ))
     }
 
     fn find_key(
@@ -389,9 +455,35 @@ impl TokenState {
 }
 
 impl Module {
-    fn token(&self, slot_id: u64) -> Result<Arc<TokenState>> {
+    /// The state of a slot that exists. An id that names no slot gets SLOT_NOT_FOUND and
+    /// leaves nothing behind; the map is bounded (slots are few, and state of a slot that is
+    /// idle and logged out is cheap to drop).
+    fn token_state(&self, slot_id: u64) -> Result<Arc<TokenState>> {
+        if let Some(t) = lock(&self.tokens).get(&slot_id) {
+            return Ok(t.clone());
+        }
         let slot = slot_of(slot_id)?;
-        Ok(lock(&self.tokens)
+        self.ctx.get_slot_info(slot)?;
+        let mut tokens = lock(&self.tokens);
+        if tokens.len() >= MAX_TOKENS_PER_MODULE {
+            tokens.retain(|_, t| {
+                Arc::strong_count(t) > 1
+                    || t.login
+                        .try_read()
+                        .map(|l| l.verifier.is_some())
+                        .unwrap_or(true)
+            });
+        }
+        if tokens.len() >= MAX_TOKENS_PER_MODULE && !tokens.contains_key(&slot_id) {
+            return Err(AgentError::with_message(
+                ErrorReason::DeviceError,
+                format!(
+                    "The PKCS #11 library {} has more than {MAX_TOKENS_PER_MODULE} slots in use.",
+                    self.name
+                ),
+            ));
+        }
+        Ok(tokens
             .entry(slot_id)
             .or_insert_with(|| Arc::new(TokenState::new(slot)))
             .clone())
@@ -400,26 +492,57 @@ impl Module {
     fn tokens(&self) -> Vec<Arc<TokenState>> {
         lock(&self.tokens).values().cloned().collect()
     }
+
+    /// How many slots have state (for tests of the bound).
+    fn tokens_held(&self) -> usize {
+        lock(&self.tokens).len()
+    }
+}
+
+fn pin_error(ctx: &Pkcs11, slot: Slot, err: CkError) -> AgentError {
+    let mut out = AgentError::from(err);
+    if let Ok(info) = ctx.get_token_info(slot) {
+        let state = pin_state(&info);
+        if state == PinState::Locked && out.reason == ErrorReason::PinIncorrect {
+            out = AgentError::new(ErrorReason::PinLocked);
+        }
+        out = out.with_pin_state(state);
+    }
+    out
 }
 
 impl CryptokiBackend {
     pub fn new(policy: LoginPolicy) -> Self {
         CryptokiBackend {
-            modules: Mutex::new(HashMap::new()),
+            modules: Mutex::new(Modules::default()),
             policy,
             epoch: Instant::now(),
         }
     }
 
-    /// The loaded module at `path`, loading and initialising it on first use.
-    /// The caller has checked `path` against the allowlist.
-    fn module(&self, path: &str) -> Result<Arc<Module>> {
+    /// The loaded module `allowed` names, loading and initialising it on first use. Two paths
+    /// to one file (a symlink, a hard link) are one module: one context, one lock per token.
+    fn module(&self, allowed: &AllowedModule) -> Result<Arc<Module>> {
+        let path = allowed.path();
         let mut modules = lock(&self.modules);
-        if let Some(m) = modules.get(path) {
+        if let Some(m) = modules.by_path.get(path) {
             return Ok(m.clone());
         }
-        let ctx = Pkcs11::new(path).map_err(|e| {
-            tracing::warn!(module = path, error = %e, "cannot load PKCS #11 module");
+        let identity = allowed.identity().map_err(|e| {
+            tracing::warn!(module = path, error = %e, "cannot find PKCS #11 module");
+            AgentError::with_message(
+                ErrorReason::ModuleLoadFailed,
+                format!("The PKCS #11 library {path} could not be found: {e}."),
+            )
+        })?;
+        if let Some(m) = modules.by_identity.get(&identity).cloned() {
+            tracing::info!(module = path, loaded = %m.name, "another path to a loaded PKCS #11 module");
+            modules.by_path.insert(path.to_string(), m.clone());
+            return Ok(m);
+        }
+        let name = identity.canonical.display().to_string();
+        let ctx = Pkcs11::new(&identity.canonical).map_err(|e| {
+            tracing::warn!(module = %name, error = %e, "cannot load PKCS #11 module");
             AgentError::with_message(
                 ErrorReason::ModuleLoadFailed,
                 format!("The PKCS #11 library {path} could not be loaded."),
@@ -428,53 +551,44 @@ impl CryptokiBackend {
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => {
-                tracing::warn!(module = path, error = %e, "C_Initialize failed");
+                tracing::warn!(module = %name, error = %e, "C_Initialize failed");
                 return Err(AgentError::with_message(
                     ErrorReason::ModuleLoadFailed,
-                    format!("The PKCS #11 library {path} failed to initialise."),
+                    format!("The PKCS #11 library {path} failed to initialise ({e})."),
                 ));
             }
         }
-        tracing::info!(module = path, "PKCS #11 module loaded");
+        tracing::info!(module = %name, "PKCS #11 module loaded");
         let m = Arc::new(Module {
+            name,
             ctx,
             tokens: Mutex::new(HashMap::new()),
         });
-        modules.insert(path.to_string(), m.clone());
+        modules.by_identity.insert(identity, m.clone());
+        modules.by_path.insert(path.to_string(), m.clone());
         Ok(m)
+    }
+
+    /// Slots with state in the module `allowed` names (0 if it is not loaded): for tests.
+    #[doc(hidden)]
+    pub fn tokens_held(&self, allowed: &AllowedModule) -> usize {
+        lock(&self.modules)
+            .by_path
+            .get(allowed.path())
+            .map_or(0, |m| m.tokens_held())
+    }
+
+    fn loaded(&self) -> Vec<Arc<Module>> {
+        lock(&self.modules).by_identity.values().cloned().collect()
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn pin_error(ctx: &Pkcs11, slot: Slot, err: CkError) -> AgentError {
-        let mut out = AgentError::from(err);
-        if let Ok(info) = ctx.get_token_info(slot) {
-            let state = pin_state(&info);
-            if state == PinState::Locked && out.reason == ErrorReason::PinIncorrect {
-                out = AgentError::new(ErrorReason::PinLocked);
-            }
-            out = out.with_pin_state(state);
-        }
-        out
-    }
-
     fn login_and_sign(&self, m: &Module, t: &TokenState, req: &SignRequest<'_>) -> Result<Vec<u8>> {
-        let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
-        // Another request may have logged in with this very PIN while we waited for the lock.
-        if self.policy.keep_logged_in && login.verifier.as_ref().is_some_and(|v| v.matches(req.pin))
-        {
-            match t.sign_logged_in(&m.ctx, req) {
-                Ok(sig) => return Ok(sig),
-                Err(SignFailure::Error(e)) => return Err(e),
-                Err(SignFailure::NotLoggedIn) => {}
-            }
-        }
-        t.logout_locked(&m.ctx, &mut login);
-
-        // Never spend a PIN try on a PIN the token cannot accept. Best effort: if the token
-        // cannot say, the login below still decides.
+        // Never spend a PIN try, nor drop everyone's login, on a PIN the token cannot accept.
+        // Best effort: if the token cannot say, the login below still decides.
         if let Ok(info) = m.ctx.get_token_info(t.slot) {
             let len = req.pin.expose().len();
             if len < info.min_pin_length() || len > info.max_pin_length() {
@@ -494,23 +608,19 @@ impl CryptokiBackend {
             }
         }
 
-        let session = t.take_session(&m.ctx)?;
-        let auth = AuthPin::from(req.pin.expose().to_string());
-        match session.login(UserType::User, Some(&auth)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => {
-                let dead = invalidates_token_state(&e);
-                if dead {
-                    drop(session);
-                    t.forget_sessions();
-                } else {
-                    t.put_session(session);
-                }
-                return Err(Self::pin_error(&m.ctx, t.slot, e));
+        let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
+        // Another request may have logged in with this very PIN while we waited for the lock.
+        if self.policy.keep_logged_in && login.verifier.as_ref().is_some_and(|v| v.matches(req.pin))
+        {
+            match t.sign_logged_in(&m.ctx, req) {
+                Ok(sig) => return Ok(sig),
+                Err(SignFailure::Error(e)) => return Err(e),
+                Err(SignFailure::NotLoggedIn) => {}
             }
         }
-        drop(auth);
-        t.put_session(session);
+        t.logout_locked(&m.ctx, &mut login);
+        t.login_verified(&m.ctx, req.pin)?;
+        // Only now, with the token's own yes, is this PIN the one that logged it in.
         login.verifier = Some(PinVerifier::new(req.pin));
 
         let result = match t.sign_logged_in(&m.ctx, req) {
@@ -529,7 +639,7 @@ impl CryptokiBackend {
 }
 
 impl Backend for CryptokiBackend {
-    fn info(&self, module: &str) -> Result<InfoResult> {
+    fn info(&self, module: &AllowedModule) -> Result<InfoResult> {
         let m = self.module(module)?;
         let info = m.ctx.get_library_info()?;
         Ok(InfoResult {
@@ -541,7 +651,7 @@ impl Backend for CryptokiBackend {
         })
     }
 
-    fn slots(&self, module: &str, token_present: bool) -> Result<Vec<SlotInfo>> {
+    fn slots(&self, module: &AllowedModule, token_present: bool) -> Result<Vec<SlotInfo>> {
         let m = self.module(module)?;
         let slots = if token_present {
             m.ctx.get_slots_with_token()?
@@ -565,7 +675,7 @@ impl Backend for CryptokiBackend {
         Ok(out)
     }
 
-    fn token(&self, module: &str, slot_id: u64) -> Result<TokenInfo> {
+    fn token(&self, module: &AllowedModule, slot_id: u64) -> Result<TokenInfo> {
         let m = self.module(module)?;
         let slot = slot_of(slot_id)?;
         let t = m.ctx.get_token_info(slot)?;
@@ -593,9 +703,10 @@ impl Backend for CryptokiBackend {
         })
     }
 
-    fn certificates(&self, module: &str, slot_id: u64) -> Result<Vec<CertificateObject>> {
+    fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>> {
         let m = self.module(module)?;
-        let t = m.token(slot_id)?;
+        let t = m.token_state(slot_id)?;
+        let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
         t.with_session(&m.ctx, |s| {
             let template = [
                 Attribute::Class(ObjectClass::CERTIFICATE),
@@ -625,15 +736,21 @@ impl Backend for CryptokiBackend {
         })
     }
 
-    fn certificate(&self, module: &str, slot_id: u64, id: &[u8]) -> Result<CertificateObject> {
+    fn certificate(
+        &self,
+        module: &AllowedModule,
+        slot_id: u64,
+        id: &[u8],
+    ) -> Result<CertificateObject> {
         let m = self.module(module)?;
-        let t = m.token(slot_id)?;
+        let t = m.token_state(slot_id)?;
         if let Some(der) = t.cached_cert(id) {
             return Ok(CertificateObject {
                 id: id.to_vec(),
                 der: der.to_vec(),
             });
         }
+        let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
         let der = t.with_session(&m.ctx, |s| {
             let template = [
                 Attribute::Class(ObjectClass::CERTIFICATE),
@@ -661,9 +778,9 @@ impl Backend for CryptokiBackend {
         }
     }
 
-    fn sign(&self, module: &str, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
         let m = self.module(module)?;
-        let t = m.token(req.slot_id)?;
+        let t = m.token_state(req.slot_id)?;
         let result = (|| {
             if self.policy.keep_logged_in {
                 let login = t.login.read().unwrap_or_else(|e| e.into_inner());
@@ -684,8 +801,7 @@ impl Backend for CryptokiBackend {
     }
 
     fn logout_all(&self) {
-        let modules: Vec<Arc<Module>> = lock(&self.modules).values().cloned().collect();
-        for m in modules {
+        for m in self.loaded() {
             for t in m.tokens() {
                 let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
                 if login.verifier.is_some() {
@@ -699,8 +815,7 @@ impl Backend for CryptokiBackend {
     fn logout_idle(&self) {
         let now = self.now_ms();
         let idle = self.policy.idle_timeout.as_millis() as u64;
-        let modules: Vec<Arc<Module>> = lock(&self.modules).values().cloned().collect();
-        for m in modules {
+        for m in self.loaded() {
             for t in m.tokens() {
                 if now.saturating_sub(t.last_used_ms.load(Ordering::Relaxed)) < idle {
                     continue;
@@ -719,8 +834,13 @@ impl Backend for CryptokiBackend {
 
     fn shutdown(&self) {
         self.logout_all();
-        let modules: Vec<(String, Arc<Module>)> = lock(&self.modules).drain().collect();
-        for (path, m) in modules {
+        let modules: Vec<Arc<Module>> = {
+            let mut all = lock(&self.modules);
+            all.by_path.clear();
+            all.by_identity.drain().map(|(_, m)| m).collect()
+        };
+        for m in modules {
+            let path = m.name.clone();
             for t in m.tokens() {
                 t.forget_sessions();
             }
@@ -753,7 +873,9 @@ mod tests {
     #[test]
     fn unknown_module_gives_module_load_failed() {
         let b = CryptokiBackend::new(LoginPolicy::default());
-        let err = b.info("/nonexistent/libnothing.so").unwrap_err();
+        let err = b
+            .info(&AllowedModule::for_tests("/nonexistent/libnothing.so"))
+            .unwrap_err();
         assert_eq!(err.reason, ErrorReason::ModuleLoadFailed);
     }
 }

@@ -352,22 +352,35 @@ mod tests {
     }
 
     impl Backend for CountingBackend {
-        fn info(&self, _: &str) -> Result<InfoResult> {
+        fn info(&self, _: &crate::allowlist::AllowedModule) -> Result<InfoResult> {
             nothing()
         }
-        fn slots(&self, _: &str, _: bool) -> Result<Vec<SlotInfo>> {
+        fn slots(&self, _: &crate::allowlist::AllowedModule, _: bool) -> Result<Vec<SlotInfo>> {
             nothing()
         }
-        fn token(&self, _: &str, _: u64) -> Result<TokenInfo> {
+        fn token(&self, _: &crate::allowlist::AllowedModule, _: u64) -> Result<TokenInfo> {
             nothing()
         }
-        fn certificates(&self, _: &str, _: u64) -> Result<Vec<CertificateObject>> {
+        fn certificates(
+            &self,
+            _: &crate::allowlist::AllowedModule,
+            _: u64,
+        ) -> Result<Vec<CertificateObject>> {
             nothing()
         }
-        fn certificate(&self, _: &str, _: u64, _: &[u8]) -> Result<CertificateObject> {
+        fn certificate(
+            &self,
+            _: &crate::allowlist::AllowedModule,
+            _: u64,
+            _: &[u8],
+        ) -> Result<CertificateObject> {
             nothing()
         }
-        fn sign(&self, _: &str, _: &SignRequest<'_>) -> Result<Vec<u8>> {
+        fn sign(
+            &self,
+            _: &crate::allowlist::AllowedModule,
+            _: &SignRequest<'_>,
+        ) -> Result<Vec<u8>> {
             nothing()
         }
         fn logout_all(&self) {
@@ -407,7 +420,7 @@ mod tests {
         let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0)));
         let state = Arc::new(AppState {
             backend: backend.clone(),
-            modules: vec![],
+            modules: crate::allowlist::Allowlist::default(),
             consent: ConsentPolicy::new(
                 Vec::<String>::new(),
                 Some(gate.clone() as Arc<dyn ConsentUi>),

@@ -8,6 +8,7 @@ mod certificates;
 mod signing;
 mod token;
 
+use crate::allowlist::{AllowedModule, Allowlist};
 use crate::backend::Backend;
 use crate::consent::{Caller, ConsentPolicy};
 use crate::error::{AgentError, Result};
@@ -22,42 +23,32 @@ use std::time::Duration;
 pub struct AppState {
     pub backend: Arc<dyn Backend>,
     /// Allowlisted PKCS #11 libraries; the first is the default.
-    pub modules: Vec<String>,
+    pub modules: Allowlist,
     pub consent: ConsentPolicy,
     /// Longest time one backend call may take.
     pub request_timeout: Duration,
 }
 
 impl AppState {
-    /// The module a request names (or the default), if it is on the allowlist. A path that is
-    /// not listed is refused here, before anything could open it.
-    pub fn module(&self, requested: Option<&str>) -> Result<String> {
-        match requested {
-            None => self.modules.first().cloned().ok_or_else(|| {
-                AgentError::with_message(
-                    ErrorReason::ModuleNotAllowed,
-                    "The agent has no PKCS #11 library configured: start it with --module PATH.",
-                )
-            }),
-            Some(path) if self.modules.iter().any(|m| m == path) => Ok(path.to_string()),
-            Some(path) => {
-                tracing::warn!(
-                    module = path,
-                    "request for a module outside the allowlist refused"
-                );
-                Err(AgentError::new(ErrorReason::ModuleNotAllowed))
-            }
-        }
+    /// The module a request names (or the default), if it is on the allowlist.
+    pub fn module(&self, requested: Option<&str>) -> Result<AllowedModule> {
+        self.modules.resolve(requested)
     }
 
-    /// Run a backend call on a blocking thread, bounded by `request_timeout`.
+    /// Run a backend call on a blocking thread, bounded by `request_timeout`. The thread holds
+    /// a share of the request's in-flight permit until it returns, even when the page was
+    /// already told REQUEST_TIMEOUT: a stuck call keeps counting against its connection.
     pub async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
     {
         let backend = self.backend.clone();
-        let task = tokio::task::spawn_blocking(move || f(backend.as_ref()));
+        let share = crate::server::rpc::request_share();
+        let task = tokio::task::spawn_blocking(move || {
+            let _share = share;
+            f(backend.as_ref())
+        });
         match tokio::time::timeout(self.request_timeout, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => {
@@ -91,8 +82,11 @@ pub(crate) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T> {
 fn describe(field: &str, err: &serde_json::Error) -> String {
     let msg = err.to_string();
     let msg = msg.split(" at line ").next().unwrap_or(&msg);
-    if msg.starts_with("missing field") || msg.starts_with("unknown field") {
+    if msg.starts_with("missing field") {
         return msg.to_string();
+    }
+    if msg.starts_with("unknown field") {
+        return unknown_field(msg);
     }
     let kind = msg
         .split([':', '`'])
@@ -106,6 +100,29 @@ fn describe(field: &str, err: &serde_json::Error) -> String {
     match field {
         "" | "." => format!("{kind}, expected {expected}"),
         f => format!("`{f}`: {kind}, expected {expected}"),
+    }
+}
+
+/// serde's "unknown field `X`, expected one of `a`, `b`" without `X` (a page could put
+/// anything there), with the known field it most likely meant.
+fn unknown_field(msg: &str) -> String {
+    let sent = msg.split('`').nth(1).unwrap_or_default();
+    let expected: Vec<&str> = msg
+        .split_once("expected")
+        .map(|(_, e)| e.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let simple = |s: &str| s.replace('_', "").to_ascii_lowercase();
+    match expected.iter().find(|e| simple(e) == simple(sent)) {
+        Some(near) => format!("unknown field: did you mean `{near}`? Names are snake_case"),
+        None if expected.is_empty() => "unknown field: this method takes no params".into(),
+        None => format!(
+            "unknown field; the fields are {}",
+            expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -136,7 +153,7 @@ pub(crate) mod tests {
     pub fn state(backend: Arc<FakeBackend>) -> Arc<AppState> {
         Arc::new(AppState {
             backend,
-            modules: vec!["/usr/lib/softhsm/libsofthsm2.so".into()],
+            modules: Allowlist::new(["/usr/lib/softhsm/libsofthsm2.so".to_string()]),
             consent: ConsentPolicy::new(
                 Vec::<String>::new(),
                 None,
@@ -190,7 +207,20 @@ pub(crate) mod tests {
         let err = call(&m, "pkcs11.token", json!({"slotId": 1}))
             .await
             .unwrap_err();
-        assert!(err["message"].as_str().unwrap().contains("slotId"), "{err}");
+        let msg = err["message"].as_str().unwrap();
+        assert!(msg.contains("did you mean `slot_id`"), "{err}");
+        assert!(
+            !msg.contains("slotId"),
+            "the page's own text is not repeated: {err}"
+        );
+        let err = call(&m, "pkcs11.token", json!({"slot_id": 1, "secret-1234": 1}))
+            .await
+            .unwrap_err();
+        let msg = err["message"].as_str().unwrap();
+        assert!(
+            !msg.contains("secret") && msg.contains("`slot_id`, `module`"),
+            "{err}"
+        );
         let err = call(&m, "pkcs11.token", json!({"slot_id": "one"}))
             .await
             .unwrap_err();

@@ -1,84 +1,156 @@
-//! The server: binds loopback, stacks the guard and the limits around jsonrpsee, and owns the
-//! background jobs (idle logout). `main` and the tests both start it with [`start`].
+//! The server: binds loopback, accepts TCP connections, answers HTTP only long enough for the
+//! WebSocket handshake ([`http`]), then runs each WebSocket connection ([`connection`]), whose
+//! messages [`rpc`] dispatches to the JSON-RPC methods. `main` and the tests both start it with
+//! [`start`].
+//!
+//! Every resource a client can make the agent hold is bounded per client:
+//! * sockets still in the HTTP phase: at most [`MAX_HANDSHAKING`] at once, each closed after
+//!   `handshake_timeout` (slow or idle clients, plain-HTTP keep-alives: there are none, every
+//!   plain answer closes its connection);
+//! * WebSocket connections: `max_connections` in all and `max_connections_per_origin` per
+//!   origin (429 past either);
+//! * per connection: `max_in_flight_per_connection` requests (BUSY past it; batch entries
+//!   count one by one), `max_message_bytes` per message, `max_reply_backlog_bytes` of answers
+//!   the client has not read (past it the connection is closed), pings every `ping_interval`
+//!   (no sign of life for two intervals closes it);
+//! * `accept` failing (e.g. out of file descriptors) backs off instead of spinning.
+
+pub mod connection;
+pub mod http;
+pub mod rpc;
 
 use crate::backend::Backend;
 use crate::config::Config;
-use crate::consent::{ConsentPolicy, ConsentUi, RememberedSites};
-use crate::error::AgentError;
-use crate::guard::{Guard, GuardLayer, StaticFile};
+use crate::consent::{Caller, ConsentPolicy, ConsentUi, RememberedSites};
+use crate::guard::{Guard, StaticFile};
 use crate::methods::{rpc_module, AppState};
-use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceT};
-use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
-use jsonrpsee::server::{BatchRequestConfig, ServerConfig, ServerHandle};
-use jsonrpsee::types::{ErrorObjectOwned, Id, Request};
-use jsonrpsee::MethodResponse;
-use keyport_protocol::ErrorReason;
-use std::future::Future;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// Bounds the requests in flight on one connection; over the bound a request gets BUSY at once.
-#[derive(Clone)]
-pub struct InFlightLimit<S> {
-    service: S,
-    permits: Arc<Semaphore>,
+/// Sockets in the HTTP phase at once; more are closed as soon as they are accepted.
+pub const MAX_HANDSHAKING: usize = 128;
+/// Longest answer (bytes); a larger one becomes error -32008.
+pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// Entries in one batch.
+pub const MAX_BATCH: usize = 16;
+
+/// The limits the server enforces, from [`Config`].
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_origin: usize,
+    pub max_message_bytes: usize,
+    pub max_in_flight_per_connection: usize,
+    pub max_reply_backlog_bytes: usize,
+    pub handshake_timeout: Duration,
+    pub ping_interval: Duration,
 }
 
-fn busy() -> ErrorObjectOwned {
-    AgentError::new(ErrorReason::Busy).into()
-}
-
-impl<S> RpcServiceT for InFlightLimit<S>
-where
-    S: RpcServiceT<
-            MethodResponse = MethodResponse,
-            BatchResponse = MethodResponse,
-            NotificationResponse = MethodResponse,
-        > + Send
-        + Sync
-        + Clone
-        + 'static,
-{
-    type MethodResponse = MethodResponse;
-    type NotificationResponse = MethodResponse;
-    type BatchResponse = MethodResponse;
-
-    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
-        let permit = self.permits.clone().try_acquire_owned();
-        let service = self.service.clone();
-        async move {
-            match permit {
-                Ok(_permit) => service.call(request).await,
-                Err(_) => MethodResponse::error(request.id, busy()),
-            }
+impl Limits {
+    fn from(config: &Config) -> Self {
+        Limits {
+            max_connections: config.max_connections as usize,
+            max_connections_per_origin: config.max_connections_per_origin,
+            max_message_bytes: config.max_message_bytes as usize,
+            max_in_flight_per_connection: config.max_in_flight_per_connection,
+            max_reply_backlog_bytes: config.max_reply_backlog_bytes,
+            handshake_timeout: config.handshake_timeout,
+            ping_interval: config.ping_interval,
         }
     }
 
-    fn batch<'a>(&self, requests: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
-        let permit = self.permits.clone().try_acquire_owned();
-        let service = self.service.clone();
-        async move {
-            match permit {
-                Ok(_permit) => service.batch(requests).await,
-                Err(_) => MethodResponse::error(Id::Null, busy()),
+    /// Messages larger than this close the connection (code 1009); between `max_message_bytes`
+    /// and this they get error -32007 and the connection stays usable.
+    fn hard_message_bytes(&self) -> usize {
+        self.max_message_bytes.saturating_mul(4).max(64 * 1024)
+    }
+}
+
+/// WebSocket connections open, in all and per caller.
+pub(crate) struct Admission {
+    limits: Limits,
+    open: Mutex<HashMap<String, usize>>,
+    total: Mutex<usize>,
+}
+
+/// A WebSocket connection's place in [`Admission`]; given back on drop.
+pub(crate) struct Admitted {
+    admission: Arc<Admission>,
+    key: String,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = lock(&self.admission.open);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
             }
         }
+        *lock(&self.admission.total) -= 1;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Admission {
+    /// A place for a new connection of `caller`, or why there is none.
+    fn admit(self: &Arc<Self>, caller: &Caller) -> Result<Admitted, &'static str> {
+        let key = match caller {
+            Caller::Origin(o) => o.clone(),
+            Caller::Local { .. } => String::new(),
+        };
+        let mut total = lock(&self.total);
+        if *total >= self.limits.max_connections {
+            return Err("Too many connections to the agent.");
+        }
+        let mut open = lock(&self.open);
+        let n = open.entry(key.clone()).or_insert(0);
+        if *n >= self.limits.max_connections_per_origin {
+            if *n == 0 {
+                open.remove(&key);
+            }
+            return Err("Too many connections from this origin.");
+        }
+        *n += 1;
+        *total += 1;
+        Ok(Admitted {
+            admission: self.clone(),
+            key,
+        })
     }
 
-    fn notification<'a>(
-        &self,
-        n: Notification<'a>,
-    ) -> impl Future<Output = MethodResponse> + Send + 'a {
-        self.service.notification(n)
+    /// WebSocket connections open now.
+    pub fn open(&self) -> usize {
+        *lock(&self.total)
     }
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub guard: Guard,
+    pub rpc: rpc::Rpc,
+    pub limits: Limits,
+    pub admission: Arc<Admission>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    pub next_conn_id: std::sync::atomic::AtomicUsize,
 }
 
 /// A running agent.
 pub struct Running {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
-    handle: ServerHandle,
+    shared: Arc<Shared>,
+    accept_task: tokio::task::JoinHandle<()>,
     idle_task: tokio::task::JoinHandle<()>,
 }
 
@@ -88,18 +160,32 @@ impl Running {
         format!("ws://{}", self.addr)
     }
 
-    /// Stop accepting, close connections, log out and finalise the modules.
-    pub async fn shutdown(self) {
-        let _ = self.handle.stop();
-        self.handle.stopped().await;
-        self.idle_task.abort();
-        let backend = self.state.backend.clone();
-        let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+    /// WebSocket connections open now.
+    pub fn connections(&self) -> usize {
+        self.shared.admission.open()
     }
 
-    /// Resolves when the server stops.
-    pub async fn stopped(&self) {
-        self.handle.clone().stopped().await
+    /// Stop accepting, close connections, log out and finalise the modules.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.cancel();
+        let _ = self.accept_task.await;
+        self.shared.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open 5 s after shutdown; leaving them");
+        }
+        self.idle_task.abort();
+        let backend = self.state.backend.clone();
+        // A module stuck in a call holds its token's lock: do not wait for it for ever.
+        let finish = tokio::task::spawn_blocking(move || backend.shutdown());
+        if tokio::time::timeout(Duration::from_secs(5), finish)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a PKCS #11 module did not finish within 5 s; stopping without it");
+        }
     }
 }
 
@@ -119,16 +205,14 @@ pub async fn start(
     consent_ui: Option<Arc<dyn ConsentUi>>,
     files: Vec<StaticFile>,
 ) -> Result<Running, StartError> {
-    let listener = std::net::TcpListener::bind(config.listen)
-        .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+    let bind_err = |source| StartError::Bind {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
 
     let mut allowed: std::collections::HashSet<String> =
         config.allow_origins.iter().cloned().collect();
@@ -159,38 +243,30 @@ pub async fn start(
     );
     let state = Arc::new(AppState {
         backend: backend.clone(),
-        modules: config.modules.clone(),
+        modules: crate::allowlist::Allowlist::new(config.modules.clone()),
         consent,
         request_timeout: config.request_timeout,
     });
 
-    let server_config = ServerConfig::builder()
-        .ws_only()
-        .max_request_body_size(config.max_message_bytes)
-        .max_response_body_size(8 * 1024 * 1024)
-        .max_connections(config.max_connections)
-        .max_subscriptions_per_connection(0)
-        .set_batch_request_config(BatchRequestConfig::Limit(16))
-        .build();
-    let max_in_flight = config.max_in_flight_per_connection;
-    let rpc_middleware = RpcServiceBuilder::new().layer_fn(move |service| InFlightLimit {
-        service,
-        permits: Arc::new(Semaphore::new(max_in_flight)),
+    let limits = Limits::from(config);
+    let shared = Arc::new(Shared {
+        guard,
+        rpc: rpc::Rpc::new(rpc_module(state.clone()), MAX_RESPONSE_BYTES, MAX_BATCH),
+        admission: Arc::new(Admission {
+            limits: limits.clone(),
+            open: Mutex::new(HashMap::new()),
+            total: Mutex::new(0),
+        }),
+        limits,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        next_conn_id: std::sync::atomic::AtomicUsize::new(1),
     });
-    let server = jsonrpsee::server::Server::builder()
-        .set_config(server_config)
-        .set_http_middleware(tower::ServiceBuilder::new().layer(GuardLayer(Arc::new(guard))))
-        .set_rpc_middleware(rpc_middleware)
-        .build_from_tcp(listener)
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let handle = server.start(rpc_module(state.clone()));
+    let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
 
     let idle = config.idle_logout;
     let idle_task = tokio::spawn(async move {
-        let period = (idle / 4).clamp(
-            std::time::Duration::from_millis(100),
-            std::time::Duration::from_secs(30),
-        );
+        let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
@@ -202,7 +278,43 @@ pub async fn start(
     Ok(Running {
         addr,
         state,
-        handle,
+        shared,
+        accept_task,
         idle_task,
     })
+}
+
+/// Accept until shutdown. A failing `accept` (out of file descriptors, of memory) backs off
+/// from 5 ms to 1 s instead of retrying at once: the failure repeats until something is freed.
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let handshaking = Arc::new(Semaphore::new(MAX_HANDSHAKING));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                let Ok(permit) = handshaking.clone().try_acquire_owned() else {
+                    tracing::debug!("too many sockets in the HTTP phase; one closed");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let s = shared.clone();
+                shared.tasks.spawn(async move {
+                    http::serve(stream, s, permit).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
