@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::consent::ConsentUi;
 use crate::desktop::tray::{self, UserEvent};
 use crate::desktop::{self, tray_model::TrayModel};
-use crate::methods::AppState;
+use crate::state::Agent;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -17,7 +17,7 @@ pub const MAX_BLOCKING_THREADS: usize = 64;
 
 /// What the server thread hands the tray once it listens.
 struct Started {
-    state: Arc<AppState>,
+    state: Arc<Agent>,
     url: String,
 }
 
@@ -127,10 +127,11 @@ async fn serve(
             "no PKCS #11 library allowed: start with --module PATH (every request will fail)"
         );
     }
-    let backend = Arc::new(CryptokiBackend::new(LoginPolicy {
+    let backend = CryptokiBackend::start(LoginPolicy {
         keep_logged_in: config.keep_logged_in,
         idle_timeout: config.idle_logout,
-    }));
+    });
+    let state = Agent::new(&config, backend, consent_ui);
     let files = match (&config.demo_dir, config.demo) {
         (Some(dir), true) => match crate::guard::StaticFile::load_dir(dir) {
             Ok(files) => files,
@@ -144,7 +145,7 @@ async fn serve(
         },
         _ => Vec::new(),
     };
-    let running = match crate::server::start(&config, backend, consent_ui, files).await {
+    let running = match crate::server::start(&config, state, files).await {
         Ok(r) => r,
         Err(e) => {
             crate::logging::stderr_line(&format!("keyport: {e}"));

@@ -141,6 +141,23 @@ struct StateFile {
     always_allow: Vec<String>,
 }
 
+/// How many signatures may wait for the person's answer at once, per origin and in all (more
+/// get CONSENT_BUSY). The defaults here are the configuration's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingLimits {
+    pub per_origin: usize,
+    pub total: usize,
+}
+
+impl Default for PendingLimits {
+    fn default() -> Self {
+        PendingLimits {
+            per_origin: 2,
+            total: 8,
+        }
+    }
+}
+
 pub struct ConsentPolicy {
     trusted: HashSet<String>,
     ui: Option<Arc<dyn ConsentUi>>,
@@ -150,8 +167,7 @@ pub struct ConsentPolicy {
     pause_signal: tokio::sync::Notify,
     pub remembered: RememberedSites,
     pending: Mutex<HashMap<String, usize>>,
-    max_pending_per_origin: usize,
-    max_pending: usize,
+    limits: PendingLimits,
     /// Told when what the tray shows changes: pending prompts, pause, remembered sites.
     observer: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
@@ -196,8 +212,7 @@ impl ConsentPolicy {
             pause_signal: tokio::sync::Notify::new(),
             remembered,
             pending: Mutex::new(HashMap::new()),
-            max_pending_per_origin: 2,
-            max_pending: 8,
+            limits: PendingLimits::default(),
             observer: OnceLock::new(),
         }
     }
@@ -223,9 +238,11 @@ impl ConsentPolicy {
         }
     }
 
-    pub fn with_pending_limits(mut self, per_origin: usize, total: usize) -> Self {
-        self.max_pending_per_origin = per_origin.max(1);
-        self.max_pending = total.max(1);
+    pub fn with_pending_limits(mut self, limits: PendingLimits) -> Self {
+        self.limits = PendingLimits {
+            per_origin: limits.per_origin.max(1),
+            total: limits.total.max(1),
+        };
         self
     }
 
@@ -255,7 +272,7 @@ impl ConsentPolicy {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let total: usize = pending.values().sum();
             let mine = pending.get(origin).copied().unwrap_or(0);
-            if total >= self.max_pending || mine >= self.max_pending_per_origin {
+            if total >= self.limits.total || mine >= self.limits.per_origin {
                 return Err(AgentError::new(ErrorReason::ConsentBusy));
             }
             pending.insert(origin.to_string(), mine + 1);
@@ -547,7 +564,10 @@ mod tests {
                 Ok(Some(Decision::Allow)),
                 Duration::from_millis(150),
             )))
-            .with_pending_limits(1, 8),
+            .with_pending_limits(PendingLimits {
+                per_origin: 1,
+                total: 8,
+            }),
         );
         let p2 = p.clone();
         let first =

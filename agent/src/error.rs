@@ -2,8 +2,9 @@
 //!
 //! Every failure a method can return is an [`AgentError`]: a stable [`ErrorReason`] (which fixes
 //! the JSON-RPC code), a message a person can act on, and the PIN state where the token reports
-//! it. Cryptoki errors become `AgentError`s only in [`From<cryptoki::error::Error>`]; their
-//! details are logged there and never sent (they name no secret, but they help nobody on a page).
+//! it. Cryptoki errors become `AgentError`s only in the backend (`backend/pkcs11/error.rs`):
+//! their details are logged there and never sent (they name no secret, but they help nobody on
+//! a page).
 
 use jsonrpsee::types::ErrorObjectOwned;
 use keyport_protocol::{ErrorData, ErrorReason, PinState};
@@ -74,91 +75,9 @@ impl From<AgentError> for ErrorObjectOwned {
     }
 }
 
-impl From<cryptoki::error::Error> for AgentError {
-    fn from(err: cryptoki::error::Error) -> Self {
-        use cryptoki::error::{Error, RvError as Rv};
-        let reason = match &err {
-            Error::LibraryLoading(_) | Error::MissingSymbol(_) => ErrorReason::ModuleLoadFailed,
-            Error::Pkcs11(rv, _) => match rv {
-                Rv::SlotIdInvalid => ErrorReason::SlotNotFound,
-                Rv::TokenNotPresent | Rv::TokenNotRecognized | Rv::DeviceRemoved => {
-                    ErrorReason::TokenNotPresent
-                }
-                Rv::PinIncorrect | Rv::PinInvalid => ErrorReason::PinIncorrect,
-                Rv::PinLocked => ErrorReason::PinLocked,
-                Rv::PinLenRange => ErrorReason::PinLenRange,
-                Rv::MechanismInvalid
-                | Rv::MechanismParamInvalid
-                | Rv::KeyTypeInconsistent
-                | Rv::KeyFunctionNotPermitted
-                | Rv::FunctionNotSupported
-                | Rv::CurveNotSupported
-                | Rv::DataLenRange => ErrorReason::UnsupportedAlgorithm,
-                _ => ErrorReason::DeviceError,
-            },
-            _ => ErrorReason::DeviceError,
-        };
-        // What a page can cause at will (a made-up slot, a wrong PIN) is not worth a warning.
-        match reason {
-            ErrorReason::PinIncorrect | ErrorReason::PinLocked | ErrorReason::PinLenRange => {
-                tracing::info!(error = %err, "token refused the PIN")
-            }
-            ErrorReason::SlotNotFound
-            | ErrorReason::TokenNotPresent
-            | ErrorReason::UnsupportedAlgorithm => {
-                tracing::debug!(error = %err, "PKCS #11 call failed")
-            }
-            _ => tracing::warn!(error = %err, "PKCS #11 call failed"),
-        }
-        let mut out = AgentError::new(reason);
-        if reason == ErrorReason::DeviceError {
-            if let Error::Pkcs11(rv, f) = &err {
-                out.message = format!("{} ({f}: {rv})", reason.message().trim_end_matches('.'));
-            }
-        }
-        out
-    }
-}
-
-/// Whether an error means the token is gone or its sessions are dead, so cached state must go.
-pub fn invalidates_token_state(err: &cryptoki::error::Error) -> bool {
-    use cryptoki::error::{Error, RvError as Rv};
-    matches!(
-        err,
-        Error::Pkcs11(
-            Rv::TokenNotPresent
-                | Rv::DeviceRemoved
-                | Rv::SessionHandleInvalid
-                | Rv::SessionClosed
-                | Rv::DeviceError
-                | Rv::CryptokiNotInitialized,
-            _
-        )
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cryptoki::context::Function;
-    use cryptoki::error::{Error, RvError};
-
-    #[test]
-    fn cryptoki_errors_map_to_reasons() {
-        let cases = [
-            (RvError::PinIncorrect, ErrorReason::PinIncorrect),
-            (RvError::PinLocked, ErrorReason::PinLocked),
-            (RvError::PinLenRange, ErrorReason::PinLenRange),
-            (RvError::SlotIdInvalid, ErrorReason::SlotNotFound),
-            (RvError::TokenNotPresent, ErrorReason::TokenNotPresent),
-            (RvError::MechanismInvalid, ErrorReason::UnsupportedAlgorithm),
-            (RvError::GeneralError, ErrorReason::DeviceError),
-        ];
-        for (rv, reason) in cases {
-            let err: AgentError = Error::Pkcs11(rv, Function::Login).into();
-            assert_eq!(err.reason, reason, "{rv:?}");
-        }
-    }
 
     #[test]
     fn wire_object_carries_code_reason_and_pin_state() {

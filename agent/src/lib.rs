@@ -31,6 +31,7 @@ pub mod logging;
 pub mod methods;
 pub mod origin;
 pub mod server;
+pub mod state;
 #[doc(hidden)]
 pub mod testing;
 pub mod x509;

@@ -22,6 +22,13 @@ fn config() -> Config {
     }
 }
 
+async fn start(cfg: &Config, backend: Arc<FakeBackend>) -> keyport::server::Running {
+    let agent = keyport::state::Agent::new(cfg, backend, None);
+    keyport::server::start(cfg, agent, Vec::new())
+        .await
+        .unwrap()
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -60,9 +67,7 @@ async fn requests_over_the_in_flight_bound_get_busy_at_once() {
         max_in_flight_per_connection: 2,
         ..config()
     };
-    let running = keyport::server::start(&cfg, backend.clone(), None, Vec::new())
-        .await
-        .unwrap();
+    let running = start(&cfg, backend.clone()).await;
     let mut ws = connect(&running.url()).await;
     for id in 1..=5 {
         ws.send(Message::text(sign(id))).await.unwrap();
@@ -100,9 +105,7 @@ async fn a_token_call_over_the_time_limit_is_abandoned_with_request_timeout() {
         request_timeout: Duration::from_millis(300),
         ..config()
     };
-    let running = keyport::server::start(&cfg, backend.clone(), None, Vec::new())
-        .await
-        .unwrap();
+    let running = start(&cfg, backend.clone()).await;
     let mut ws = connect(&running.url()).await;
     let started = std::time::Instant::now();
     ws.send(Message::text(sign(1))).await.unwrap();
@@ -128,9 +131,7 @@ async fn connections_over_the_limit_are_refused() {
         max_connections: 2,
         ..config()
     };
-    let running = keyport::server::start(&cfg, Arc::new(FakeBackend::default()), None, Vec::new())
-        .await
-        .unwrap();
+    let running = start(&cfg, Arc::new(FakeBackend::default())).await;
     let _a = connect(&running.url()).await;
     let _b = connect(&running.url()).await;
     let mut req = running.url().into_client_request().unwrap();
@@ -341,9 +342,7 @@ async fn random_requests_get_typed_answers_and_leave_no_bad_state() {
         ],
         ..FakeBackend::default()
     });
-    let running = keyport::server::start(&config(), backend.clone(), None, Vec::new())
-        .await
-        .unwrap();
+    let running = start(&config(), backend.clone()).await;
     let mut ws = connect(&running.url()).await;
     let mut rng = Rng(0x4b65_7970_6f72_7446);
     let mut seen = std::collections::BTreeMap::<String, usize>::new();

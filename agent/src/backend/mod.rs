@@ -50,8 +50,6 @@ pub trait Backend: Send + Sync + 'static {
     fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<u8>>;
     /// Forget every login (pause, idle, shutdown). Idempotent.
     fn logout_all(&self);
-    /// Log out tokens idle for longer than the login policy allows.
-    fn logout_idle(&self) {}
     /// Log out, close sessions, finalise the modules. Called once at shutdown.
     fn shutdown(&self) {
         self.logout_all();

@@ -3,7 +3,7 @@
 //! [`TrayModel::activate`] carries out a menu item by its id. The toolkit layer ([`super::tray`])
 //! only draws views and forwards clicks, so everything here is unit-tested.
 
-use crate::methods::AppState;
+use crate::state::Agent;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -106,7 +106,7 @@ type OpenFn = Box<dyn Fn(&Path) -> std::io::Result<()> + Send + Sync>;
 
 /// The tray's state and actions over the running agent.
 pub struct TrayModel {
-    state: Arc<AppState>,
+    state: Arc<Agent>,
     url: String,
     version: String,
     folder: Option<PathBuf>,
@@ -119,7 +119,7 @@ impl TrayModel {
     /// opens (none: the item is not shown); `quit`: starts the clean shutdown; `open`: shows a
     /// folder to the person (e.g. `xdg-open`).
     pub fn new(
-        state: Arc<AppState>,
+        state: Arc<Agent>,
         url: String,
         folder: Option<PathBuf>,
         quit: impl Fn() + Send + Sync + 'static,
@@ -332,9 +332,7 @@ pub fn icon_rgba(state: IconState) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::backend::{Backend, CertificateObject, SignRequest};
-    use crate::consent::{
-        Caller, ConsentPolicy, ConsentRequest, ConsentUi, Decision, RememberedSites,
-    };
+    use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision};
     use crate::error::{AgentError, Result};
     use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -408,7 +406,7 @@ mod tests {
 
     struct Fixture {
         model: TrayModel,
-        state: Arc<AppState>,
+        state: Arc<Agent>,
         backend: Arc<CountingBackend>,
         quits: Arc<AtomicUsize>,
         opened: Arc<Mutex<Vec<PathBuf>>>,
@@ -418,17 +416,16 @@ mod tests {
     fn fixture(sites_file: Option<PathBuf>) -> Fixture {
         let backend = Arc::new(CountingBackend::default());
         let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0)));
-        let state = Arc::new(AppState {
-            backend: backend.clone(),
-            modules: crate::allowlist::Allowlist::default(),
-            consent: ConsentPolicy::new(
-                Vec::<String>::new(),
-                Some(gate.clone() as Arc<dyn ConsentUi>),
-                Duration::from_secs(30),
-                RememberedSites::load(sites_file),
-            ),
-            request_timeout: Duration::from_secs(5),
-        });
+        let config = crate::config::Config {
+            consent_timeout: Duration::from_secs(30),
+            state_file: sites_file,
+            ..Default::default()
+        };
+        let state = Agent::new(
+            &config,
+            backend.clone(),
+            Some(gate.clone() as Arc<dyn ConsentUi>),
+        );
         let quits = Arc::new(AtomicUsize::new(0));
         let opened = Arc::new(Mutex::new(Vec::new()));
         let (q, o) = (quits.clone(), opened.clone());
@@ -624,7 +621,7 @@ mod tests {
         assert_eq!(f.state.consent.remembered.list(), ["https://b.example"]);
         // The revocation survives a restart.
         assert_eq!(
-            RememberedSites::load(Some(file.clone())).list(),
+            crate::consent::RememberedSites::load(Some(file.clone())).list(),
             ["https://b.example"]
         );
         assert!(matches!(

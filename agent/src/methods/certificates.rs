@@ -1,12 +1,13 @@
 //! `pkcs11.certificates`.
 
-use super::{parse, AppState, MethodResult};
+use super::{parse, MethodResult};
+use crate::state::Agent;
 use crate::x509;
 use base64::Engine;
 use jsonrpsee::RpcModule;
 use keyport_protocol::{method, CertificateEntry, CertificatesParams, CertificatesResult};
 
-pub(super) fn register(m: &mut RpcModule<AppState>) {
+pub(super) fn register(m: &mut RpcModule<Agent>) {
     m.register_async_method(method::CERTIFICATES, |params, state, _| async move {
         let p: CertificatesParams = parse(&params)?;
         let module = state.module(p.module.as_deref())?;

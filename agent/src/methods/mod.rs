@@ -1,64 +1,20 @@
 //! JSON-RPC methods, one file per group, all registered by [`rpc_module`].
 //!
 //! Handlers parse by-name params into `keyport_protocol` types, check the module allowlist, and run
-//! backend calls on blocking threads with a time limit. They return [`AgentError`]s, which become
+//! backend calls on blocking threads with a time limit ([`Agent::blocking`]). They return [`AgentError`]s, which become
 //! JSON-RPC error objects in one place (`error.rs`).
 
 mod certificates;
 mod signing;
 mod token;
 
-use crate::allowlist::{AllowedModule, Allowlist};
-use crate::backend::Backend;
-use crate::consent::{Caller, ConsentPolicy};
+use crate::consent::Caller;
 use crate::error::{AgentError, Result};
+use crate::state::Agent;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, RpcModule};
-use keyport_protocol::ErrorReason;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// What every handler shares.
-pub struct AppState {
-    pub backend: Arc<dyn Backend>,
-    /// Allowlisted PKCS #11 libraries; the first is the default.
-    pub modules: Allowlist,
-    pub consent: ConsentPolicy,
-    /// Longest time one backend call may take.
-    pub request_timeout: Duration,
-}
-
-impl AppState {
-    /// The module a request names (or the default), if it is on the allowlist.
-    pub fn module(&self, requested: Option<&str>) -> Result<AllowedModule> {
-        self.modules.resolve(requested)
-    }
-
-    /// Run a backend call on a blocking thread, bounded by `request_timeout`. The thread holds
-    /// a share of the request's in-flight permit until it returns, even when the page was
-    /// already told REQUEST_TIMEOUT: a stuck call keeps counting against its connection.
-    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
-    {
-        let backend = self.backend.clone();
-        let share = crate::server::rpc::request_share();
-        let task = tokio::task::spawn_blocking(move || {
-            let _share = share;
-            f(backend.as_ref())
-        });
-        match tokio::time::timeout(self.request_timeout, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => {
-                tracing::error!(error = %join, "backend call panicked");
-                Err(AgentError::new(ErrorReason::Internal))
-            }
-            Err(_) => Err(AgentError::new(ErrorReason::RequestTimeout)),
-        }
-    }
-}
 
 /// Parse by-name params; absent params are an empty object.
 pub(crate) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T> {
@@ -135,7 +91,7 @@ pub(crate) fn caller(ext: &Extensions) -> Caller {
 pub(crate) type MethodResult<T> = std::result::Result<T, ErrorObjectOwned>;
 
 /// Every method of the wire contract.
-pub fn rpc_module(state: Arc<AppState>) -> RpcModule<AppState> {
+pub fn rpc_module(state: Arc<Agent>) -> RpcModule<Agent> {
     let mut module = RpcModule::from_arc(state);
     token::register(&mut module);
     certificates::register(&mut module);
@@ -147,26 +103,21 @@ pub fn rpc_module(state: Arc<AppState>) -> RpcModule<AppState> {
 pub(crate) mod tests {
     use super::*;
     use crate::backend::fake::FakeBackend;
-    use crate::consent::RememberedSites;
     use serde_json::{json, Value};
 
-    pub fn state(backend: Arc<FakeBackend>) -> Arc<AppState> {
-        Arc::new(AppState {
-            backend,
-            modules: Allowlist::new(["/usr/lib/softhsm/libsofthsm2.so".to_string()]),
-            consent: ConsentPolicy::new(
-                Vec::<String>::new(),
-                None,
-                Duration::from_secs(1),
-                RememberedSites::default(),
-            ),
-            request_timeout: Duration::from_secs(5),
-        })
+    pub fn state(backend: Arc<FakeBackend>) -> Arc<Agent> {
+        let config = crate::config::Config {
+            modules: vec!["/usr/lib/softhsm/libsofthsm2.so".to_string()],
+            consent_timeout: std::time::Duration::from_secs(1),
+            request_timeout: std::time::Duration::from_secs(5),
+            ..Default::default()
+        };
+        Agent::new(&config, backend, None)
     }
 
     /// Call a method in process; returns the result or the error object as JSON.
     pub async fn call(
-        module: &RpcModule<AppState>,
+        module: &RpcModule<Agent>,
         method: &str,
         params: Value,
     ) -> Result<Value, Value> {

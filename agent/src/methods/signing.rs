@@ -1,9 +1,10 @@
 //! `pkcs11.signData` and `pkcs11.verifySignedData`.
 
-use super::{caller, parse, AppState, MethodResult};
+use super::{caller, parse, MethodResult};
 use crate::backend::SignRequest;
 use crate::consent::{digest_fingerprint, Caller, ConsentRequest};
 use crate::error::{AgentError, Result};
+use crate::state::Agent;
 use crate::x509;
 use base64::Engine;
 use jsonrpsee::RpcModule;
@@ -79,7 +80,7 @@ fn consent_request(
     }
 }
 
-pub(super) fn register(m: &mut RpcModule<AppState>) {
+pub(super) fn register(m: &mut RpcModule<Agent>) {
     m.register_async_method(method::SIGN_DATA, |params, state, ext| async move {
         let p: SignDataParams = parse(&params)?;
         let digest = digest(&p.data, p.algorithm_reference)?;

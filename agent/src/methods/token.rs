@@ -1,10 +1,11 @@
 //! `pkcs11.info`, `pkcs11.slots`, `pkcs11.slotsWithTokenPresent`, `pkcs11.token`.
 
-use super::{parse, AppState, MethodResult};
+use super::{parse, MethodResult};
+use crate::state::Agent;
 use jsonrpsee::RpcModule;
 use keyport_protocol::{method, InfoResult, ModuleParams, SlotsResult, TokenInfo, TokenParams};
 
-pub(super) fn register(m: &mut RpcModule<AppState>) {
+pub(super) fn register(m: &mut RpcModule<Agent>) {
     m.register_async_method(method::INFO, |params, state, _| async move {
         let p: ModuleParams = parse(&params)?;
         let module = state.module(p.module.as_deref())?;

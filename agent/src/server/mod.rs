@@ -19,11 +19,11 @@ pub mod connection;
 pub mod http;
 pub mod rpc;
 
-use crate::backend::Backend;
 use crate::config::Config;
-use crate::consent::{Caller, ConsentPolicy, ConsentUi, RememberedSites};
+use crate::consent::Caller;
 use crate::guard::{Guard, StaticFile};
-use crate::methods::{rpc_module, AppState};
+use crate::methods::rpc_module;
+use crate::state::Agent;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -148,10 +148,9 @@ pub(crate) struct Shared {
 /// A running agent.
 pub struct Running {
     pub addr: SocketAddr,
-    pub state: Arc<AppState>,
+    pub state: Arc<Agent>,
     shared: Arc<Shared>,
     accept_task: tokio::task::JoinHandle<()>,
-    idle_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -176,16 +175,7 @@ impl Running {
         {
             tracing::warn!("connections still open 5 s after shutdown; leaving them");
         }
-        self.idle_task.abort();
-        let backend = self.state.backend.clone();
-        // A module stuck in a call holds its token's lock: do not wait for it for ever.
-        let finish = tokio::task::spawn_blocking(move || backend.shutdown());
-        if tokio::time::timeout(Duration::from_secs(5), finish)
-            .await
-            .is_err()
-        {
-            tracing::warn!("a PKCS #11 module did not finish within 5 s; stopping without it");
-        }
+        self.state.shutdown().await;
     }
 }
 
@@ -198,11 +188,10 @@ pub enum StartError {
     },
 }
 
-/// Start serving on `config.listen` (port 0 = any free port).
+/// Start serving `state` on `config.listen` (port 0 = any free port).
 pub async fn start(
     config: &Config,
-    backend: Arc<dyn Backend>,
-    consent_ui: Option<Arc<dyn ConsentUi>>,
+    state: Arc<Agent>,
     files: Vec<StaticFile>,
 ) -> Result<Running, StartError> {
     let bind_err = |source| StartError::Bind {
@@ -231,23 +220,6 @@ pub async fn start(
         files: files_served,
     };
 
-    let consent = ConsentPolicy::new(
-        config.trust_origins.iter().cloned(),
-        consent_ui,
-        config.consent_timeout,
-        RememberedSites::load(config.state_file.clone()),
-    )
-    .with_pending_limits(
-        config.max_pending_consent_per_origin,
-        config.max_pending_consent,
-    );
-    let state = Arc::new(AppState {
-        backend: backend.clone(),
-        modules: crate::allowlist::Allowlist::new(config.modules.clone()),
-        consent,
-        request_timeout: config.request_timeout,
-    });
-
     let limits = Limits::from(config);
     let shared = Arc::new(Shared {
         guard,
@@ -264,23 +236,11 @@ pub async fn start(
     });
     let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
 
-    let idle = config.idle_logout;
-    let idle_task = tokio::spawn(async move {
-        let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-        let mut tick = tokio::time::interval(period);
-        loop {
-            tick.tick().await;
-            let b = backend.clone();
-            let _ = tokio::task::spawn_blocking(move || b.logout_idle()).await;
-        }
-    });
-
     Ok(Running {
         addr,
         state,
         shared,
         accept_task,
-        idle_task,
     })
 }
 

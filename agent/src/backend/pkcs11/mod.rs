@@ -1,0 +1,353 @@
+//! The real backend: PKCS #11 through the `cryptoki` crate. The only place the agent touches
+//! cryptoki.
+//!
+//! * this file: loading modules (one per library file, however it is named) and the
+//!   [`Backend`] implementation;
+//! * [`token`]: what is kept per token (session pool, key and certificate caches) and the
+//!   signature on a logged-in session;
+//! * [`login`]: the login policy (verified logins, the cache of the PIN that logged in, idle
+//!   logout);
+//! * [`info`]: decoding library, slot and token information;
+//! * [`error`]: cryptoki's errors as [`AgentError`]s.
+
+mod error;
+mod info;
+mod login;
+mod token;
+
+pub use login::LoginPolicy;
+
+use super::{Backend, CertificateObject, SignRequest};
+use crate::allowlist::{AllowedModule, ModuleIdentity};
+use crate::error::{AgentError, Result};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass};
+use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use token::TokenState;
+
+/// Slots whose state one module keeps (a real module has a handful; ids that name no slot
+/// never get state).
+const MAX_TOKENS_PER_MODULE: usize = 64;
+
+pub struct CryptokiBackend {
+    modules: Mutex<Modules>,
+    policy: LoginPolicy,
+    epoch: Instant,
+    /// Stops the idle-logout ticker (see [`CryptokiBackend::start`]).
+    idle_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+/// The loaded modules, by the file they are (one library = one module, whatever path named
+/// it), and the paths already resolved to one of them.
+#[derive(Default)]
+struct Modules {
+    by_identity: HashMap<ModuleIdentity, Arc<Module>>,
+    by_path: HashMap<String, Arc<Module>>,
+}
+
+struct Module {
+    /// The file loaded (symlinks resolved), for logs and messages.
+    name: String,
+    ctx: Pkcs11,
+    tokens: Mutex<HashMap<u64, Arc<TokenState>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind: keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Module {
+    /// The state of a slot that exists. An id that names no slot gets SLOT_NOT_FOUND and
+    /// leaves nothing behind; the map is bounded (slots are few, and state of a slot that is
+    /// idle and logged out is cheap to drop).
+    fn token_state(&self, slot_id: u64) -> Result<Arc<TokenState>> {
+        if let Some(t) = lock(&self.tokens).get(&slot_id) {
+            return Ok(t.clone());
+        }
+        let slot = info::slot_of(slot_id)?;
+        self.ctx.get_slot_info(slot)?;
+        let mut tokens = lock(&self.tokens);
+        if tokens.len() >= MAX_TOKENS_PER_MODULE {
+            tokens.retain(|_, t| {
+                Arc::strong_count(t) > 1
+                    || t.login
+                        .try_read()
+                        .map(|l| l.verifier.is_some())
+                        .unwrap_or(true)
+            });
+        }
+        if tokens.len() >= MAX_TOKENS_PER_MODULE && !tokens.contains_key(&slot_id) {
+            return Err(AgentError::with_message(
+                ErrorReason::DeviceError,
+                format!(
+                    "The PKCS #11 library {} has more than {MAX_TOKENS_PER_MODULE} slots in use.",
+                    self.name
+                ),
+            ));
+        }
+        Ok(tokens
+            .entry(slot_id)
+            .or_insert_with(|| Arc::new(TokenState::new(slot)))
+            .clone())
+    }
+
+    fn tokens(&self) -> Vec<Arc<TokenState>> {
+        lock(&self.tokens).values().cloned().collect()
+    }
+
+    /// How many slots have state (for tests of the bound).
+    fn tokens_held(&self) -> usize {
+        lock(&self.tokens).len()
+    }
+}
+
+impl CryptokiBackend {
+    /// A backend with no idle logout (tests, and the building block of [`Self::start`]).
+    pub fn new(policy: LoginPolicy) -> Self {
+        CryptokiBackend {
+            modules: Mutex::new(Modules::default()),
+            policy,
+            epoch: Instant::now(),
+            idle_stop: Mutex::new(None),
+        }
+    }
+
+    /// A backend that owns its idle-logout ticker: a thread that logs out tokens idle for
+    /// `policy.idle_timeout`, stopped by [`Backend::shutdown`] or when the backend is dropped.
+    pub fn start(policy: LoginPolicy) -> Arc<Self> {
+        let backend = Arc::new(Self::new(policy));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let weak = Arc::downgrade(&backend);
+        let period = backend.idle_period();
+        let spawned = std::thread::Builder::new()
+            .name("keyport-idle-logout".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(period) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => match weak.upgrade() {
+                        Some(b) => b.logout_idle(),
+                        None => return,
+                    },
+                    _ => return,
+                }
+            });
+        match spawned {
+            Ok(_) => *lock(&backend.idle_stop) = Some(stop),
+            Err(e) => tracing::warn!(error = %e, "cannot start the idle-logout ticker"),
+        }
+        backend
+    }
+
+    fn stop_idle_ticker(&self) {
+        lock(&self.idle_stop).take();
+    }
+
+    /// The loaded module `allowed` names, loading and initialising it on first use. Two paths
+    /// to one file (a symlink, a hard link) are one module: one context, one lock per token.
+    fn module(&self, allowed: &AllowedModule) -> Result<Arc<Module>> {
+        let path = allowed.path();
+        let mut modules = lock(&self.modules);
+        if let Some(m) = modules.by_path.get(path) {
+            return Ok(m.clone());
+        }
+        let identity = allowed.identity().map_err(|e| {
+            tracing::warn!(module = path, error = %e, "cannot find PKCS #11 module");
+            AgentError::with_message(
+                ErrorReason::ModuleLoadFailed,
+                format!("The PKCS #11 library {path} could not be found: {e}."),
+            )
+        })?;
+        if let Some(m) = modules.by_identity.get(&identity).cloned() {
+            tracing::info!(module = path, loaded = %m.name, "another path to a loaded PKCS #11 module");
+            modules.by_path.insert(path.to_string(), m.clone());
+            return Ok(m);
+        }
+        let name = identity.canonical.display().to_string();
+        let ctx = Pkcs11::new(&identity.canonical).map_err(|e| {
+            tracing::warn!(module = %name, error = %e, "cannot load PKCS #11 module");
+            AgentError::with_message(
+                ErrorReason::ModuleLoadFailed,
+                format!("The PKCS #11 library {path} could not be loaded."),
+            )
+        })?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => {
+                tracing::warn!(module = %name, error = %e, "C_Initialize failed");
+                return Err(AgentError::with_message(
+                    ErrorReason::ModuleLoadFailed,
+                    format!("The PKCS #11 library {path} failed to initialise ({e})."),
+                ));
+            }
+        }
+        tracing::info!(module = %name, "PKCS #11 module loaded");
+        let m = Arc::new(Module {
+            name,
+            ctx,
+            tokens: Mutex::new(HashMap::new()),
+        });
+        modules.by_identity.insert(identity, m.clone());
+        modules.by_path.insert(path.to_string(), m.clone());
+        Ok(m)
+    }
+
+    /// Slots with state in the module `allowed` names (0 if it is not loaded): for tests.
+    #[doc(hidden)]
+    pub fn tokens_held(&self, allowed: &AllowedModule) -> usize {
+        lock(&self.modules)
+            .by_path
+            .get(allowed.path())
+            .map_or(0, |m| m.tokens_held())
+    }
+
+    fn loaded(&self) -> Vec<Arc<Module>> {
+        lock(&self.modules).by_identity.values().cloned().collect()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+impl Backend for CryptokiBackend {
+    fn info(&self, module: &AllowedModule) -> Result<InfoResult> {
+        info::library_info(&self.module(module)?.ctx)
+    }
+
+    fn slots(&self, module: &AllowedModule, token_present: bool) -> Result<Vec<SlotInfo>> {
+        info::slots(&self.module(module)?.ctx, token_present)
+    }
+
+    fn token(&self, module: &AllowedModule, slot_id: u64) -> Result<TokenInfo> {
+        info::token_info(&self.module(module)?.ctx, slot_id)
+    }
+
+    fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>> {
+        let m = self.module(module)?;
+        let t = m.token_state(slot_id)?;
+        let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
+        t.with_session(&m.ctx, |s| {
+            let template = [
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::CertificateType(CertificateType::X_509),
+            ];
+            let mut out = Vec::new();
+            for handle in s.find_objects(&template)? {
+                let mut id = Vec::new();
+                let mut der = Vec::new();
+                for attr in s.get_attributes(handle, &[AttributeType::Id, AttributeType::Value])? {
+                    match attr {
+                        Attribute::Id(v) => id = v,
+                        Attribute::Value(v) => der = v,
+                        _ => {}
+                    }
+                }
+                if !der.is_empty() {
+                    out.push(CertificateObject { id, der });
+                }
+            }
+            let mut cache = lock(&t.certs);
+            cache.clear();
+            for c in &out {
+                cache.insert(c.id.clone(), (Instant::now(), Arc::new(c.der.clone())));
+            }
+            Ok(out)
+        })
+    }
+
+    fn certificate(
+        &self,
+        module: &AllowedModule,
+        slot_id: u64,
+        id: &[u8],
+    ) -> Result<CertificateObject> {
+        let m = self.module(module)?;
+        let t = m.token_state(slot_id)?;
+        if let Some(der) = t.cached_cert(id) {
+            return Ok(CertificateObject {
+                id: id.to_vec(),
+                der: der.to_vec(),
+            });
+        }
+        let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
+        let der = t.with_session(&m.ctx, |s| {
+            let template = [
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::CertificateType(CertificateType::X_509),
+                Attribute::Id(id.to_vec()),
+            ];
+            let Some(handle) = s.find_objects(&template)?.first().copied() else {
+                return Ok(None);
+            };
+            let attrs = s.get_attributes(handle, &[AttributeType::Value])?;
+            Ok(attrs.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            }))
+        })?;
+        match der {
+            Some(der) => {
+                t.cache_cert(id, &der);
+                Ok(CertificateObject {
+                    id: id.to_vec(),
+                    der,
+                })
+            }
+            None => Err(AgentError::new(ErrorReason::CertificateNotFound)),
+        }
+    }
+
+    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+        let m = self.module(module)?;
+        let t = m.token_state(req.slot_id)?;
+        self.sign_with_policy(&m, &t, req)
+    }
+
+    fn logout_all(&self) {
+        self.logout_everything();
+    }
+
+    fn shutdown(&self) {
+        self.stop_idle_ticker();
+        self.logout_all();
+        let modules: Vec<Arc<Module>> = {
+            let mut all = lock(&self.modules);
+            all.by_path.clear();
+            all.by_identity.drain().map(|(_, m)| m).collect()
+        };
+        for m in modules {
+            let path = m.name.clone();
+            for t in m.tokens() {
+                t.forget_sessions();
+            }
+            lock(&m.tokens).clear();
+            match Arc::try_unwrap(m) {
+                Ok(m) => match m.ctx.finalize() {
+                    Ok(()) => tracing::info!(module = %path, "PKCS #11 module finalised"),
+                    Err(e) => tracing::warn!(module = %path, error = %e, "C_Finalize failed"),
+                },
+                Err(_) => {
+                    tracing::warn!(module = %path, "module still in use at shutdown; not finalised")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_module_gives_module_load_failed() {
+        let b = CryptokiBackend::new(LoginPolicy::default());
+        let err = b
+            .info(&AllowedModule::for_tests("/nonexistent/libnothing.so"))
+            .unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ModuleLoadFailed);
+    }
+}

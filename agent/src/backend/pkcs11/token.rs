@@ -1,0 +1,231 @@
+//! What Keyport keeps of one token: its session pool, the private-key handles and certificates
+//! read from it, and the signature itself on a (believed) logged-in session.
+//!
+//! Private key handles are cached per CKA_ID while logged in (SoftHSM invalidates them at
+//! logout, so the cache is cleared at every logout).
+
+use super::error::invalidates_token_state;
+use super::lock;
+use super::login::Login;
+use crate::backend::SignRequest;
+use crate::error::{AgentError, Result};
+use crate::x509::digest_info;
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState};
+use cryptoki::slot::Slot;
+use keyport_protocol::ErrorReason;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Idle sessions kept per token.
+pub(super) const POOL_SIZE: usize = 8;
+
+/// What Keyport keeps of one slot of one module. Every use of the token's sessions holds its
+/// `login` lock (read to use them, write to log in or out), so under the write lock no other
+/// thread holds a session of the token: closing them all is then safe, and logs it out.
+pub(super) struct TokenState {
+    pub(super) slot: Slot,
+    pub(super) login: RwLock<Login>,
+    pub(super) pool: Mutex<Vec<Session>>,
+    pub(super) keys: Mutex<HashMap<Vec<u8>, (ObjectHandle, KeyType)>>,
+    /// Certificates by CKA_ID, read at most `CERT_TTL` ago (public objects: no login needed).
+    pub(super) certs: Mutex<HashMap<Vec<u8>, CachedCert>>,
+    pub(super) last_used_ms: AtomicU64,
+}
+
+/// A certificate's DER and when it was read.
+type CachedCert = (Instant, Arc<Vec<u8>>);
+
+/// How long a certificate read from the token is reused by signData/verifySignedData. Listing the
+/// certificates always reads the token (and refreshes this cache); a token error clears it.
+const CERT_TTL: Duration = Duration::from_secs(10);
+
+/// Why a signature on a (believed) logged-in token did not happen.
+pub(super) enum SignFailure {
+    NotLoggedIn,
+    Error(AgentError),
+}
+
+impl From<AgentError> for SignFailure {
+    fn from(e: AgentError) -> Self {
+        SignFailure::Error(e)
+    }
+}
+
+impl TokenState {
+    pub(super) fn new(slot: Slot) -> Self {
+        TokenState {
+            slot,
+            login: RwLock::new(Login::default()),
+            pool: Mutex::new(Vec::new()),
+            keys: Mutex::new(HashMap::new()),
+            certs: Mutex::new(HashMap::new()),
+            last_used_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn take_session(&self, ctx: &Pkcs11) -> Result<Session> {
+        if let Some(s) = lock(&self.pool).pop() {
+            return Ok(s);
+        }
+        Ok(ctx.open_ro_session(self.slot)?)
+    }
+
+    pub(super) fn put_session(&self, session: Session) {
+        let mut pool = lock(&self.pool);
+        if pool.len() < POOL_SIZE {
+            pool.push(session);
+        }
+    }
+
+    /// Run `f` on a pooled session; a session-killing error empties the pool.
+    pub(super) fn with_session<T>(
+        &self,
+        ctx: &Pkcs11,
+        f: impl FnOnce(&Session) -> std::result::Result<T, CkError>,
+    ) -> Result<T> {
+        let session = self.take_session(ctx)?;
+        match f(&session) {
+            Ok(v) => {
+                self.put_session(session);
+                Ok(v)
+            }
+            Err(e) => {
+                if invalidates_token_state(&e) {
+                    drop(session);
+                    self.forget_sessions();
+                } else {
+                    self.put_session(session);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    pub(super) fn forget_sessions(&self) {
+        lock(&self.pool).clear();
+        lock(&self.keys).clear();
+        lock(&self.certs).clear();
+    }
+
+    pub(super) fn cached_cert(&self, id: &[u8]) -> Option<Arc<Vec<u8>>> {
+        let certs = lock(&self.certs);
+        certs
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < CERT_TTL)
+            .map(|(_, der)| der.clone())
+    }
+
+    pub(super) fn cache_cert(&self, id: &[u8], der: &[u8]) {
+        lock(&self.certs).insert(id.to_vec(), (Instant::now(), Arc::new(der.to_vec())));
+    }
+
+    pub(super) fn find_key(
+        &self,
+        session: &Session,
+        id: &[u8],
+    ) -> std::result::Result<(ObjectHandle, KeyType), SignFailure> {
+        if let Some(k) = lock(&self.keys).get(id) {
+            return Ok(*k);
+        }
+        let template = [
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Id(id.to_vec()),
+        ];
+        let found = session
+            .find_objects(&template)
+            .map_err(|e| SignFailure::Error(e.into()))?;
+        let Some(handle) = found.first().copied() else {
+            // Private objects are invisible to a session that is not logged in.
+            let logged_in = session
+                .get_session_info()
+                .map(|i| {
+                    matches!(
+                        i.session_state(),
+                        SessionState::RoUser | SessionState::RwUser
+                    )
+                })
+                .unwrap_or(false);
+            return Err(if logged_in {
+                SignFailure::Error(AgentError::new(ErrorReason::KeyNotFound))
+            } else {
+                SignFailure::NotLoggedIn
+            });
+        };
+        let attrs = session
+            .get_attributes(handle, &[AttributeType::KeyType])
+            .map_err(|e| SignFailure::Error(e.into()))?;
+        let kind = attrs
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::KeyType(k) => Some(k),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                SignFailure::Error(AgentError::new(ErrorReason::UnsupportedAlgorithm))
+            })?;
+        lock(&self.keys).insert(id.to_vec(), (handle, kind));
+        Ok((handle, kind))
+    }
+
+    /// Sign on a token that is logged in (as far as we know).
+    pub(super) fn sign_logged_in(
+        &self,
+        ctx: &Pkcs11,
+        req: &SignRequest<'_>,
+    ) -> std::result::Result<Vec<u8>, SignFailure> {
+        let session = self.take_session(ctx)?;
+        match self.sign_on(&session, req, true) {
+            Err(SignFailure::Error(e)) if e.reason == ErrorReason::DeviceError => {
+                // The session may be dead; do not pool it.
+                drop(session);
+                self.forget_sessions();
+                Err(SignFailure::Error(e))
+            }
+            other => {
+                self.put_session(session);
+                other
+            }
+        }
+    }
+
+    pub(super) fn sign_on(
+        &self,
+        session: &Session,
+        req: &SignRequest<'_>,
+        retry: bool,
+    ) -> std::result::Result<Vec<u8>, SignFailure> {
+        let (key, kind) = self.find_key(session, req.key_id)?;
+        let (mechanism, data) = if kind == KeyType::RSA {
+            (
+                Mechanism::RsaPkcs,
+                Zeroizing::new(digest_info(req.algorithm, req.digest)),
+            )
+        } else if kind == KeyType::EC {
+            (Mechanism::Ecdsa, Zeroizing::new(req.digest.to_vec()))
+        } else {
+            return Err(AgentError::with_message(
+                ErrorReason::UnsupportedAlgorithm,
+                "The key for this certificate is neither RSA nor EC.",
+            )
+            .into());
+        };
+        match session.sign(&mechanism, key, &data) {
+            Ok(sig) => Ok(sig),
+            Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Err(SignFailure::NotLoggedIn),
+            Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _))
+                if retry =>
+            {
+                lock(&self.keys).clear();
+                self.sign_on(session, req, false)
+            }
+            Err(e) => Err(SignFailure::Error(e.into())),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The agent's shared state: what every method, the tray and the server share, built in one
+//! place from the [`Config`].
+//!
+//! Above it sit the JSON-RPC methods (`methods/`), the desktop (`desktop/`) and the server
+//! (`server/`); none of them reaches the others to get at it.
+
+use crate::allowlist::{AllowedModule, Allowlist};
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::consent::{ConsentPolicy, ConsentUi, PendingLimits, RememberedSites};
+use crate::error::{AgentError, Result};
+use keyport_protocol::ErrorReason;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Agent {
+    pub backend: Arc<dyn Backend>,
+    /// Allowlisted PKCS #11 libraries; the first is the default.
+    pub modules: Allowlist,
+    pub consent: ConsentPolicy,
+    /// Longest time one backend call may take.
+    pub request_timeout: Duration,
+}
+
+impl Agent {
+    /// The state for `config`, over `backend` (which owns its own background work, such as the
+    /// idle logout), asking the person through `consent_ui` (none: only trusted callers sign).
+    pub fn new(
+        config: &Config,
+        backend: Arc<dyn Backend>,
+        consent_ui: Option<Arc<dyn ConsentUi>>,
+    ) -> Arc<Agent> {
+        let consent = ConsentPolicy::new(
+            config.trust_origins.iter().cloned(),
+            consent_ui,
+            config.consent_timeout,
+            RememberedSites::load(config.state_file.clone()),
+        )
+        .with_pending_limits(PendingLimits {
+            per_origin: config.max_pending_consent_per_origin,
+            total: config.max_pending_consent,
+        });
+        Arc::new(Agent {
+            backend,
+            modules: Allowlist::new(config.modules.clone()),
+            consent,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// The module a request names (or the default), if it is on the allowlist.
+    pub fn module(&self, requested: Option<&str>) -> Result<AllowedModule> {
+        self.modules.resolve(requested)
+    }
+
+    /// Run a backend call on a blocking thread, bounded by `request_timeout`. The thread holds
+    /// a share of the request's in-flight permit until it returns, even when the page was
+    /// already told REQUEST_TIMEOUT: a stuck call keeps counting against its connection.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
+    {
+        let backend = self.backend.clone();
+        let share = crate::server::rpc::request_share();
+        let task = tokio::task::spawn_blocking(move || {
+            let _share = share;
+            f(backend.as_ref())
+        });
+        match tokio::time::timeout(self.request_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "backend call panicked");
+                Err(AgentError::new(ErrorReason::Internal))
+            }
+            Err(_) => Err(AgentError::new(ErrorReason::RequestTimeout)),
+        }
+    }
+
+    /// Log out, close sessions, finalise the modules: once, at the end. A module stuck in a
+    /// call is not waited for beyond a few seconds.
+    pub async fn shutdown(&self) {
+        let backend = self.backend.clone();
+        let finish = tokio::task::spawn_blocking(move || backend.shutdown());
+        if tokio::time::timeout(Duration::from_secs(5), finish)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a PKCS #11 module did not finish within 5 s; stopping without it");
+        }
+    }
+}
