@@ -1,5 +1,6 @@
 //! Settings: command-line flags (clap) over a TOML file. Every key is documented in the README.
 
+use crate::origin::Origin;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -123,8 +124,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Allowlisted PKCS #11 libraries; the first is the default.
     pub modules: Vec<String>,
-    pub allow_origins: Vec<String>,
-    pub trust_origins: Vec<String>,
+    pub allow_origins: Vec<Origin>,
+    pub trust_origins: Vec<Origin>,
     pub no_origin: NoOriginPolicy,
     pub consent_timeout: Duration,
     pub request_timeout: Duration,
@@ -200,11 +201,10 @@ pub enum ConfigError {
     Module(String),
 }
 
-/// Normalise an origin as browsers send it (see [`crate::origin::Origin`]).
-pub fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
-    crate::origin::Origin::parse(origin)
-        .map(|o| o.to_string())
-        .map_err(|_| ConfigError::Origin(origin.to_string()))
+fn origins(list: Vec<String>) -> Result<Vec<Origin>, ConfigError> {
+    list.iter()
+        .map(|o| Origin::parse(o).map_err(|_| ConfigError::Origin(o.clone())))
+        .collect()
 }
 
 impl Config {
@@ -232,14 +232,8 @@ impl Config {
         let cfg = Config {
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             modules: pick(cli.modules, file.modules),
-            allow_origins: pick(cli.allow_origins, file.allow_origins)
-                .iter()
-                .map(|o| normalize_origin(o))
-                .collect::<Result<_, _>>()?,
-            trust_origins: pick(cli.trust_origins, file.trust_origins)
-                .iter()
-                .map(|o| normalize_origin(o))
-                .collect::<Result<_, _>>()?,
+            allow_origins: origins(pick(cli.allow_origins, file.allow_origins))?,
+            trust_origins: origins(pick(cli.trust_origins, file.trust_origins))?,
             no_origin: cli.no_origin.or(file.no_origin).unwrap_or(d.no_origin),
             consent_timeout: secs(
                 cli.consent_timeout,
@@ -318,26 +312,29 @@ mod tests {
 
     #[test]
     fn origins_are_normalised_and_checked() {
+        let cfg = Config::merge(
+            cli(&[
+                "--allow-origin",
+                "HTTPS://App.Example.com/",
+                "--trust-origin",
+                "https://bücher.example:443",
+            ]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.allow_origins[0].as_str(), "https://app.example.com");
         assert_eq!(
-            normalize_origin("HTTPS://App.Example.com/").unwrap(),
-            "https://app.example.com"
-        );
-        assert_eq!(
-            normalize_origin("https://a.example:443").unwrap(),
-            "https://a.example"
-        );
-        assert_eq!(
-            normalize_origin("http://127.0.0.1:8080").unwrap(),
-            "http://127.0.0.1:8080"
+            cfg.trust_origins[0].as_str(),
+            "https://xn--bcher-kva.example"
         );
         for bad in [
             "*",
             "app.example.com",
             "https://a.example/path",
             "file:///x",
-            "https://",
         ] {
-            assert!(normalize_origin(bad).is_err(), "{bad}");
+            let err = Config::merge(cli(&["--allow-origin", bad]), FileConfig::default());
+            assert!(matches!(err, Err(ConfigError::Origin(_))), "{bad}");
         }
     }
 
@@ -359,7 +356,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.modules, ["/usr/lib/b.so"]);
         assert_eq!(cfg.listen.port(), 0);
-        assert_eq!(cfg.allow_origins, ["https://file.example"]);
+        assert_eq!(cfg.allow_origins[0].as_str(), "https://file.example");
         assert_eq!(cfg.consent_timeout, Duration::from_secs(5));
     }
 

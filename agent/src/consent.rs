@@ -10,6 +10,7 @@
 //!    total (CONSENT_BUSY).
 
 use crate::error::{AgentError, Result};
+use crate::origin::Origin;
 use keyport_protocol::ErrorReason;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ use std::time::Duration;
 /// Who is calling, as established at the WebSocket handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// A browser page with this (normalised, allowlisted) origin.
-    Origin(String),
+    /// A browser page with this (allowlisted) origin.
+    Origin(Origin),
     /// A client that sent no Origin header (a local program).
     Local { trusted: bool },
 }
@@ -30,7 +31,7 @@ impl Caller {
     /// How the prompt names the caller.
     pub fn label(&self) -> &str {
         match self {
-            Caller::Origin(o) => o,
+            Caller::Origin(o) => o.as_str(),
             Caller::Local { .. } => "a local application (no web origin)",
         }
     }
@@ -39,7 +40,8 @@ impl Caller {
 /// What the person is asked to approve. Never contains the PIN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentRequest {
-    pub origin: String,
+    /// Who asks: a web origin (which may be remembered) or a local program.
+    pub caller: Caller,
     pub subject: String,
     pub issuer: String,
     /// e.g. "SHA-256 with RSA" or "SHA-384 with ECDSA".
@@ -71,7 +73,7 @@ pub trait ConsentUi: Send + Sync + 'static {
 /// Origins the person chose to always allow, optionally persisted as JSON in a file they own.
 #[derive(Debug, Default)]
 pub struct RememberedSites {
-    sites: Mutex<BTreeSet<String>>,
+    sites: Mutex<BTreeSet<Origin>>,
     file: Option<PathBuf>,
 }
 
@@ -81,7 +83,12 @@ impl RememberedSites {
             .as_ref()
             .and_then(|f| std::fs::read_to_string(f).ok())
             .and_then(|text| serde_json::from_str::<StateFile>(&text).ok())
-            .map(|s| s.always_allow.into_iter().collect())
+            .map(|s| {
+                s.always_allow
+                    .iter()
+                    .filter_map(|o| Origin::parse(o).ok())
+                    .collect()
+            })
             .unwrap_or_default();
         RememberedSites {
             sites: Mutex::new(sites),
@@ -89,38 +96,42 @@ impl RememberedSites {
         }
     }
 
-    pub fn contains(&self, origin: &str) -> bool {
+    pub fn contains(&self, origin: &Origin) -> bool {
         self.lock().contains(origin)
     }
 
     pub fn list(&self) -> Vec<String> {
-        self.lock().iter().cloned().collect()
+        self.lock().iter().map(Origin::to_string).collect()
     }
 
-    pub fn add(&self, origin: &str) {
+    pub fn add(&self, origin: &Origin) {
         let mut sites = self.lock();
-        if sites.insert(origin.to_string()) {
+        if sites.insert(origin.clone()) {
             self.save(&sites);
         }
     }
 
+    /// Forget `origin` (as [`Self::list`] wrote it); false if it was not remembered.
     pub fn revoke(&self, origin: &str) -> bool {
+        let Ok(origin) = Origin::parse(origin) else {
+            return false;
+        };
         let mut sites = self.lock();
-        let removed = sites.remove(origin);
+        let removed = sites.remove(&origin);
         if removed {
             self.save(&sites);
         }
         removed
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Origin>> {
         self.sites.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn save(&self, sites: &BTreeSet<String>) {
+    fn save(&self, sites: &BTreeSet<Origin>) {
         let Some(file) = &self.file else { return };
         let state = StateFile {
-            always_allow: sites.iter().cloned().collect(),
+            always_allow: sites.iter().map(Origin::to_string).collect(),
         };
         let result = (|| {
             if let Some(dir) = file.parent() {
@@ -159,7 +170,7 @@ impl Default for PendingLimits {
 }
 
 pub struct ConsentPolicy {
-    trusted: HashSet<String>,
+    trusted: HashSet<Origin>,
     ui: Option<Arc<dyn ConsentUi>>,
     timeout: Duration,
     paused: AtomicBool,
@@ -199,7 +210,7 @@ impl Drop for PendingSlot<'_> {
 
 impl ConsentPolicy {
     pub fn new(
-        trusted: impl IntoIterator<Item = String>,
+        trusted: impl IntoIterator<Item = Origin>,
         ui: Option<Arc<dyn ConsentUi>>,
         timeout: Duration,
         remembered: RememberedSites,
@@ -370,7 +381,7 @@ mod tests {
 
     fn request() -> ConsentRequest {
         ConsentRequest {
-            origin: "https://a.example".into(),
+            caller: origin("https://a.example"),
             subject: "CN=Alice".into(),
             issuer: "CN=CA".into(),
             algorithm: "SHA-256 with RSA".into(),
@@ -380,7 +391,7 @@ mod tests {
 
     fn policy(ui: Option<Scripted>) -> ConsentPolicy {
         ConsentPolicy::new(
-            ["https://trusted.example".to_string()],
+            [Origin::parse("https://trusted.example").unwrap()],
             ui.map(|u| Arc::new(u) as Arc<dyn ConsentUi>),
             Duration::from_millis(200),
             RememberedSites::default(),
@@ -388,7 +399,7 @@ mod tests {
     }
 
     fn origin(o: &str) -> Caller {
-        Caller::Origin(o.into())
+        Caller::Origin(Origin::parse(o).unwrap())
     }
 
     #[tokio::test]
@@ -488,7 +499,7 @@ mod tests {
         }
         let dropped = Arc::new(AtomicBool::new(false));
         let p = Arc::new(ConsentPolicy::new(
-            Vec::<String>::new(),
+            Vec::<Origin>::new(),
             Some(Arc::new(Hangs(dropped.clone())) as Arc<dyn ConsentUi>),
             Duration::from_secs(60),
             RememberedSites::default(),
@@ -593,7 +604,7 @@ mod tests {
     fn remembered_sites_persist() {
         let dir = std::env::temp_dir().join(format!("keyport-sites-{}", std::process::id()));
         let file = dir.join("sites.json");
-        RememberedSites::load(Some(file.clone())).add("https://a.example");
+        RememberedSites::load(Some(file.clone())).add(&Origin::parse("https://a.example").unwrap());
         assert_eq!(
             RememberedSites::load(Some(file.clone())).list(),
             ["https://a.example"]

@@ -3,8 +3,9 @@
 //! [`Caller`] is. The server (`server/http.rs`) asks it and answers 403 when it refuses; it also
 //! holds the demo page's files.
 
-use crate::config::{normalize_origin, NoOriginPolicy};
+use crate::config::NoOriginPolicy;
 use crate::consent::Caller;
+use crate::origin::Origin;
 use std::collections::HashSet;
 
 /// A static file served over plain HTTP (the demo page and the client bundle).
@@ -51,8 +52,8 @@ impl StaticFile {
 pub struct Guard {
     pub port: u16,
     /// Origins that may connect (allowed and trusted).
-    pub allowed: HashSet<String>,
-    pub trusted: HashSet<String>,
+    pub allowed: HashSet<Origin>,
+    pub trusted: HashSet<Origin>,
     pub no_origin: NoOriginPolicy,
     /// Files served on GET (demo mode only).
     pub files: Vec<StaticFile>,
@@ -119,7 +120,7 @@ impl Guard {
                 NoOriginPolicy::Consent => Verdict::Connect(Caller::Local { trusted: false }),
                 NoOriginPolicy::Trust => Verdict::Connect(Caller::Local { trusted: true }),
             },
-            OriginHeader::Value(origin) => match normalize_origin(origin) {
+            OriginHeader::Value(origin) => match Origin::parse(origin) {
                 Ok(o) if self.allowed.contains(&o) || self.trusted.contains(&o) => {
                     Verdict::Connect(Caller::Origin(o))
                 }
@@ -136,8 +137,8 @@ mod tests {
     fn guard(no_origin: NoOriginPolicy) -> Guard {
         Guard {
             port: 4000,
-            allowed: ["https://app.example".to_string()].into(),
-            trusted: ["https://kiosk.example".to_string()].into(),
+            allowed: [Origin::parse("https://app.example").unwrap()].into(),
+            trusted: [Origin::parse("https://kiosk.example").unwrap()].into(),
             no_origin,
             files: Vec::new(),
         }
@@ -179,11 +180,15 @@ mod tests {
         let h = Some("127.0.0.1:4000");
         assert_eq!(
             g.check(h, OriginHeader::Value("https://app.example")),
-            Verdict::Connect(Caller::Origin("https://app.example".into()))
+            Verdict::Connect(Caller::Origin(
+                Origin::parse("https://app.example").unwrap()
+            ))
         );
         assert_eq!(
             g.check(h, OriginHeader::Value("https://kiosk.example")),
-            Verdict::Connect(Caller::Origin("https://kiosk.example".into()))
+            Verdict::Connect(Caller::Origin(
+                Origin::parse("https://kiosk.example").unwrap()
+            ))
         );
         for bad in [
             "https://evil.example",

@@ -51,6 +51,13 @@ impl Origin {
     }
 }
 
+impl std::str::FromStr for Origin {
+    type Err = OriginError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Origin::parse(s)
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

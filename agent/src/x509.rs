@@ -22,6 +22,21 @@ pub enum KeyKind {
     P521,
 }
 
+impl KeyKind {
+    /// The signature scheme this key makes: "RSA" (PKCS #1 v1.5) or "ECDSA".
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            KeyKind::Rsa { .. } => "RSA",
+            KeyKind::P256 | KeyKind::P384 | KeyKind::P521 => "ECDSA",
+        }
+    }
+}
+
+/// The kind of key a DER certificate holds.
+pub fn certificate_key_kind(der: &[u8]) -> Result<KeyKind> {
+    key_kind(&parse(der)?)
+}
+
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>> {
     match X509Certificate::from_der(der) {
         Ok((_, cert)) => Ok(cert),

@@ -17,7 +17,7 @@ fn config() -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         modules: vec!["/fake/module.so".into()],
-        trust_origins: vec![TRUSTED.into()],
+        trust_origins: vec![TRUSTED.parse().unwrap()],
         ..Config::default()
     }
 }

@@ -3,7 +3,8 @@
 //! to a listed one connects.
 #![no_main]
 
-use keyport::config::{normalize_origin, NoOriginPolicy};
+use keyport::config::NoOriginPolicy;
+use keyport::origin::Origin;
 use keyport::guard::{Guard, OriginHeader, Verdict};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -12,8 +13,8 @@ fn guard() -> &'static Guard {
     static GUARD: OnceLock<Guard> = OnceLock::new();
     GUARD.get_or_init(|| Guard {
         port: 10443,
-        allowed: ["https://app.example".to_string()].into(),
-        trusted: ["http://127.0.0.1:8080".to_string()].into(),
+        allowed: [Origin::parse("https://app.example").unwrap()].into(),
+        trusted: [Origin::parse("http://127.0.0.1:8080").unwrap()].into(),
         no_origin: NoOriginPolicy::Deny,
         files: Vec::new(),
     })
@@ -24,13 +25,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (host, origin) = text.split_once('\n').unwrap_or(("127.0.0.1:10443", text));
-    if let Ok(n) = normalize_origin(origin) {
-        assert_eq!(normalize_origin(&n).ok().as_deref(), Some(n.as_str()), "{origin:?}");
+    if let Ok(n) = Origin::parse(origin) {
+        assert_eq!(Origin::parse(n.as_str()).as_ref(), Ok(&n), "{origin:?}");
     }
     let g = guard();
     match g.check(Some(host), OriginHeader::Value(origin)) {
         Verdict::Connect(_) => {
-            let n = normalize_origin(origin).expect("connected with an unparsable origin");
+            let n = Origin::parse(origin).expect("connected with an unparsable origin");
             assert!(g.allowed.contains(&n) || g.trusted.contains(&n), "{origin:?}");
             assert!(g.host_ok(Some(host)));
         }

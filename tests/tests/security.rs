@@ -209,3 +209,36 @@ async fn shutdown_is_clean_and_logs_no_secret() {
         assert!(!log.contains(secret), "PIN {secret} in the log:\n{log}");
     }
 }
+
+/// An internationalised origin in the configuration matches what browsers send: its punycode
+/// serialisation (before, `--allow-origin https://bücher.example` refused the very page it named).
+#[tokio::test]
+async fn an_internationalised_origin_is_matched_as_browsers_send_it() {
+    let token = Token::provision();
+    let agent = Agent::start(
+        &token,
+        &[
+            "--trust-origin",
+            "https://bücher.example",
+            "--allow-origin",
+            "https://ÉCOLE.example:8443/",
+        ],
+    );
+    let mut c = agent.client(Some("https://xn--bcher-kva.example")).await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"idn");
+    let sig = c
+        .ok("pkcs11.signData", json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest), "algorithm_reference": "sha256"}))
+        .await;
+    assert!(token.verifies("ec-p256", "sha256", &digest, &sig));
+    agent
+        .client(Some("https://xn--cole-9oa.example:8443"))
+        .await
+        .ok("pkcs11.info", json!({}))
+        .await;
+    // The Unicode spelling is not what a browser sends: refused like any other.
+    let err = Client::connect(&agent.url, Some("https://bücher.example"))
+        .await
+        .expect_err("a raw Unicode Origin header connected");
+    assert_eq!(handshake_status(&err), Some(403));
+}

@@ -15,7 +15,7 @@
 //! notify-rust's own `wait_for_action` has no timeout and subscribes only after the notification
 //! is shown; this module does its own waiting on the same D-Bus signals instead.
 
-use crate::consent::{ConsentRequest, ConsentUi, Decision};
+use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision};
 use std::time::Duration;
 
 const BUS_NAME: &str = "org.freedesktop.Notifications";
@@ -52,10 +52,10 @@ pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) ->
             s
         }
     };
-    let origin = clean(&request.origin);
+    let origin = clean(request.caller.label());
     let summary = format!(
         "Signature request from {}",
-        request.origin.replace('\n', " ")
+        request.caller.label().replace('\n', " ")
     );
     let mut body = format!(
         "{origin} asks to sign with your certificate.\n\
@@ -79,7 +79,7 @@ pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) ->
     }
     let mut actions = vec![(ACTION_ALLOW, "Allow")];
     // "Always" only means something for a web origin (it is remembered per origin).
-    if is_web_origin(&request.origin) {
+    if matches!(request.caller, Caller::Origin(_)) {
         actions.push((ACTION_ALWAYS, "Always allow this site"));
     }
     actions.push((ACTION_DENY, "Deny"));
@@ -88,10 +88,6 @@ pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) ->
         body,
         actions,
     }
-}
-
-fn is_web_origin(origin: &str) -> bool {
-    origin.starts_with("https://") || origin.starts_with("http://")
 }
 
 /// What an `ActionInvoked` key means. Only the three buttons allow anything; a click on the
@@ -239,7 +235,7 @@ mod imp {
         let guard = Withdraw {
             handle: Some(handle),
         };
-        tracing::debug!(id, origin = %request.origin, "consent prompt shown");
+        tracing::debug!(id, origin = %request.caller.label(), "consent prompt shown");
 
         let wait = async {
             while let Some(msg) = answers.next().await {
@@ -283,7 +279,7 @@ mod imp {
                 Err(why)
             }
             Err(_) => {
-                tracing::info!(id, origin = %request.origin, "no answer in time: prompt withdrawn");
+                tracing::info!(id, origin = %request.caller.label(), "no answer in time: prompt withdrawn");
                 guard.now().await;
                 Ok(None)
             }
@@ -310,7 +306,10 @@ mod tests {
 
     fn request(origin: &str, subject: &str) -> ConsentRequest {
         ConsentRequest {
-            origin: origin.into(),
+            caller: match crate::origin::Origin::parse(origin) {
+                Ok(o) => Caller::Origin(o),
+                Err(_) => Caller::Local { trusted: false },
+            },
             subject: subject.into(),
             issuer: "CN=Demo CA".into(),
             algorithm: "SHA-256 with RSA".into(),

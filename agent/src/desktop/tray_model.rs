@@ -404,6 +404,10 @@ mod tests {
         }
     }
 
+    fn o(origin: &str) -> crate::origin::Origin {
+        crate::origin::Origin::parse(origin).unwrap()
+    }
+
     struct Fixture {
         model: TrayModel,
         state: Arc<Agent>,
@@ -468,7 +472,7 @@ mod tests {
 
     fn request() -> ConsentRequest {
         ConsentRequest {
-            origin: "https://a.example".into(),
+            caller: Caller::Origin(o("https://a.example")),
             subject: "CN=A".into(),
             issuer: "CN=A".into(),
             algorithm: "SHA-256 with RSA".into(),
@@ -539,7 +543,7 @@ mod tests {
     ) -> tokio::task::JoinHandle<crate::error::Result<()>> {
         let before = f.state.consent.pending();
         let state = f.state.clone();
-        let caller = Caller::Origin(origin.into());
+        let caller = Caller::Origin(o(origin));
         let waiting = rt.spawn(async move { state.consent.authorize(&caller, &request()).await });
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while f.state.consent.pending() == before {
@@ -584,8 +588,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("keyport-tray-{}", std::process::id()));
         let file = dir.join("state.json");
         let f = fixture(Some(file.clone()));
-        f.state.consent.remembered.add("https://a.example");
-        f.state.consent.remembered.add("https://b.example");
+        f.state.consent.remembered.add(&o("https://a.example"));
+        f.state.consent.remembered.add(&o("https://b.example"));
         let view = f.model.view();
         let sites = view
             .menu

@@ -58,11 +58,7 @@ fn consent_request(
     };
     let (subject, issuer, key) = match x509::parse_certificate(der) {
         Ok(c) => {
-            let key = if c.public_key_algorithm == "RSA" {
-                "RSA"
-            } else {
-                "ECDSA"
-            };
+            let key = x509::certificate_key_kind(der).map_or("the token's key", |k| k.scheme());
             (c.subject, c.issuer, key)
         }
         Err(_) => (
@@ -72,7 +68,7 @@ fn consent_request(
         ),
     };
     ConsentRequest {
-        origin: caller.label().to_string(),
+        caller: caller.clone(),
         subject,
         issuer,
         algorithm: format!("{hash} with {key}"),

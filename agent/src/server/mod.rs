@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::consent::Caller;
 use crate::guard::{Guard, StaticFile};
 use crate::methods::rpc_module;
+use crate::origin::Origin;
 use crate::state::Agent;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -105,7 +106,7 @@ impl Admission {
     /// A place for a new connection of `caller`, or why there is none.
     fn admit(self: &Arc<Self>, caller: &Caller) -> Result<Admitted, &'static str> {
         let key = match caller {
-            Caller::Origin(o) => o.clone(),
+            Caller::Origin(o) => o.to_string(),
             Caller::Local { .. } => String::new(),
         };
         let mut total = lock(&self.total);
@@ -203,12 +204,13 @@ pub async fn start(
         .map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
 
-    let mut allowed: std::collections::HashSet<String> =
+    let mut allowed: std::collections::HashSet<Origin> =
         config.allow_origins.iter().cloned().collect();
     let mut files_served = Vec::new();
     if config.demo {
         for host in ["127.0.0.1", "localhost"] {
-            allowed.insert(format!("http://{host}:{}", addr.port()));
+            let demo = format!("http://{host}:{}", addr.port());
+            allowed.insert(Origin::parse(&demo).expect("the demo page's origin is an origin"));
         }
         files_served = files;
     }
