@@ -1,6 +1,6 @@
 // Errors as pages see them: a RestException for every failure, from the agent or from the client.
 
-import { ERROR_CODES, ERROR_MESSAGES, type ErrorReason, type PinState } from "./protocol.js";
+import { ERROR_CODES, ERROR_MESSAGES, PIN_STATES, type ErrorReason, type PinState } from "./protocol.js";
 
 /** Who produced an error: the agent (a JSON-RPC error object) or this client (no answer at all). */
 export type ErrorSource = "agent" | "client";
@@ -60,7 +60,6 @@ const REASON_OF_CODE = new Map<number, ErrorReason>(
   (Object.keys(ERROR_CODES) as ErrorReason[]).map((reason) => [ERROR_CODES[reason], reason]),
 );
 
-const PIN_STATES: readonly string[] = ["ok", "count_low", "final_try", "locked"];
 
 /** The reason of a JSON-RPC error code (`undefined` for a code the protocol does not define). */
 export function reasonOfCode(code: number): ErrorReason | undefined {
@@ -97,7 +96,7 @@ export function fromRpcError(error: unknown): RestException {
     description = extra.length > 0 ? `${base} (${extra.join(": ")})` : base;
   }
   const init: RestExceptionInit = { code: e.code, reason, description, source: "agent" };
-  if (typeof data.pin_state === "string" && PIN_STATES.includes(data.pin_state)) {
+  if (typeof data.pin_state === "string" && (PIN_STATES as readonly string[]).includes(data.pin_state)) {
     init.pin_state = data.pin_state as PinState;
   }
   return new RestException(init);

@@ -24,6 +24,7 @@ export {
   type BoolDataResponse,
   type SignDataRequest,
   type VerifySignedDataRequest,
+  type RequestOf,
 } from "./pkcs11.js";
 export { detectOs, type ModuleConfig, type OsName } from "./platform.js";
 export type { WebSocketLike, WebSocketConstructor } from "./transport.js";

@@ -3,12 +3,13 @@
 import type { RestException } from "./errors.js";
 import {
   METHODS,
-  type AlgorithmReference,
   type CertificateEntry,
-  type CertificatesParams,
   type InfoResult,
+  type MethodTable,
+  type SignDataParams,
   type SlotInfo,
   type TokenInfo,
+  type VerifySignedDataParams,
 } from "./protocol.js";
 import type { Connection } from "./transport.js";
 
@@ -40,23 +41,17 @@ export interface CertificatesOptions {
   parseCerts?: boolean;
 }
 
+/**
+ * What a method takes from the page: its params (generated from the protocol crate) without
+ * `module`, which the client sends from its configuration.
+ */
+export type RequestOf<M extends keyof MethodTable> = Omit<MethodTable[M]["params"], "module">;
+
 /** What `signData` takes: `data` is the base64 of a digest made with `algorithm_reference`. */
-export interface SignDataRequest {
-  slot_id: number;
-  /** The `id` of a certificate from `certificates()`. */
-  cert_id: string;
-  pin: string;
-  /** Base64 of the digest (20, 32, 48 or 64 bytes for sha1, sha256, sha384, sha512). */
-  data: string;
-  algorithm_reference: AlgorithmReference;
-}
+export type SignDataRequest = Omit<SignDataParams, "module">;
 
 /** What `verifySignedData` takes: the signData fields plus the base64 `signature`. */
-export interface VerifySignedDataRequest extends Omit<SignDataRequest, "pin"> {
-  /** Accepted for symmetry with signData; the agent ignores it. */
-  pin?: string;
-  signature: string;
-}
+export type VerifySignedDataRequest = Omit<VerifySignedDataParams, "module">;
 
 export interface AbstractPkcs11 {
   certificates(
@@ -105,19 +100,19 @@ export class Pkcs11 implements AbstractPkcs11 {
   }
 
   info(callback?: Callback<InfoResponse>): Promise<InfoResponse> {
-    return this.run<InfoResult>(METHODS.info, {}, callback);
+    return this.run(METHODS.info, {}, callback);
   }
 
   slots(callback?: Callback<SlotsResponse>): Promise<SlotsResponse> {
-    return this.run<SlotInfo[]>(METHODS.slots, {}, callback);
+    return this.run(METHODS.slots, {}, callback);
   }
 
   slotsWithTokenPresent(callback?: Callback<SlotsResponse>): Promise<SlotsResponse> {
-    return this.run<SlotInfo[]>(METHODS.slotsWithTokenPresent, {}, callback);
+    return this.run(METHODS.slotsWithTokenPresent, {}, callback);
   }
 
   token(slotId: number, callback?: Callback<TokenResponse>): Promise<TokenResponse> {
-    return this.run<TokenInfo>(METHODS.token, { slot_id: slotId }, callback);
+    return this.run(METHODS.token, { slot_id: slotId }, callback);
   }
 
   certificates(
@@ -129,22 +124,22 @@ export class Pkcs11 implements AbstractPkcs11 {
       callback = options;
       options = undefined;
     }
-    const params: CertificatesParams = { slot_id: slotId };
+    const params: RequestOf<typeof METHODS.certificates> = { slot_id: slotId };
     if (options && options.parseCerts !== undefined) params.parse_certs = options.parseCerts;
-    return this.run<CertificateEntry[]>(METHODS.certificates, params, callback);
+    return this.run(METHODS.certificates, params, callback);
   }
 
   signData(data: SignDataRequest, callback?: Callback<DataResponse>): Promise<DataResponse> {
-    return this.run<string>(METHODS.signData, data, callback, this.options.signTimeout);
+    return this.run(METHODS.signData, data, callback, this.options.signTimeout);
   }
 
   verifySignedData(data: VerifySignedDataRequest, callback?: Callback<BoolDataResponse>): Promise<BoolDataResponse> {
-    return this.run<boolean>(METHODS.verifySignedData, data, callback);
+    return this.run(METHODS.verifySignedData, data, callback);
   }
 
-  private run<T>(
-    method: string,
-    params: object,
+  private run<M extends keyof MethodTable, T extends MethodTable[M]["result"] = MethodTable[M]["result"]>(
+    method: M,
+    params: RequestOf<M>,
     callback: Callback<DataResult<T>> | undefined,
     timeout: number = this.options.timeout,
   ): Promise<DataResult<T>> {

@@ -15,6 +15,17 @@ export const METHODS = {
   verifySignedData: "pkcs11.verifySignedData",
 } as const;
 
+/** Every method: the params it takes and the result it answers with. */
+export interface MethodTable {
+  "pkcs11.info": { params: ModuleParams; result: InfoResult };
+  "pkcs11.slots": { params: ModuleParams; result: Array<SlotInfo> };
+  "pkcs11.slotsWithTokenPresent": { params: ModuleParams; result: Array<SlotInfo> };
+  "pkcs11.token": { params: TokenParams; result: TokenInfo };
+  "pkcs11.certificates": { params: CertificatesParams; result: Array<CertificateEntry> };
+  "pkcs11.signData": { params: SignDataParams; result: string };
+  "pkcs11.verifySignedData": { params: VerifySignedDataParams; result: boolean };
+}
+
 /**
  * Params of `pkcs11.info`, `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
  */
@@ -198,6 +209,9 @@ reason: ErrorReason,
  * The token's PIN state, on PIN errors where the token reports it.
  */
 pin_state?: PinState, };
+
+/** Every `pin_state`, from the best to the worst. */
+export const PIN_STATES = ["ok", "count_low", "final_try", "locked"] as const satisfies readonly PinState[];
 
 /** The JSON-RPC error code of each reason. */
 export const ERROR_CODES: Record<ErrorReason, number> = {

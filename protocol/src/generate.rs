@@ -32,12 +32,33 @@ pub fn typescript() -> String {
          /* eslint-disable */\n\n",
     );
     out.push_str(&format!("export const DEFAULT_PORT = {DEFAULT_PORT};\n\n"));
+    struct Table(Vec<(&'static str, &'static str, String, String)>);
+    impl MethodVisitor for Table {
+        fn visit<M: Method>(&mut self) {
+            let cfg = Config::new().with_large_int("number");
+            self.0.push((
+                M::NAME,
+                M::KEY,
+                M::Params::name(&cfg),
+                M::Result::name(&cfg),
+            ));
+        }
+    }
+    let mut table = Table(Vec::new());
+    for_each_method(&mut table);
     out.push_str("/** JSON-RPC method names. */\nexport const METHODS = {\n");
-    for m in method::ALL {
-        let key = m.trim_start_matches("pkcs11.");
-        out.push_str(&format!("  {key}: \"{m}\",\n"));
+    for (name, key, _, _) in &table.0 {
+        out.push_str(&format!("  {key}: \"{name}\",\n"));
     }
     out.push_str("} as const;\n\n");
+    out.push_str("/** Every method: the params it takes and the result it answers with. */\n");
+    out.push_str("export interface MethodTable {\n");
+    for (name, _, params, result) in &table.0 {
+        out.push_str(&format!(
+            "  \"{name}\": {{ params: {params}; result: {result} }};\n"
+        ));
+    }
+    out.push_str("}\n\n");
 
     decl::<ModuleParams>(&cfg, &mut out);
     decl::<TokenParams>(&cfg, &mut out);
@@ -53,6 +74,16 @@ pub fn typescript() -> String {
     decl::<CertificateEntry>(&cfg, &mut out);
     decl::<ErrorReason>(&cfg, &mut out);
     decl::<ErrorData>(&cfg, &mut out);
+
+    out.push_str(
+        "/** Every `pin_state`, from the best to the worst. */\nexport const PIN_STATES = [",
+    );
+    let states: Vec<String> = PinState::ALL
+        .iter()
+        .map(|s| format!("\"{}\"", s.as_str()))
+        .collect();
+    out.push_str(&states.join(", "));
+    out.push_str("] as const satisfies readonly PinState[];\n\n");
 
     out.push_str("/** The JSON-RPC error code of each reason. */\n");
     out.push_str("export const ERROR_CODES: Record<ErrorReason, number> = {\n");

@@ -4,14 +4,17 @@
 //! `keyport-client` TypeScript package) and the `keyport` agent: JSON-RPC method names, the
 //! by-name params of each method, the results, and the error table.
 //!
-//! * The agent deserializes params and serializes results with these types.
-//! * The end-to-end tests deserialize the agent's answers with these types.
+//! * [`Method`] ties each method's name to its params and result types. The agent registers its
+//!   handlers through it, the end-to-end tests call through it (`Client::call_typed::<SignData>`,
+//!   deserialising the agent's answers with these types), and the generator walks it
+//!   ([`for_each_method`]).
 //! * The TypeScript types in `js-client/src/protocol.ts` are generated from them
-//!   ([`generate::typescript`]); a test fails when the committed file drifts.
+//!   ([`generate::typescript`]), the client's request types included (`MethodTable`); a test
+//!   fails when the committed file drifts.
 //! * `docs/PROTOCOL.md` carries the error table; a test checks it against [`ErrorReason::ALL`].
 //!
 //! # Layout
-//! * [`method`]: the method names.
+//! * [`method`]: the method names; [`Method`] and one type per method ([`Info`], [`SignData`], …).
 //! * params and results: the structs in this file.
 //! * [`ErrorReason`]: every error the agent can return, with its stable code.
 //! * [`generate`]: the TypeScript types and the Markdown error table.
@@ -46,6 +49,58 @@ pub mod method {
         SIGN_DATA,
         VERIFY_SIGNED_DATA,
     ];
+}
+
+/// A method of the contract: its JSON-RPC name and the types of its params and result.
+pub trait Method {
+    /// The JSON-RPC method name, e.g. `pkcs11.signData`.
+    const NAME: &'static str;
+    /// Its key in the TypeScript client's `METHODS`, e.g. `signData`.
+    const KEY: &'static str;
+    type Params: Serialize + serde::de::DeserializeOwned + TS + Send + 'static;
+    type Result: Serialize + serde::de::DeserializeOwned + TS + Clone + Send + 'static;
+}
+
+macro_rules! methods {
+    ($( $(#[$doc:meta])* $ty:ident = $name:path, $key:literal, $params:ty => $result:ty; )+) => {
+        $(
+            $(#[$doc])*
+            pub struct $ty;
+            impl Method for $ty {
+                const NAME: &'static str = $name;
+                const KEY: &'static str = $key;
+                type Params = $params;
+                type Result = $result;
+            }
+        )+
+
+        /// Something that wants every method, by type (see [`for_each_method`]).
+        pub trait MethodVisitor {
+            fn visit<M: Method>(&mut self);
+        }
+
+        /// Call `visitor` with every method, in [`method::ALL`] order.
+        pub fn for_each_method(visitor: &mut impl MethodVisitor) {
+            $( visitor.visit::<$ty>(); )+
+        }
+    };
+}
+
+methods! {
+    /// `pkcs11.info`: the library's description.
+    Info = method::INFO, "info", ModuleParams => InfoResult;
+    /// `pkcs11.slots`: every slot.
+    Slots = method::SLOTS, "slots", ModuleParams => SlotsResult;
+    /// `pkcs11.slotsWithTokenPresent`: the slots with a token in them.
+    SlotsWithTokenPresent = method::SLOTS_WITH_TOKEN_PRESENT, "slotsWithTokenPresent", ModuleParams => SlotsResult;
+    /// `pkcs11.token`: what the token in a slot says of itself.
+    Token = method::TOKEN, "token", TokenParams => TokenInfo;
+    /// `pkcs11.certificates`: the X.509 certificates on a token.
+    Certificates = method::CERTIFICATES, "certificates", CertificatesParams => CertificatesResult;
+    /// `pkcs11.signData`: sign a digest with a certificate's private key, after consent.
+    SignData = method::SIGN_DATA, "signData", SignDataParams => SignDataResult;
+    /// `pkcs11.verifySignedData`: check a signature with a certificate's public key.
+    VerifySignedData = method::VERIFY_SIGNED_DATA, "verifySignedData", VerifySignedDataParams => VerifySignedDataResult;
 }
 
 /// The default TCP port of the agent (and of the client's default URL).
@@ -203,6 +258,20 @@ pub enum PinState {
     Locked,
 }
 
+impl PinState {
+    pub const ALL: [PinState; 4] = [Self::Ok, Self::CountLow, Self::FinalTry, Self::Locked];
+
+    /// The wire name, e.g. `final_try`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::CountLow => "count_low",
+            Self::FinalTry => "final_try",
+            Self::Locked => "locked",
+        }
+    }
+}
+
 /// Result of `pkcs11.token`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct TokenInfo {
@@ -324,6 +393,30 @@ mod tests {
             .map(|a| a.digest_len())
             .collect();
         assert_eq!(lens, [20, 32, 48, 64]);
+    }
+
+    #[test]
+    fn the_method_table_names_every_method_once_in_order() {
+        struct Names(Vec<(&'static str, &'static str)>);
+        impl MethodVisitor for Names {
+            fn visit<M: Method>(&mut self) {
+                self.0.push((M::NAME, M::KEY));
+            }
+        }
+        let mut names = Names(Vec::new());
+        for_each_method(&mut names);
+        let got: Vec<&str> = names.0.iter().map(|(n, _)| *n).collect();
+        assert_eq!(got, method::ALL);
+        for (name, key) in names.0 {
+            assert_eq!(name.strip_prefix("pkcs11."), Some(key));
+        }
+    }
+
+    #[test]
+    fn pin_state_names_are_the_wire_names() {
+        for s in PinState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+        }
     }
 
     #[test]

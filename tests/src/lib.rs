@@ -380,6 +380,23 @@ impl Client {
         }
     }
 
+    /// Call method `M` with typed params; the answer is read as `M::Result` (a protocol type),
+    /// the error as the raw error object.
+    pub async fn call_typed<M: keyport_protocol::Method>(
+        &mut self,
+        params: &M::Params,
+    ) -> Result<M::Result, Value> {
+        let params = serde_json::to_value(params).expect("params serialise");
+        self.call(M::NAME, params).await.map(|v| {
+            serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+                panic!(
+                    "{}: the answer {v} is not the protocol's result type: {e}",
+                    M::NAME
+                )
+            })
+        })
+    }
+
     pub async fn ok(&mut self, method: &str, params: Value) -> Value {
         match self.call(method, params).await {
             Ok(v) => v,
@@ -406,12 +423,19 @@ impl Client {
 
     /// The slot id of the token with this label.
     pub async fn slot_of(&mut self, label: &str) -> u64 {
-        let slots = self.ok("pkcs11.slotsWithTokenPresent", json!({})).await;
-        for s in slots.as_array().unwrap() {
-            let id = s["slot_id"].as_u64().unwrap();
-            let token = self.ok("pkcs11.token", json!({"slot_id": id})).await;
-            if token["label"] == label {
-                return id;
+        use keyport_protocol::{ModuleParams, SlotsWithTokenPresent, Token, TokenParams};
+        let slots = self
+            .call_typed::<SlotsWithTokenPresent>(&ModuleParams::default())
+            .await
+            .expect("slots");
+        for s in slots {
+            let params = TokenParams {
+                slot_id: s.slot_id,
+                module: None,
+            };
+            let token = self.call_typed::<Token>(&params).await.expect("token");
+            if token.label == label {
+                return s.slot_id;
             }
         }
         panic!("no token labelled {label}");

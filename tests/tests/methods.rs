@@ -1,7 +1,85 @@
 //! Every read-only method against the real agent and a SoftHSM token.
 
 use keyport_e2e::*;
+use keyport_protocol as p;
 use serde_json::json;
+
+/// Every method through its protocol type: params built and answers read with the types of
+/// `keyport-protocol`, so a field renamed on one side only fails here.
+#[tokio::test]
+async fn every_method_answers_with_its_protocol_types() {
+    let token = &Token::provision();
+    let agent = Agent::start(token, &[]);
+    let mut c = agent.trusted().await;
+    let none = p::ModuleParams::default();
+    let info = c.call_typed::<p::Info>(&none).await.unwrap();
+    assert_eq!(info.manufacturer_id, "SoftHSM");
+    let all = c.call_typed::<p::Slots>(&none).await.unwrap();
+    let present = c
+        .call_typed::<p::SlotsWithTokenPresent>(&none)
+        .await
+        .unwrap();
+    assert!(present.len() <= all.len() && !present.is_empty());
+    let slot = c.slot_of("keyport-demo").await;
+    let t = c
+        .call_typed::<p::Token>(&p::TokenParams {
+            slot_id: slot,
+            module: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.label.as_str(), t.pin_state),
+        ("keyport-demo", p::PinState::Ok)
+    );
+    let certs = c
+        .call_typed::<p::Certificates>(&p::CertificatesParams {
+            slot_id: slot,
+            parse_certs: Some(true),
+            module: None,
+        })
+        .await
+        .unwrap();
+    let p256 = certs
+        .iter()
+        .find(|e| {
+            e.parsed
+                .as_ref()
+                .is_some_and(|p| p.curve.as_deref() == Some("P-256"))
+        })
+        .expect("the P-256 certificate");
+    let digest = sha("sha256", b"typed");
+    let sig = c
+        .call_typed::<p::SignData>(&p::SignDataParams {
+            slot_id: slot,
+            cert_id: p256.id.clone(),
+            pin: p::Pin::new(PIN),
+            data: b64(&digest),
+            algorithm_reference: p::AlgorithmReference::Sha256,
+            module: None,
+        })
+        .await
+        .unwrap();
+    assert!(openssl_verify(
+        &unb64(&p256.base64),
+        "sha256",
+        &digest,
+        &unb64(&sig)
+    ));
+    let valid = c
+        .call_typed::<p::VerifySignedData>(&p::VerifySignedDataParams {
+            slot_id: slot,
+            cert_id: p256.id.clone(),
+            pin: None,
+            data: b64(&digest),
+            algorithm_reference: p::AlgorithmReference::Sha256,
+            signature: sig,
+            module: None,
+        })
+        .await
+        .unwrap();
+    assert!(valid);
+}
 
 #[tokio::test]
 async fn info_slots_and_token() {

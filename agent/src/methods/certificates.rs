@@ -1,18 +1,17 @@
 //! `pkcs11.certificates`.
 
-use super::{parse, MethodResult};
+use super::register;
 use crate::state::Agent;
 use crate::x509;
 use base64::Engine;
 use jsonrpsee::RpcModule;
-use keyport_protocol::{method, CertificateEntry, CertificatesParams, CertificatesResult};
+use keyport_protocol::{CertificateEntry, Certificates};
 
-pub(super) fn register(m: &mut RpcModule<Agent>) {
-    m.register_async_method(method::CERTIFICATES, |params, state, _| async move {
-        let p: CertificatesParams = parse(&params)?;
+pub(super) fn register_all(m: &mut RpcModule<Agent>) {
+    register::<Certificates, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
         let with_parsed = p.parse_certs.unwrap_or(false);
-        let r: CertificatesResult = state
+        state
             .blocking(move |b| {
                 let certs = b.certificates(&module, p.slot_id)?;
                 Ok(certs
@@ -27,8 +26,6 @@ pub(super) fn register(m: &mut RpcModule<Agent>) {
                     })
                     .collect())
             })
-            .await?;
-        MethodResult::Ok(r)
-    })
-    .expect("unique method name");
+            .await
+    });
 }

@@ -13,6 +13,7 @@ use crate::error::{AgentError, Result};
 use crate::state::Agent;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, RpcModule};
+use keyport_protocol::Method;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -90,12 +91,31 @@ pub(crate) fn caller(ext: &Extensions) -> Caller {
 
 pub(crate) type MethodResult<T> = std::result::Result<T, ErrorObjectOwned>;
 
+/// Register the handler of method `M`: it gets `M::Params` (parsed by name, with errors that
+/// name the field), the agent and the caller, and answers `M::Result` or an [`AgentError`].
+pub(crate) fn register<M, F, Fut>(module: &mut RpcModule<Agent>, handler: F)
+where
+    M: Method,
+    F: Fn(M::Params, Arc<Agent>, Caller) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<M::Result>> + Send + 'static,
+{
+    module
+        .register_async_method(M::NAME, move |params, state, ext| {
+            let handler = handler.clone();
+            async move {
+                let p: M::Params = parse(&params)?;
+                MethodResult::Ok(handler(p, state, caller(&ext)).await?)
+            }
+        })
+        .expect("unique method name");
+}
+
 /// Every method of the wire contract.
 pub fn rpc_module(state: Arc<Agent>) -> RpcModule<Agent> {
     let mut module = RpcModule::from_arc(state);
-    token::register(&mut module);
-    certificates::register(&mut module);
-    signing::register(&mut module);
+    token::register_all(&mut module);
+    certificates::register_all(&mut module);
+    signing::register_all(&mut module);
     module
 }
 

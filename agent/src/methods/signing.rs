@@ -1,6 +1,6 @@
 //! `pkcs11.signData` and `pkcs11.verifySignedData`.
 
-use super::{caller, parse, MethodResult};
+use super::register;
 use crate::backend::SignRequest;
 use crate::consent::{digest_fingerprint, Caller, ConsentRequest};
 use crate::error::{AgentError, Result};
@@ -8,7 +8,7 @@ use crate::state::Agent;
 use crate::x509;
 use base64::Engine;
 use jsonrpsee::RpcModule;
-use keyport_protocol::{method, AlgorithmReference, SignDataParams, VerifySignedDataParams};
+use keyport_protocol::{AlgorithmReference, SignData, VerifySignedData};
 use zeroize::Zeroizing;
 
 fn b64(field: &str, value: &str) -> Result<Vec<u8>> {
@@ -76,13 +76,11 @@ fn consent_request(
     }
 }
 
-pub(super) fn register(m: &mut RpcModule<Agent>) {
-    m.register_async_method(method::SIGN_DATA, |params, state, ext| async move {
-        let p: SignDataParams = parse(&params)?;
+pub(super) fn register_all(m: &mut RpcModule<Agent>) {
+    register::<SignData, _, _>(m, |p, state, caller| async move {
         let digest = digest(&p.data, p.algorithm_reference)?;
         let id = key_id(&p.cert_id)?;
         let module = state.module(p.module.as_deref())?;
-        let caller = caller(&ext);
 
         // Trusted or remembered callers skip the prompt (and building it).
         if !state.consent.pre_approved(&caller)? {
@@ -112,25 +110,21 @@ pub(super) fn register(m: &mut RpcModule<Agent>) {
             })
             .await?;
         tracing::info!(origin = caller.label(), "signature made");
-        MethodResult::Ok(base64::engine::general_purpose::STANDARD.encode(signature))
-    })
-    .expect("unique method name");
+        Ok(base64::engine::general_purpose::STANDARD.encode(signature))
+    });
 
-    m.register_async_method(method::VERIFY_SIGNED_DATA, |params, state, _| async move {
-        let p: VerifySignedDataParams = parse(&params)?;
+    register::<VerifySignedData, _, _>(m, |p, state, _| async move {
         let digest = digest(&p.data, p.algorithm_reference)?;
         let signature = b64("signature", &p.signature)?;
         let id = key_id(&p.cert_id)?;
         let module = state.module(p.module.as_deref())?;
-        let valid = state
+        state
             .blocking(move |b| {
                 let cert = b.certificate(&module, p.slot_id, &id)?;
                 x509::verify(&cert.der, p.algorithm_reference, &digest, &signature)
             })
-            .await?;
-        MethodResult::Ok(valid)
-    })
-    .expect("unique method name");
+            .await
+    });
 }
 
 #[cfg(test)]

@@ -1,39 +1,27 @@
 //! `pkcs11.info`, `pkcs11.slots`, `pkcs11.slotsWithTokenPresent`, `pkcs11.token`.
 
-use super::{parse, MethodResult};
+use super::register;
 use crate::state::Agent;
 use jsonrpsee::RpcModule;
-use keyport_protocol::{method, InfoResult, ModuleParams, SlotsResult, TokenInfo, TokenParams};
+use keyport_protocol::{Info, Slots, SlotsWithTokenPresent, Token};
 
-pub(super) fn register(m: &mut RpcModule<Agent>) {
-    m.register_async_method(method::INFO, |params, state, _| async move {
-        let p: ModuleParams = parse(&params)?;
+pub(super) fn register_all(m: &mut RpcModule<Agent>) {
+    register::<Info, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
-        let r: InfoResult = state.blocking(move |b| b.info(&module)).await?;
-        MethodResult::Ok(r)
-    })
-    .expect("unique method name");
-
-    for (name, present) in [
-        (method::SLOTS, false),
-        (method::SLOTS_WITH_TOKEN_PRESENT, true),
-    ] {
-        m.register_async_method(name, move |params, state, _| async move {
-            let p: ModuleParams = parse(&params)?;
-            let module = state.module(p.module.as_deref())?;
-            let r: SlotsResult = state.blocking(move |b| b.slots(&module, present)).await?;
-            MethodResult::Ok(r)
-        })
-        .expect("unique method name");
-    }
-
-    m.register_async_method(method::TOKEN, |params, state, _| async move {
-        let p: TokenParams = parse(&params)?;
+        state.blocking(move |b| b.info(&module)).await
+    });
+    register::<Slots, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
-        let r: TokenInfo = state.blocking(move |b| b.token(&module, p.slot_id)).await?;
-        MethodResult::Ok(r)
-    })
-    .expect("unique method name");
+        state.blocking(move |b| b.slots(&module, false)).await
+    });
+    register::<SlotsWithTokenPresent, _, _>(m, |p, state, _| async move {
+        let module = state.module(p.module.as_deref())?;
+        state.blocking(move |b| b.slots(&module, true)).await
+    });
+    register::<Token, _, _>(m, |p, state, _| async move {
+        let module = state.module(p.module.as_deref())?;
+        state.blocking(move |b| b.token(&module, p.slot_id)).await
+    });
 }
 
 #[cfg(test)]
