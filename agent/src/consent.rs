@@ -13,7 +13,8 @@ use crate::error::{AgentError, Result};
 use crate::origin::Origin;
 use keyport_protocol::ErrorReason;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -133,18 +134,38 @@ impl RememberedSites {
         let state = StateFile {
             always_allow: sites.iter().map(Origin::to_string).collect(),
         };
-        let result = (|| {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = file.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
-            std::fs::rename(&tmp, file)
-        })();
+        let result = serde_json::to_vec_pretty(&state)
+            .map_err(std::io::Error::from)
+            .and_then(|bytes| replace_file(file, &bytes));
         if let Err(e) = result {
             tracing::warn!(file = %file.display(), error = %e, "cannot save remembered sites");
         }
     }
+}
+
+/// Replace `file`'s content with `bytes` so that a crash or power cut leaves either the old
+/// content or the new, never a mix or an empty file: a temporary file in the same directory,
+/// written and flushed to disk, then renamed over `file`; then the directory is flushed too, so
+/// that the rename itself is on disk (best effort: not every file system can flush a directory).
+///
+/// The file is created with mode 0600 (tempfile's default on Unix) and keeps it: it is the
+/// person's and lists the sites they trust, so nobody else needs to read it.
+fn replace_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // On failure the temporary file is removed when the error drops it.
+    tmp.persist(file).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(dir = %dir.display(), error = %e, "cannot flush the directory");
+    }
+    Ok(())
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -379,6 +400,59 @@ mod tests {
         }
     }
 
+    /// A prompt that [`Held`] put up; it stays up until the test answers it or drops `answer`.
+    struct Prompt {
+        caller: Caller,
+        answer: tokio::sync::oneshot::Sender<Decision>,
+    }
+
+    /// A UI that hands each prompt to the test the moment it goes up, and answers only when the
+    /// test does: the test waits for the prompt instead of sleeping until it is probably up.
+    struct Held(tokio::sync::mpsc::UnboundedSender<Prompt>);
+
+    #[async_trait::async_trait]
+    impl ConsentUi for Held {
+        async fn ask(&self, r: &ConsentRequest, _: Duration) -> Result<Option<Decision>, String> {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            let prompt = Prompt {
+                caller: r.caller.clone(),
+                answer,
+            };
+            self.0
+                .send(prompt)
+                .map_err(|_| "the test is gone".to_string())?;
+            // Dropping this future (the prompt is withdrawn) drops `answered`: the test sees
+            // `answer.is_closed()`.
+            Ok(answered.await.ok())
+        }
+    }
+
+    /// A policy asking through [`Held`] (with a timeout no answer will race), and its prompts.
+    fn held(
+        limits: PendingLimits,
+    ) -> (
+        Arc<ConsentPolicy>,
+        tokio::sync::mpsc::UnboundedReceiver<Prompt>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let p = ConsentPolicy::new(
+            Vec::<Origin>::new(),
+            Some(Arc::new(Held(tx)) as Arc<dyn ConsentUi>),
+            Duration::from_secs(60),
+            RememberedSites::default(),
+        )
+        .with_pending_limits(limits);
+        (Arc::new(p), rx)
+    }
+
+    /// The next prompt to go up (failing, not hanging, if none does).
+    async fn next_prompt(prompts: &mut tokio::sync::mpsc::UnboundedReceiver<Prompt>) -> Prompt {
+        tokio::time::timeout(Duration::from_secs(10), prompts.recv())
+            .await
+            .expect("no prompt went up within 10 s")
+            .expect("the UI is gone")
+    }
+
     fn request() -> ConsentRequest {
         ConsentRequest {
             caller: origin("https://a.example"),
@@ -479,37 +553,13 @@ mod tests {
 
     #[tokio::test]
     async fn pausing_while_a_prompt_is_up_refuses_it_at_once_and_drops_the_prompt() {
-        struct Hangs(Arc<AtomicBool>);
-        struct SetOnDrop(Arc<AtomicBool>);
-        impl Drop for SetOnDrop {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
-        #[async_trait::async_trait]
-        impl ConsentUi for Hangs {
-            async fn ask(
-                &self,
-                _: &ConsentRequest,
-                _: Duration,
-            ) -> Result<Option<Decision>, String> {
-                let _withdrawn_when_dropped = SetOnDrop(self.0.clone());
-                std::future::pending().await
-            }
-        }
-        let dropped = Arc::new(AtomicBool::new(false));
-        let p = Arc::new(ConsentPolicy::new(
-            Vec::<Origin>::new(),
-            Some(Arc::new(Hangs(dropped.clone())) as Arc<dyn ConsentUi>),
-            Duration::from_secs(60),
-            RememberedSites::default(),
-        ));
+        let (p, mut prompts) = held(PendingLimits::default());
         let p2 = p.clone();
         let waiting =
             tokio::spawn(
                 async move { p2.authorize(&origin("https://a.example"), &request()).await },
             );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let prompt = next_prompt(&mut prompts).await;
         assert_eq!(p.pending(), 1);
         p.set_paused(true);
         let err = tokio::time::timeout(Duration::from_secs(2), waiting)
@@ -518,10 +568,7 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.reason, ErrorReason::SigningPaused);
-        assert!(
-            dropped.load(Ordering::SeqCst),
-            "the prompt was not withdrawn"
-        );
+        assert!(prompt.answer.is_closed(), "the prompt was not withdrawn");
         assert_eq!(p.pending(), 0);
     }
 
@@ -570,46 +617,91 @@ mod tests {
 
     #[tokio::test]
     async fn pending_prompts_are_bounded_per_origin() {
-        let p = Arc::new(
-            policy(Some(Scripted(
-                Ok(Some(Decision::Allow)),
-                Duration::from_millis(150),
-            )))
-            .with_pending_limits(PendingLimits {
-                per_origin: 1,
-                total: 8,
-            }),
-        );
+        let (p, mut prompts) = held(PendingLimits {
+            per_origin: 1,
+            total: 8,
+        });
         let p2 = p.clone();
         let first =
             tokio::spawn(
                 async move { p2.authorize(&origin("https://a.example"), &request()).await },
             );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let err = p
-            .authorize(&origin("https://a.example"), &request())
+        let first_prompt = next_prompt(&mut prompts).await;
+        assert_eq!(first_prompt.caller, origin("https://a.example"));
+        // Refused at once (a prompt would wait for an answer that never comes).
+        let (a, r) = (origin("https://a.example"), request());
+        let err = tokio::time::timeout(Duration::from_secs(10), p.authorize(&a, &r))
             .await
+            .expect("refused at once")
             .unwrap_err();
         assert_eq!(err.reason, ErrorReason::ConsentBusy);
-        // Another site is not starved by the first one's prompt.
-        assert!(p
-            .authorize(&origin("https://b.example"), &request())
-            .await
-            .is_ok());
+        // Another site is not starved by the first one's prompt (and the refused request put
+        // up none: the next prompt is the other site's).
+        let p2 = p.clone();
+        let other = tokio::spawn(async move {
+            let b = origin("https://b.example");
+            let request = ConsentRequest {
+                caller: b.clone(),
+                ..request()
+            };
+            p2.authorize(&b, &request).await
+        });
+        let other_prompt = next_prompt(&mut prompts).await;
+        assert_eq!(other_prompt.caller, origin("https://b.example"));
+        other_prompt.answer.send(Decision::Allow).unwrap();
+        assert!(other.await.unwrap().is_ok());
+        first_prompt.answer.send(Decision::Allow).unwrap();
         assert!(first.await.unwrap().is_ok());
         assert_eq!(p.pending(), 0);
+        assert!(prompts.try_recv().is_err(), "an unexpected prompt");
     }
 
     #[test]
-    fn remembered_sites_persist() {
-        let dir = std::env::temp_dir().join(format!("keyport-sites-{}", std::process::id()));
-        let file = dir.join("sites.json");
-        RememberedSites::load(Some(file.clone())).add(&Origin::parse("https://a.example").unwrap());
+    fn remembered_sites_persist_in_a_file_only_the_person_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("person/state.json");
+        let sites = RememberedSites::load(Some(file.clone()));
+        sites.add(&Origin::parse("https://a.example").unwrap());
+        sites.add(&Origin::parse("https://b.example").unwrap());
         assert_eq!(
             RememberedSites::load(Some(file.clone())).list(),
-            ["https://a.example"]
+            ["https://a.example", "https://b.example"]
         );
-        std::fs::remove_dir_all(dir).ok();
+        assert!(sites.revoke("https://a.example"));
+        assert_eq!(
+            RememberedSites::load(Some(file.clone())).list(),
+            ["https://b.example"]
+        );
+        // Replaced in place: no temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(format!("{:o}", mode & 0o777), "600");
+        }
+    }
+
+    #[test]
+    fn a_save_that_fails_keeps_the_sites_in_memory_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: the rename over it fails.
+        let file = dir.path().join("state.json");
+        std::fs::create_dir(&file).unwrap();
+        std::fs::write(file.join("keep"), "").unwrap();
+        let sites = RememberedSites::load(Some(file.clone()));
+        sites.add(&Origin::parse("https://a.example").unwrap());
+        assert_eq!(sites.list(), ["https://a.example"]);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+        assert!(file.join("keep").exists());
     }
 
     #[test]

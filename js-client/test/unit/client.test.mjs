@@ -3,10 +3,31 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CODES, KeyportClient, METHODS, RestException } from "../../dist/esm/index.js";
-import { INFO, SLOTS, cannedResult, error, result, startFakeAgent } from "./fake-agent.mjs";
+import { INFO, SLOTS, cannedResult, error, result, startFakeAgent, within } from "./fake-agent.mjs";
 
 const SOFTHSM = { linux: "/usr/lib/softhsm/libsofthsm2.so", mac: "/opt/softhsm.dylib", win: "C:\\softhsm2.dll" };
 const SIGN = { slot_id: 7, cert_id: "01", pin: "1234", data: "A".repeat(43) + "=", algorithm_reference: "sha256" };
+
+/**
+ * A node-style callback that records its calls; `called` resolves at the first. `settled()` then
+ * lets every task already queued run (a second call would be one of them) before the test looks.
+ */
+function recordingCallback() {
+  const calls = [];
+  let first;
+  const called = new Promise((resolve) => (first = resolve));
+  return {
+    callback: (err, data) => {
+      calls.push([err, data]);
+      first();
+    },
+    settled: async () => {
+      await within(called, "the callback");
+      await new Promise((resolve) => setImmediate(resolve));
+      return calls;
+    },
+  };
+}
 
 describe("KeyportClient against a fake agent", () => {
   let agent;
@@ -95,11 +116,10 @@ describe("KeyportClient against a fake agent", () => {
 
   test("callbacks get (null, response) on success, as the promise resolves", async () => {
     const p = client.pkcs11();
-    const calls = [];
-    const promise = p.slots((err, data) => calls.push([err, data]));
+    const recorder = recordingCallback();
+    const promise = p.slots(recorder.callback);
     const resolved = await promise;
-    await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(calls, [[null, resolved]]);
+    assert.deepEqual(await recorder.settled(), [[null, resolved]]);
     assert.deepEqual(resolved, { data: SLOTS, success: true });
   });
 });
@@ -190,10 +210,10 @@ describe("errors from the agent", () => {
   });
 
   test("callbacks get (error, null) on failure, and the promise rejects with the same error", async () => {
-    const seen = [];
-    const promise = client.pkcs11().token(99, (err, data) => seen.push([err, data]));
+    const recorder = recordingCallback();
+    const promise = client.pkcs11().token(99, recorder.callback);
     const rejected = await promise.catch((e) => e);
-    await new Promise((r) => setTimeout(r, 10));
+    const seen = await recorder.settled();
     assert.equal(seen.length, 1);
     assert.equal(seen[0][0], rejected);
     assert.equal(seen[0][1], null);

@@ -3,9 +3,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import WebSocket from "ws";
 import { ERROR_CODES, KeyportClient } from "../../dist/esm/index.js";
-import { INFO, cannedResult, freePort, result, startFakeAgent, startSilentServer } from "./fake-agent.mjs";
+import { INFO, cannedResult, freePort, result, startFakeAgent, startSilentServer, within } from "./fake-agent.mjs";
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const rejection = (promise) => promise.then(() => assert.fail("expected a rejection"), (e) => e);
 
 function assertUnavailable(err, pattern) {
@@ -280,11 +279,25 @@ describe("agent down, refusing, closing", () => {
   test("the agent stops and starts again on the same port: calls fail, then succeed", async () => {
     const first = await startFakeAgent();
     const port = first.port;
-    const client = await KeyportClient.initialize({ url: first.url });
+    // `ws`, with a hand on the client's sockets to see when one has closed.
+    const sockets = [];
+    class Watched extends WebSocket {
+      constructor(...args) {
+        super(...args);
+        sockets.push(this);
+      }
+    }
+    const client = await KeyportClient.initialize({ url: first.url, WebSocket: Watched });
     const p = client.pkcs11();
     assert.deepEqual((await p.info()).data, INFO);
     await first.close();
-    await sleep(20);
+    // The client learns that the agent went away from its socket's close event (its own
+    // listener runs first, having been added first): once that has fired, the next call
+    // must try to connect again.
+    const socket = sockets.at(-1);
+    if (socket.readyState !== WebSocket.CLOSED) {
+      await within(new Promise((resolve) => socket.once("close", resolve)), "the client's socket closing");
+    }
     assertUnavailable(await rejection(p.info()), /not running/);
     const second = await startFakeAgent(undefined, { port });
     try {
@@ -304,7 +317,7 @@ describe("agent down, refusing, closing", () => {
     const client = await KeyportClient.initialize({ url: agent.url });
     try {
       const pending = rejection(client.pkcs11().slots());
-      await sleep(20);
+      await within(agent.received((r) => r.method === "pkcs11.slots"), "the agent receiving the request");
       client.close();
       assertUnavailable(await pending, /client closed/);
       assert.deepEqual((await client.pkcs11().info()).data, INFO);

@@ -63,11 +63,21 @@ export async function startFakeAgent(handler, options = {}) {
     requests: [],
     /** One entry per WebSocket connection: { socket, origin }. */
     connections: [],
+    /**
+     * Resolves with the first request (already received or still to come) for which
+     * `predicate(request)` is true: a test waits for the agent to have the request in hand.
+     */
+    received(predicate) {
+      const found = agent.requests.find(predicate);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve) => waiters.push({ predicate, resolve }));
+    },
     async close() {
       for (const { socket } of agent.connections) socket.terminate();
       await new Promise((resolve) => wss.close(resolve));
     },
   };
+  const waiters = [];
   const answer = handler ?? ((req, socket) => result(socket, req.id, cannedResult(req.method)));
   wss.on("connection", (socket, req) => {
     agent.connections.push({ socket, origin: req.headers.origin });
@@ -75,6 +85,10 @@ export async function startFakeAgent(handler, options = {}) {
       const request = JSON.parse(String(raw));
       agent.requests.push(request);
       answer(request, socket, agent);
+      for (const w of waiters.filter((w) => w.predicate(request))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(request);
+      }
     });
   });
   return agent;
@@ -106,4 +120,16 @@ export async function startSilentServer() {
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+/**
+ * `promise`, or a rejection naming `what` if it has not settled within `ms`: a test that waits
+ * for an event fails instead of hanging when the event never comes.
+ */
+export function within(promise, what, ms = 5000) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
