@@ -1,11 +1,10 @@
-//! The agent's life: the server on its own tokio runtime, the tray (if any) on the main thread,
-//! and the clean shutdown on a signal or the tray's Quit.
+//! The agent's life: pick a desktop shell, run the server on its own tokio runtime on another
+//! thread, run the shell's loop (the tray, if any) on the main thread, and stop cleanly on a
+//! signal or the tray's Quit.
 
-use crate::backend::pkcs11::{CryptokiBackend, LoginPolicy};
 use crate::config::Config;
 use crate::consent::ConsentUi;
-use crate::desktop::tray::{self, UserEvent};
-use crate::desktop::{self, tray_model::TrayModel};
+use crate::desktop::{self, Running};
 use crate::state::Agent;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,38 +14,18 @@ use tokio::sync::Notify;
 /// (default 16) of them, stuck calls included, so one connection cannot take them all.
 pub const MAX_BLOCKING_THREADS: usize = 64;
 
-/// What the server thread hands the tray once it listens.
-struct Started {
-    state: Arc<Agent>,
-    url: String,
-}
-
 /// Run the agent until a signal or the tray's Quit; the exit code says how it ended.
 ///
-/// The tray's tao event loop runs on the calling thread, which must be the main thread (GTK and
-/// macOS want it there); the server runs on its own tokio runtime on another thread. Without a
-/// tray the calling thread just waits.
+/// Call it on the main thread (GTK and macOS want their toolkit there) before starting any
+/// thread: the shell is picked first, and a tray shell starts its toolkit then (it may set a
+/// variable in the process environment first, which is only sound while no other thread runs).
 pub fn run(mut config: Config) -> ExitCode {
+    let shell = desktop::pick(&config);
     if config.state_file.is_none() {
-        config.state_file = desktop::default_state_file();
+        config.state_file = shell.default_state_file();
     }
-    let (consent_ui, consent_note) = desktop::consent_ui(&config);
-    tracing::info!("{consent_note}");
-
-    let event_loop = if !config.tray {
-        Err("started with --no-tray".to_string())
-    } else if let Some(why) = tray::unavailable() {
-        Err(why)
-    } else {
-        tray::event_loop()
-    };
-    let event_loop = match event_loop {
-        Ok(el) => Some(el),
-        Err(why) => {
-            tracing::info!("running headless, without a tray icon: {why}");
-            None
-        }
-    };
+    let consent = shell.consent_ui();
+    tracing::info!("{}", consent.note);
     let folder = config
         .state_file
         .as_ref()
@@ -54,9 +33,9 @@ pub fn run(mut config: Config) -> ExitCode {
         .map(|d| d.to_path_buf());
     // The tray's person has no terminal: the tray's menu opens the folder that holds the log.
     let log_file = config.log_file.clone().or_else(|| {
-        event_loop
+        folder
             .as_ref()
-            .and(folder.as_ref())
+            .filter(|_| shell.has_tray())
             .map(|dir| dir.join("keyport.log"))
     });
     if let Some(log) = log_file {
@@ -66,71 +45,73 @@ pub fn run(mut config: Config) -> ExitCode {
     }
 
     let quit = Arc::new(Notify::new());
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let on_stop = event_loop.as_ref().map(|el| el.create_proxy());
-    let server = {
+    let (running_tx, running_rx) = std::sync::mpsc::channel();
+    let listening = {
         let quit = quit.clone();
-        std::thread::Builder::new()
-            .name("keyport-server".into())
-            .spawn(move || {
-                // Token calls run on blocking threads; bound them (each may hold a session)
-                // so that a hung token cannot make the agent spawn threads without end.
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .max_blocking_threads(MAX_BLOCKING_THREADS)
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime");
-                let code = runtime.block_on(serve(config, consent_ui, quit, started_tx));
-                if let Some(proxy) = on_stop {
-                    let _ = proxy.send_event(UserEvent::Stopped);
-                }
-                code
-            })
-            .expect("server thread")
+        move |agent: Arc<Agent>, url: String| {
+            let _ = running_tx.send(Running {
+                agent,
+                url,
+                folder,
+                quit: Box::new(move || quit.notify_one()),
+            });
+        }
     };
-    let join = |server: std::thread::JoinHandle<ExitCode>| {
-        server.join().unwrap_or_else(|_| {
-            crate::logging::stderr_line("keyport: the server thread panicked");
-            ExitCode::from(1)
+    // Tells the shell's loop the server stopped; also if serving panics, so the loop still ends.
+    let stopped = OnDrop(Some(shell.on_server_stopped()));
+    let server = std::thread::Builder::new()
+        .name("keyport-server".into())
+        .spawn(move || {
+            // Token calls run on blocking threads; bound them (each may hold a session)
+            // so that a hung token cannot make the agent spawn threads without end.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .max_blocking_threads(MAX_BLOCKING_THREADS)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let code = runtime.block_on(serve(config, consent.ui, quit, listening));
+            drop(stopped);
+            code
         })
-    };
+        .expect("server thread");
 
-    let Some(event_loop) = event_loop else {
-        return join(server);
-    };
-    let Ok(started) = started_rx.recv() else {
-        // The server did not start (it said why).
-        return join(server);
-    };
-    let model = TrayModel::new(
-        started.state,
-        started.url,
-        folder,
-        move || quit.notify_one(),
-        desktop::open_folder,
-    );
-    if let Err(why) = tray::run(event_loop, model) {
-        tracing::info!("running headless, without a tray icon: cannot show it ({why})");
-    }
-    join(server)
+    shell.run(running_rx);
+    server.join().unwrap_or_else(|_| {
+        crate::logging::stderr_line("keyport: the server thread panicked");
+        ExitCode::from(1)
+    })
 }
 
+/// Runs its function when dropped.
+struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// Serve until a signal or `quit`; `listening` is told where, once the server listens.
 async fn serve(
     config: Config,
     consent_ui: Option<Arc<dyn ConsentUi>>,
     quit: Arc<Notify>,
-    started: std::sync::mpsc::Sender<Started>,
+    listening: impl FnOnce(Arc<Agent>, String),
 ) -> ExitCode {
     if config.modules.is_empty() {
         tracing::warn!(
             "no PKCS #11 library allowed: start with --module PATH (every request will fail)"
         );
     }
-    let backend = CryptokiBackend::start(LoginPolicy {
-        keep_logged_in: config.keep_logged_in,
-        idle_timeout: config.idle_logout,
-    });
+    let backend = crate::backend::pkcs11::CryptokiBackend::start(
+        crate::backend::pkcs11::LoginPolicy {
+            keep_logged_in: config.keep_logged_in,
+            idle_timeout: config.idle_logout,
+        },
+    );
     let state = Agent::new(&config, backend, consent_ui);
     let files = match (&config.demo_dir, config.demo) {
         (Some(dir), true) => match crate::guard::StaticFile::load_dir(dir) {
@@ -164,10 +145,7 @@ async fn serve(
             running.addr.port()
         ));
     }
-    let _ = started.send(Started {
-        state: running.state.clone(),
-        url: running.url(),
-    });
+    listening(running.state.clone(), running.url());
 
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -65,6 +65,11 @@ async fn with_its_tray_under_xvfb_the_agent_serves_asks_and_stops_cleanly() {
     signs(&agent, ALLOWED, token).await;
     assert_eq!(fake.events("notify").len(), 1);
     assert!(agent.is_running());
+    // GTK started without probing GL: no GL driver (and no libLLVM, 44 MB under Mesa) mapped.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", agent.pid())).unwrap();
+    for driver in ["libLLVM", "_dri.so", "libGLX_mesa"] {
+        assert!(!maps.contains(driver), "{driver} is loaded:\n{maps}");
+    }
     let (status, log) = agent.stop();
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("tray icon shown"), "{log}");

@@ -1,82 +1,86 @@
-//! The desktop side: the consent prompt ([`notify::NotifyConsent`]), the tray's state and
-//! actions ([`tray_model`], toolkit-free and unit-tested) and the thin toolkit layer ([`tray`]).
+//! The desktop side, behind one small seam: a [`Shell`] is everything [`crate::app`] needs from
+//! the desktop (the consent UI, where the person's state lives, a tray or none, and the loop the
+//! main thread runs). [`pick`] chooses one for the configuration and the machine.
+//!
+//! * [`freedesktop`]: Linux and the BSDs. Consent as a desktop notification
+//!   ([`freedesktop::notify`]), XDG paths, `xdg-open`, and (with the `tray` feature) the tray
+//!   shell: a tao event loop and a tray-icon icon (`freedesktop/tray.rs`).
+//! * [`headless`]: no tray; consent as the configuration and the platform allow. The only shell
+//!   of a `--no-default-features` build.
+//! * [`tray_model`]: what a tray shows and what its menu does, toolkit-free and unit-tested;
+//!   [`icon`]: its icon's pixels. Any tray shell draws these.
+//!
+//! A shell for another desktop (macOS, Windows) is a sibling folder implementing [`Shell`].
 //! Which platform gets which consent UI is in docs/DESKTOP.md.
 
-pub mod notify;
-#[cfg(feature = "tray")]
-pub mod tray;
-#[cfg(not(feature = "tray"))]
-#[path = "tray_absent.rs"]
-pub mod tray;
+pub mod freedesktop;
+pub mod headless;
+pub mod icon;
 pub mod tray_model;
 
-use crate::config::{Config, ConsentMode};
+use crate::config::Config;
 use crate::consent::ConsentUi;
-use std::path::{Path, PathBuf};
+use crate::state::Agent;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-/// The consent UI for this configuration and environment, and a sentence for the log.
-/// `auto`: desktop notifications when a D-Bus session bus is configured
-/// (`DBUS_SESSION_BUS_ADDRESS`), none otherwise (every prompt → CONSENT_UNAVAILABLE).
-pub fn consent_ui(config: &Config) -> (Option<Arc<dyn ConsentUi>>, String) {
-    let notify = || Some(Arc::new(notify::NotifyConsent::new()) as Arc<dyn ConsentUi>);
-    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty());
-    match config.consent {
-        ConsentMode::None => (
-            None,
-            "consent prompts disabled (--consent none): only trusted origins can sign".into(),
-        ),
-        ConsentMode::Notify => (notify(), "consent prompts: desktop notifications".into()),
-        ConsentMode::Auto if cfg!(all(unix, not(target_os = "macos"))) && bus => {
-            (notify(), "consent prompts: desktop notifications".into())
-        }
-        ConsentMode::Auto if cfg!(all(unix, not(target_os = "macos"))) => (
-            None,
-            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset): no consent prompt can be \
-             shown, only trusted origins can sign"
-                .into(),
-        ),
-        ConsentMode::Auto => (
-            None,
-            "this platform's notifications have no buttons: no consent prompt can be shown, \
-             only trusted origins can sign"
-                .into(),
-        ),
-    }
+/// What a shell is told once the server listens.
+pub struct Running {
+    pub agent: Arc<Agent>,
+    /// Where the agent listens (`ws://127.0.0.1:PORT`).
+    pub url: String,
+    /// The folder of the state file, which also holds the log in tray mode (none: not shown).
+    pub folder: Option<PathBuf>,
+    /// Starts the clean shutdown (the tray's Quit); the shell's loop ends once it is done.
+    pub quit: Box<dyn Fn() + Send + Sync>,
 }
 
-/// Where the person's state lives when no `state_file` is configured:
-/// `$XDG_STATE_HOME/keyport/state.json`, else `~/.local/state/keyport/state.json`.
-pub fn default_state_file() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })?;
-    Some(base.join("keyport").join("state.json"))
+/// The consent UI a shell offers, and a sentence for the log.
+pub struct ConsentUiChoice {
+    /// None: no prompt can be shown; only trusted origins sign (CONSENT_UNAVAILABLE).
+    pub ui: Option<Arc<dyn ConsentUi>>,
+    pub note: String,
 }
 
-/// Show a folder to the person with the desktop's file manager.
-pub fn open_folder(path: &Path) -> std::io::Result<()> {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else if cfg!(windows) {
-        "explorer"
-    } else {
-        "xdg-open"
+/// Everything the agent needs from a desktop. A shell is made and run on the main thread
+/// (GTK and macOS want their toolkit there).
+pub trait Shell {
+    /// The consent prompt, as the configuration and this desktop allow.
+    fn consent_ui(&self) -> ConsentUiChoice;
+
+    /// Where the person's state lives when no `state_file` is configured.
+    fn default_state_file(&self) -> Option<PathBuf>;
+
+    /// Whether the person sees the agent as a tray icon rather than in a terminal: its log then
+    /// also goes to `keyport.log` in the state folder, which the tray's menu opens.
+    fn has_tray(&self) -> bool;
+
+    /// What the server thread calls once the server has stopped, so that [`Shell::run`] returns.
+    fn on_server_stopped(&self) -> Box<dyn FnOnce() + Send>;
+
+    /// Run on the main thread until the server has stopped (at once if there is nothing to
+    /// show). `running` yields what the server started, or closes if it could not start.
+    fn run(self: Box<Self>, running: Receiver<Running>);
+}
+
+/// The shell for this configuration and machine. Call it on the main thread before any other
+/// thread starts: the tray shell starts its toolkit here, and first sets a variable in the
+/// process environment for it (see `freedesktop/gl.rs`). Says once in the log when it picks
+/// no tray, and why.
+pub fn pick(config: &Config) -> Box<dyn Shell> {
+    let headless = |why: &str| -> Box<dyn Shell> {
+        tracing::info!("running headless, without a tray icon: {why}");
+        Box::new(headless::Headless::new(config.consent))
     };
-    std::fs::create_dir_all(path)?;
-    let mut child = std::process::Command::new(opener)
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    // Reap it without blocking the UI thread.
-    std::thread::spawn(move || child.wait());
-    Ok(())
+    if !config.tray {
+        return headless("started with --no-tray");
+    }
+    #[cfg(feature = "tray")]
+    match freedesktop::tray::TrayShell::start(config.consent) {
+        Ok(shell) => Box::new(shell),
+        Err(why) => headless(&why),
+    }
+    #[cfg(not(feature = "tray"))]
+    headless("this build has no tray (built without the `tray` feature)")
 }

@@ -12,7 +12,9 @@
 //! * raw best: C_Sign on a logged-in session with a known key handle, 1 and 2 threads;
 //! * agent: signData over WebSocket, 1 client sequential and 8 clients concurrent; slots and
 //!   token round trips; each with its ratio to raw naive and raw best;
-//! * agent peak RSS idle and after N requests, and time from spawn to the ready line.
+//! * agent peak RSS idle and after N requests, and time from spawn to the ready line;
+//! * agent RSS idle with its tray, under Xvfb with a private session bus and (if installed)
+//!   `trayer` as tray host; skipped, saying why, when Xvfb or dbus-daemon is missing.
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -20,6 +22,7 @@ use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
+use keyport_e2e::desktop::{PrivateBus, TrayHost, Xvfb};
 use keyport_e2e::{b64, sha, Agent, Token, MODULE, PIN};
 use serde::Serialize;
 use serde_json::json;
@@ -283,6 +286,84 @@ struct Report {
     rss_after_2n_kib: u64,
     peak_rss_kib: u64,
     n_requests: usize,
+    /// Idle with its tray (the default when there is a display), or why not measured.
+    tray: TrayMemory,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TrayMemory {
+    Measured {
+        rss_idle_kib: u64,
+        /// What the agent ran under, e.g. "Xvfb, trayer as tray host".
+        under: String,
+        /// A GL driver is mapped (GDK probed GL: tens of MB more, docs/DESKTOP.md "Memory").
+        gl_driver_loaded: bool,
+    },
+    Skipped(String),
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The agent with its tray, idle: under Xvfb with a private session bus, with `trayer` as tray
+/// host if it is installed (the icon is then embedded and drawn, as on a desktop).
+async fn tray_memory(token: &Token) -> TrayMemory {
+    for (program, package) in [("Xvfb", "xvfb"), ("dbus-daemon", "dbus")] {
+        if !on_path(program) {
+            return TrayMemory::Skipped(format!("{program} not found (Debian package {package})"));
+        }
+    }
+    let x = Xvfb::start();
+    let bus = PrivateBus::start();
+    let host = on_path("trayer").then(|| TrayHost::start(&x, &bus));
+    let agent = Agent::start_raw(
+        token,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--module",
+            MODULE,
+            "--no-origin",
+            "trust",
+        ],
+        &[
+            ("DISPLAY", &x.display),
+            ("DBUS_SESSION_BUS_ADDRESS", &bus.address),
+            ("RUST_LOG", "warn,keyport=info"),
+        ],
+    );
+    if !agent
+        .wait_for_log("tray icon shown", Duration::from_secs(20))
+        .await
+    {
+        let log = agent.log();
+        let _ = agent.stop();
+        return TrayMemory::Skipped(format!("the tray did not show: {}", log.trim()));
+    }
+    // Let the host embed and draw the icon, and the agent settle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = agent.pid();
+    let rss_idle_kib = rss_kib(pid, "VmRSS:");
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let gl_driver_loaded = ["libLLVM", "_dri.so", "libGLX_mesa"]
+        .iter()
+        .any(|d| maps.contains(d));
+    let (status, log) = agent.stop();
+    assert!(
+        status.success(),
+        "the tray agent exited with {status}: {log}"
+    );
+    TrayMemory::Measured {
+        rss_idle_kib,
+        under: match host {
+            Some(_) => "Xvfb, trayer as tray host".into(),
+            None => "Xvfb, no tray host (trayer not found)".into(),
+        },
+        gl_driver_loaded,
+    }
 }
 
 fn machine() -> String {
@@ -414,6 +495,8 @@ async fn main() {
     let peak = rss_kib(pid, "VmHWM:");
     let (status, _) = agent.stop();
     assert!(status.success(), "agent exited with {status}");
+    // The same agent with its tray, idle, on its own (nothing else runs meanwhile).
+    let tray = tray_memory(&token).await;
 
     let report = Report {
         machine: machine(),
@@ -428,6 +511,7 @@ async fn main() {
         rss_after_2n_kib: rss_rounds[1],
         peak_rss_kib: peak,
         n_requests,
+        tray,
     };
     print_table(&report);
     if let Some(path) = json_out {
@@ -480,7 +564,7 @@ fn print_table(r: &Report) {
         r.start_to_ready_ms
     );
     println!(
-        "| agent RSS idle | {:.1} MB |",
+        "| agent RSS idle, headless (`--no-tray`) | {:.1} MB |",
         r.rss_idle_kib as f64 / 1024.0
     );
     println!(
@@ -505,4 +589,28 @@ fn print_table(r: &Report) {
         "| agent peak RSS | {:.1} MB |",
         r.peak_rss_kib as f64 / 1024.0
     );
+    match &r.tray {
+        TrayMemory::Measured {
+            rss_idle_kib,
+            under,
+            gl_driver_loaded,
+        } => println!(
+            "| agent RSS idle with its tray ({under}){} | {:.1} MB |",
+            if *gl_driver_loaded {
+                "; a GL driver is loaded"
+            } else {
+                ""
+            },
+            *rss_idle_kib as f64 / 1024.0
+        ),
+        TrayMemory::Skipped(why) => {
+            // One table cell: no line breaks or column separators, not the whole log.
+            let why: String = why
+                .chars()
+                .map(|c| if c == '|' || c.is_control() { ' ' } else { c })
+                .take(300)
+                .collect();
+            println!("| agent RSS idle with its tray | skipped: {why} |")
+        }
+    }
 }

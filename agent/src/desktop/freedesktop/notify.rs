@@ -142,6 +142,7 @@ mod imp {
 
     /// Withdraws the notification unless disarmed (also when the request future is dropped).
     struct Withdraw {
+        id: u32,
         handle: Option<notify_rust::NotificationHandle>,
     }
 
@@ -169,10 +170,56 @@ mod imp {
         }
     }
 
+    /// The notification server, as found on the session bus.
+    struct Server {
+        conn: Connection,
+        /// Its capabilities (`GetCapabilities`); `actions` among them.
+        caps: Vec<String>,
+    }
+
+    /// The server's answers, from its unique bus name only.
+    struct Answers {
+        owner: zbus::names::OwnedUniqueName,
+        stream: MessageStream,
+    }
+
     pub(super) async fn ask(
         request: &ConsentRequest,
         timeout: Duration,
     ) -> Result<Option<Decision>, String> {
+        let server = connect().await?;
+        let mut answers = subscribe(&server).await?;
+        let markup = server.caps.iter().any(|c| c == "body-markup");
+        let text = prompt_text(request, timeout, markup);
+        let offered_always = text.actions.iter().any(|(k, _)| *k == ACTION_ALWAYS);
+        let guard = show(&text).await?;
+        let id = guard.id;
+        tracing::debug!(id, origin = %request.caller.label(), "consent prompt shown");
+
+        match tokio::time::timeout(timeout, wait(&mut answers, id, offered_always)).await {
+            Ok(Ok(Some(decision))) => {
+                guard.disarm();
+                tracing::debug!(id, ?decision, "consent prompt answered");
+                Ok(Some(decision))
+            }
+            Ok(Ok(None)) => {
+                guard.disarm();
+                Ok(None)
+            }
+            Ok(Err(why)) => {
+                guard.now().await;
+                Err(why)
+            }
+            Err(_) => {
+                tracing::info!(id, origin = %request.caller.label(), "no answer in time: prompt withdrawn");
+                guard.now().await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Steps 1 and 2: the session bus, and a notification server on it that can show buttons.
+    async fn connect() -> Result<Server, String> {
         let conn = Connection::session()
             .await
             .map_err(|e| format!("no D-Bus session bus ({e})"))?;
@@ -193,7 +240,13 @@ mod imp {
                     .to_string(),
             );
         }
-        let owner = zbus::fdo::DBusProxy::new(&conn)
+        Ok(Server { conn, caps })
+    }
+
+    /// Step 3: listen for the server's signals, from its unique name only, before showing
+    /// anything.
+    async fn subscribe(server: &Server) -> Result<Answers, String> {
+        let owner = zbus::fdo::DBusProxy::new(&server.conn)
             .await
             .map_err(|e| e.to_string())?
             .get_name_owner(
@@ -210,12 +263,15 @@ mod imp {
             .path(PATH)
             .build()
             .map_err(|e| e.to_string())?;
-        let mut answers = MessageStream::for_match_rule(rule, &conn, None)
+        let stream = MessageStream::for_match_rule(rule, &server.conn, None)
             .await
             .map_err(|e| format!("cannot listen for the answer ({e})"))?;
+        Ok(Answers { owner, stream })
+    }
 
-        let text = prompt_text(request, timeout, caps.iter().any(|c| c == "body-markup"));
-        let offered_always = text.actions.iter().any(|(k, _)| *k == ACTION_ALWAYS);
+    /// Step 4, first half: show the prompt. It is withdrawn when the returned guard is dropped
+    /// armed (the request was abandoned).
+    async fn show(text: &PromptText) -> Result<Withdraw, String> {
         let mut notification = Notification::new();
         notification
             .appname("Keyport")
@@ -231,59 +287,44 @@ mod imp {
             .show_async()
             .await
             .map_err(|e| format!("cannot show the notification ({e})"))?;
-        let id = handle.id();
-        let guard = Withdraw {
+        Ok(Withdraw {
+            id: handle.id(),
             handle: Some(handle),
-        };
-        tracing::debug!(id, origin = %request.caller.label(), "consent prompt shown");
+        })
+    }
 
-        let wait = async {
-            while let Some(msg) = answers.next().await {
-                let Ok(msg) = msg else { continue };
-                let header = msg.header();
-                if header.sender().map(|s| s.as_str()) != Some(owner.as_str()) {
-                    continue;
-                }
-                match header.member().map(|m| m.as_str()) {
-                    Some("ActionInvoked") => {
-                        if let Ok((nid, key)) = msg.body().deserialize::<(u32, String)>() {
-                            if nid == id {
-                                return Ok(Some(decision_for_action(&key, offered_always)));
-                            }
+    /// Step 4, second half: the answer to notification `id` (`Ok(None)`: it expired unanswered).
+    /// Signals about other notifications are skipped. No timeout here: the caller has it.
+    async fn wait(
+        answers: &mut Answers,
+        id: u32,
+        offered_always: bool,
+    ) -> Result<Option<Decision>, String> {
+        while let Some(msg) = answers.stream.next().await {
+            let Ok(msg) = msg else { continue };
+            let header = msg.header();
+            if header.sender().map(|s| s.as_str()) != Some(answers.owner.as_str()) {
+                continue;
+            }
+            match header.member().map(|m| m.as_str()) {
+                Some("ActionInvoked") => {
+                    if let Ok((nid, key)) = msg.body().deserialize::<(u32, String)>() {
+                        if nid == id {
+                            return Ok(Some(decision_for_action(&key, offered_always)));
                         }
                     }
-                    Some("NotificationClosed") => {
-                        if let Ok((nid, reason)) = msg.body().deserialize::<(u32, u32)>() {
-                            if nid == id {
-                                return Ok(decision_for_close(reason));
-                            }
+                }
+                Some("NotificationClosed") => {
+                    if let Ok((nid, reason)) = msg.body().deserialize::<(u32, u32)>() {
+                        if nid == id {
+                            return Ok(decision_for_close(reason));
                         }
                     }
-                    _ => {}
                 }
-            }
-            Err("lost the session bus while waiting for an answer".to_string())
-        };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(Some(decision))) => {
-                guard.disarm();
-                tracing::debug!(id, ?decision, "consent prompt answered");
-                Ok(Some(decision))
-            }
-            Ok(Ok(None)) => {
-                guard.disarm();
-                Ok(None)
-            }
-            Ok(Err(why)) => {
-                guard.now().await;
-                Err(why)
-            }
-            Err(_) => {
-                tracing::info!(id, origin = %request.caller.label(), "no answer in time: prompt withdrawn");
-                guard.now().await;
-                Ok(None)
+                _ => {}
             }
         }
+        Err("lost the session bus while waiting for an answer".to_string())
     }
 }
 

@@ -1,7 +1,19 @@
-//! The thin toolkit layer: a tao event loop on the main thread and a tray-icon icon whose menu is
-//! drawn from [`TrayView`]s. All decisions live in [`super::tray_model`].
+//! The tray shell: a tao event loop on the main thread and a tray-icon icon whose menu is drawn
+//! from [`TrayView`]s. All decisions live in [`crate::desktop::tray_model`], the pixels in
+//! [`crate::desktop::icon`]; consent, paths and opening a folder are the freedesktop ones
+//! ([`super`]).
+//!
+//! Starting it ([`TrayShell::start`]) checks what tray-icon and tao would otherwise panic on (no
+//! display, no AppIndicator library), turns GDK's GL probe off ([`super::gl`]), and builds the
+//! event loop, which starts GTK. Any failure: the caller goes on headless.
 
-use super::tray_model::{icon_rgba, IconState, MenuEntry, TrayModel, TrayView, ICON_SIZE};
+use super::{consent_ui, default_state_file, gl, open_folder};
+use crate::config::ConsentMode;
+use crate::desktop::icon::{icon_rgba, ICON_SIZE};
+use crate::desktop::tray_model::{IconState, MenuEntry, TrayModel, TrayView};
+use crate::desktop::{ConsentUiChoice, Running, Shell};
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use tao::event::{Event, StartCause};
 use tao::event_loop::{ControlFlow, EventLoop, EventLoopBuilder, EventLoopProxy};
 use tao::platform::run_return::EventLoopExtRunReturn;
@@ -20,15 +32,87 @@ pub enum UserEvent {
     Stopped,
 }
 
-/// Why no tray can run here (`None`: try one).
-pub fn unavailable() -> Option<String> {
+/// A tray icon on a freedesktop desktop (AppIndicator / StatusNotifierItem, or XEmbed).
+pub struct TrayShell {
+    event_loop: EventLoop<UserEvent>,
+    consent: ConsentMode,
+}
+
+impl TrayShell {
+    /// Start the toolkit on this thread, which must be the main thread, before any other thread
+    /// starts. `Err(why)`: no tray can run here.
+    pub fn start(consent: ConsentMode) -> Result<TrayShell, String> {
+        if let Some(why) = no_display() {
+            return Err(why);
+        }
+        // Before anything loads GTK (the AppIndicator check below does).
+        gl::disable_probe();
+        if let Some(why) = no_appindicator() {
+            return Err(why);
+        }
+        let event_loop = quietly(|| EventLoopBuilder::<UserEvent>::with_user_event().build())?;
+        Ok(TrayShell {
+            event_loop,
+            consent,
+        })
+    }
+}
+
+impl Shell for TrayShell {
+    fn consent_ui(&self) -> ConsentUiChoice {
+        consent_ui(self.consent)
+    }
+
+    fn default_state_file(&self) -> Option<PathBuf> {
+        default_state_file()
+    }
+
+    fn has_tray(&self) -> bool {
+        true
+    }
+
+    fn on_server_stopped(&self) -> Box<dyn FnOnce() + Send> {
+        let proxy = self.event_loop.create_proxy();
+        Box::new(move || {
+            let _ = proxy.send_event(UserEvent::Stopped);
+        })
+    }
+
+    fn run(self: Box<Self>, running: Receiver<Running>) {
+        let Ok(running) = running.recv() else {
+            // The server did not start (it said why).
+            return;
+        };
+        let model = TrayModel::new(
+            running.agent,
+            running.url,
+            running.folder,
+            running.quit,
+            open_folder,
+        );
+        if let Err(why) = run_tray(self.event_loop, model) {
+            tracing::info!("running headless, without a tray icon: cannot show it ({why})");
+        }
+    }
+}
+
+/// Why tao cannot start here (`None`: it may).
+fn no_display() -> Option<String> {
     #[cfg(all(unix, not(target_os = "macos")))]
     {
         let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
         if !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
             return Some("no display (neither DISPLAY nor WAYLAND_DISPLAY is set)".into());
         }
-        // tray-icon loads AppIndicator at run time and panics if it cannot.
+    }
+    None
+}
+
+/// Why tray-icon cannot show an icon here (`None`: it may): it loads AppIndicator at run time
+/// and panics if it cannot.
+fn no_appindicator() -> Option<String> {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
         let names = [
             "libayatana-appindicator3.so.1",
             "libappindicator3.so.1",
@@ -47,11 +131,6 @@ pub fn unavailable() -> Option<String> {
         }
     }
     None
-}
-
-/// Create the event loop (initialises GTK on Linux). Err if the toolkit cannot start here.
-pub fn event_loop() -> Result<EventLoop<UserEvent>, String> {
-    quietly(|| EventLoopBuilder::<UserEvent>::with_user_event().build())
 }
 
 /// Run `f`, turning a panic into an error without printing it.
@@ -113,8 +192,8 @@ fn build_menu(view: &TrayView) -> Menu {
 }
 
 /// Run the tray until the server stops (`UserEvent::Stopped`). Returns Err if the icon could not
-/// be created; the caller then goes on headless.
-pub fn run(mut event_loop: EventLoop<UserEvent>, model: TrayModel) -> Result<(), String> {
+/// be created; the agent then goes on headless.
+fn run_tray(mut event_loop: EventLoop<UserEvent>, model: TrayModel) -> Result<(), String> {
     let proxy: EventLoopProxy<UserEvent> = event_loop.create_proxy();
     let refresh = proxy.clone();
     MenuEvent::set_event_handler(Some(move |e| {

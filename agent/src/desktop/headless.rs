@@ -1,0 +1,66 @@
+//! The shell with nothing to show: no tray, no loop. Consent is what the configuration and the
+//! platform allow (desktop notifications need no tray: they speak D-Bus directly). Used with
+//! `--no-tray`, without a display or AppIndicator, when the toolkit cannot start, and always in
+//! a build without the `tray` feature.
+
+use super::{freedesktop, ConsentUiChoice, Running, Shell};
+use crate::config::ConsentMode;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+
+pub struct Headless {
+    consent: ConsentMode,
+}
+
+impl Headless {
+    pub fn new(consent: ConsentMode) -> Headless {
+        Headless { consent }
+    }
+}
+
+impl Shell for Headless {
+    fn consent_ui(&self) -> ConsentUiChoice {
+        freedesktop::consent_ui(self.consent)
+    }
+
+    fn default_state_file(&self) -> Option<PathBuf> {
+        freedesktop::default_state_file()
+    }
+
+    fn has_tray(&self) -> bool {
+        false
+    }
+
+    fn on_server_stopped(&self) -> Box<dyn FnOnce() + Send> {
+        Box::new(|| {})
+    }
+
+    /// Nothing to run: the caller waits for the server.
+    fn run(self: Box<Self>, _running: Receiver<Running>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headless_has_no_tray_and_returns_at_once() {
+        let shell: Box<dyn Shell> = Box::new(Headless::new(ConsentMode::None));
+        assert!(!shell.has_tray());
+        shell.on_server_stopped()();
+        // The server has not even started (the sender is alive): run must not wait for it.
+        let (_tx, rx) = std::sync::mpsc::channel();
+        shell.run(rx);
+    }
+
+    #[test]
+    fn headless_consent_follows_the_configuration() {
+        let none = Headless::new(ConsentMode::None).consent_ui();
+        assert!(none.ui.is_none());
+        assert!(none.note.contains("--consent none"), "{}", none.note);
+        // `notify` asks through notifications whatever the environment says (no bus: each
+        // request gets CONSENT_UNAVAILABLE, from the prompt itself).
+        let notify = Headless::new(ConsentMode::Notify).consent_ui();
+        assert!(notify.ui.is_some(), "{}", notify.note);
+    }
+}
