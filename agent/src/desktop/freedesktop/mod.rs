@@ -83,19 +83,14 @@ pub fn consent_ui(mode: ConsentMode) -> ConsentUiChoice {
 /// Where the person's state lives when no `state_file` is configured:
 /// `$XDG_STATE_HOME/keyport/state.json`, else `~/.local/state/keyport/state.json`.
 pub fn default_state_file() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })?;
+    // `$XDG_STATE_HOME` (if absolute) or `~/.local/state` on Linux; the per-user application
+    // data folder where the platform has no state folder (macOS, Windows).
+    let base = dirs::state_dir().or_else(dirs::data_local_dir)?;
     Some(base.join("keyport").join("state.json"))
 }
 
-/// Show a folder to the person with the desktop's file manager.
+/// Show a folder to the person with the desktop's file manager. (By hand rather than with the
+/// `opener` crate: the file manager must not inherit the tray's `GDK_GL`.)
 pub fn open_folder(path: &Path) -> std::io::Result<()> {
     let opener = if cfg!(target_os = "macos") {
         "open"
