@@ -106,12 +106,7 @@ async fn serve(
             "no PKCS #11 library allowed: start with --module PATH (every request will fail)"
         );
     }
-    let backend = crate::backend::pkcs11::CryptokiBackend::start(
-        crate::backend::pkcs11::LoginPolicy {
-            keep_logged_in: config.keep_logged_in,
-            idle_timeout: config.idle_logout,
-        },
-    );
+    let backend = crate::backend::for_config(&config);
     let state = Agent::new(&config, backend, consent_ui);
     let files = match (&config.demo_dir, config.demo) {
         (Some(dir), true) => match crate::guard::StaticFile::load_dir(dir) {

@@ -54,6 +54,16 @@ pub fn quote(s: &str, max: usize) -> String {
 
 /// Start logging to stderr. `RUST_LOG` sets the level (default `info`).
 pub fn init() {
+    init_with(false)
+}
+
+/// Logging for a module host: plain `LEVEL message fields` lines on stderr, which the agent
+/// reads and logs again as its own (with time, target `keyport::host`, module and pid).
+pub fn init_host() {
+    init_with(true)
+}
+
+fn init_with(host: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -67,12 +77,19 @@ pub fn init() {
         !noisy || *meta.level() <= tracing::Level::WARN
     });
     let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(!host && std::io::stderr().is_terminal())
         .with_writer(|| LogWriter)
-        .log_internal_errors(false)
-        .with_filter(env)
-        .with_filter(quiet);
-    let _ = tracing_subscriber::registry().with(fmt).try_init();
+        .log_internal_errors(false);
+    let _ = if host {
+        let fmt = fmt.without_time().with_target(false);
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(env).with_filter(quiet))
+            .try_init()
+    } else {
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(env).with_filter(quiet))
+            .try_init()
+    };
 }
 
 /// From now on, also write the log to `path` (emptied first), capped as the module docs say.

@@ -9,6 +9,12 @@ static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
     zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
 fn main() -> ExitCode {
+    // A module host (a child process of the agent serving one PKCS #11 library).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(keyport::backend::host::server::HOST_ARG) {
+        keyport::logging::init_host();
+        return keyport::backend::host::server::main(&args[2..]);
+    }
     keyport::logging::init();
     match Config::load(Cli::parse()) {
         Ok(config) => keyport::app::run(config),

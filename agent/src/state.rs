@@ -67,7 +67,10 @@ impl Agent {
             let _share = share;
             f(backend.as_ref())
         });
-        match tokio::time::timeout(self.request_timeout, task).await {
+        // A backend that enforces the limit itself (the module host stops a library that hangs
+        // and says which) gets half a second to say so before the generic answer.
+        let limit = self.request_timeout + Duration::from_millis(500);
+        match tokio::time::timeout(limit, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => {
                 tracing::error!(error = %join, "backend call panicked");

@@ -195,7 +195,7 @@ parsed?: ParsedCertificate, };
 /**
  * Stable symbolic name of an error, sent as `error.data.reason`.
  */
-export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE";
+export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE";
 
 /**
  * The `data` member of every error object the agent sends.
@@ -222,6 +222,7 @@ export const ERROR_CODES: Record<ErrorReason, number> = {
   MESSAGE_TOO_LARGE: -32007,
   MODULE_NOT_ALLOWED: 1001,
   MODULE_LOAD_FAILED: 1002,
+  MODULE_CRASHED: 1003,
   SLOT_NOT_FOUND: 1101,
   TOKEN_NOT_PRESENT: 1102,
   CERTIFICATE_NOT_FOUND: 1201,
@@ -251,6 +252,7 @@ export const ERROR_MESSAGES: Record<ErrorReason, string> = {
   MESSAGE_TOO_LARGE: "The request is larger than the agent accepts.",
   MODULE_NOT_ALLOWED: "This PKCS #11 library is not on the agent's allowlist.",
   MODULE_LOAD_FAILED: "The PKCS #11 library could not be loaded.",
+  MODULE_CRASHED: "The PKCS #11 library crashed.",
   SLOT_NOT_FOUND: "No slot with this id.",
   TOKEN_NOT_PRESENT: "There is no token in this slot.",
   CERTIFICATE_NOT_FOUND: "No certificate with this id on the token.",

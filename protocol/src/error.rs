@@ -60,6 +60,9 @@ reasons! {
     /// The allowed library could not be loaded or initialised.
     ModuleLoadFailed = "MODULE_LOAD_FAILED", 1002, "The PKCS #11 library could not be loaded.",
         "The file is missing or is not a PKCS #11 library for this platform. Install the token's middleware or fix the path in the agent's configuration.";
+    /// The library's process crashed (Keyport runs each library in a process of its own).
+    ModuleCrashed = "MODULE_CRASHED", 1003, "The PKCS #11 library crashed.",
+        "The token's library crashed while serving this request; the agent and other libraries are unaffected, and the library is restarted at the next request (after a pause if it keeps crashing at start). The message names the library. Retry; if it persists, update or reinstall the token's middleware.";
     /// No slot with this id.
     SlotNotFound = "SLOT_NOT_FOUND", 1101, "No slot with this id.",
         "Slot ids can change when readers or tokens come and go: list them again with pkcs11.slots.";

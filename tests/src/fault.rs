@@ -23,6 +23,8 @@ pub const FILE_NAME: &str = "libkeyport_fault_module.so";
 pub struct FaultModule {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+    /// Lines every [`FaultModule::set`] keeps (e.g. `softhsm_conf=`).
+    base: String,
 }
 
 impl FaultModule {
@@ -32,14 +34,28 @@ impl FaultModule {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         std::fs::copy(built_module(), &path).expect("copy the fault module");
-        FaultModule { dir, path }
+        FaultModule {
+            dir,
+            path,
+            base: String::new(),
+        }
+    }
+
+    /// A copy that serves the SoftHSM token store configured by `softhsm_conf` (a
+    /// `softhsm2.conf`), not the one of the process's `SOFTHSM2_CONF`: two SoftHSM processes
+    /// must not share one store while either writes. No faults yet, but the file is written.
+    pub fn for_store(softhsm_conf: &Path) -> FaultModule {
+        let mut m = Self::new();
+        m.base = format!("softhsm_conf={}\n", softhsm_conf.display());
+        m.set("");
+        m
     }
 
     /// Replace `fault.conf` with these lines (atomically: temporary file + rename, so the
     /// module never reads half a file). Unless `conf` has its own `log=` line, calls are logged
     /// to the folder's `calls.log` (see [`FaultModule::calls`]).
     pub fn set(&self, conf: &str) {
-        let mut text = conf.to_string();
+        let mut text = format!("{}{conf}", self.base);
         if !text.ends_with('\n') {
             text.push('\n');
         }

@@ -314,7 +314,13 @@ impl Client {
         if let Some(h) = host {
             req.headers_mut().insert("Host", h.parse().unwrap());
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        // A handshake the agent never answers is a failure, not a test that hangs.
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio_tungstenite::connect_async(req),
+        )
+        .await
+        .expect("the agent did not finish the WebSocket handshake within 30 s")?;
         Ok(Client { ws, next_id: 1 })
     }
 

@@ -517,7 +517,10 @@ async fn hung_token_calls_of_one_connection_cannot_starve_the_others() {
     let token = Token::provision();
     let module = FaultModule::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), "request_timeout_secs = 1\n");
+    let config = config_file(
+        dir.path(),
+        "request_timeout_secs = 1\nmodule_isolation = false\n",
+    );
     let agent = Agent::start(
         &token,
         &["--module", module.path_str(), "--config", &config],
@@ -616,11 +619,21 @@ async fn no_pin_stays_in_memory_after_its_connection_closes() {
         .await;
     }
     // The connections are closed; give the agent a moment to tear them down.
+    // The agent and its module hosts (a PIN crosses into the host inside a sign request).
+    let mut pids = vec![pid];
+    pids.extend(child_pids(pid));
+    assert!(pids.len() >= 2, "no module host to scan: {pids:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let found = loop {
         let found: Vec<(&str, Vec<String>)> = [good, wrong, refused, malformed]
             .into_iter()
-            .map(|p| (p, memory_regions_containing(pid, p.as_bytes())))
+            .map(|p| {
+                let regions = pids
+                    .iter()
+                    .flat_map(|pid| memory_regions_containing(*pid, p.as_bytes()))
+                    .collect::<Vec<_>>();
+                (p, regions)
+            })
             .filter(|(_, regions)| !regions.is_empty())
             .collect();
         if found.is_empty() || Instant::now() > deadline {
@@ -637,6 +650,21 @@ async fn no_pin_stays_in_memory_after_its_connection_closes() {
         found.is_empty(),
         "PINs still in the agent's memory: {found:#?}"
     );
+}
+
+/// The processes whose parent is `pid` (the agent's module hosts).
+fn child_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                rest.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+            })
+        })
+        .collect()
 }
 
 /// Finding 10: a PIN of a length the token cannot accept still logged the token out (dropping

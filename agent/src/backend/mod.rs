@@ -1,10 +1,13 @@
 //! The token backend: what the method handlers need from PKCS #11, as a trait.
 //!
 //! Handlers never touch cryptoki; they call a [`Backend`] on a blocking thread. The real one is
-//! [`pkcs11::CryptokiBackend`]; unit and in-process tests use [`fake::FakeBackend`].
+//! [`host::HostBackend`], which runs each library in a process of its own where
+//! [`pkcs11::CryptokiBackend`] serves it (or that backend in process, with
+//! `module_isolation = false`); unit and in-process tests use [`fake::FakeBackend`].
 //! Every call names an [`AllowedModule`]: only the allowlist makes one.
 
 pub mod fake;
+pub mod host;
 pub mod pkcs11;
 
 use crate::allowlist::AllowedModule;
@@ -30,6 +33,34 @@ pub struct SignRequest<'a> {
     pub algorithm: AlgorithmReference,
     /// The digest to sign (its length already checked against `algorithm`).
     pub digest: &'a [u8],
+}
+
+/// The backend `config` asks for: libraries in processes of their own (the default), or in
+/// this one.
+pub fn for_config(config: &crate::config::Config) -> std::sync::Arc<dyn Backend> {
+    let policy = pkcs11::LoginPolicy {
+        keep_logged_in: config.keep_logged_in,
+        idle_timeout: config.idle_logout,
+    };
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|_| config.module_isolation);
+    match exe {
+        Some(exe) => std::sync::Arc::new(host::HostBackend::new(
+            exe,
+            policy,
+            config.request_timeout,
+            &config.module_env,
+        )),
+        None => {
+            if config.module_isolation {
+                tracing::warn!(
+                    "cannot find this program's path: PKCS #11 libraries run in process"
+                );
+            }
+            pkcs11::CryptokiBackend::start(policy)
+        }
+    }
 }
 
 pub trait Backend: Send + Sync + 'static {

@@ -20,7 +20,9 @@
 //! |---|---|
 //! | `target=/path/module.so` | the real module, read once at the first `C_GetFunctionList` (default `/usr/lib/softhsm/libsofthsm2.so`) |
 //! | `initialize=fail` or `=<rv>` | `C_Initialize` returns CKR_GENERAL_ERROR (or that rv) without calling the real one |
+//! | `initialize=segv` / `abort` / `exit` / `hang` | `C_Initialize` crashes, exits with code 3, or sleeps forever (a module that dies at start) |
 //! | `initialize_delay_ms=N` | `C_Initialize` sleeps N ms first |
+//! | `softhsm_conf=PATH` | read once, before the real module loads: sets `SOFTHSM2_CONF` in this process, so this copy of the module serves its own token store |
 //! | `logout=device_error` or `=<rv>` | `C_Logout` returns CKR_DEVICE_ERROR (or that rv) without calling the real one: the token stays logged in |
 //! | `sign=segv` | `C_Sign` writes to address 8 (page zero): the process dies by SIGSEGV |
 //! | `sign=abort` | `C_Sign` calls `std::process::abort` (SIGABRT) |
@@ -79,7 +81,9 @@ pub enum SignFault {
 #[derive(Clone, Default)]
 pub struct Faults {
     pub target: Option<PathBuf>,
+    pub softhsm_conf: Option<PathBuf>,
     pub initialize: Option<CK_RV>,
+    pub initialize_crash: Option<SignFault>,
     pub initialize_delay_ms: u64,
     pub logout: Option<CK_RV>,
     pub sign: Option<SignFault>,
@@ -110,7 +114,12 @@ impl Faults {
             let (key, value) = (key.trim(), value.trim());
             let ok = match key {
                 "target" => put(&mut f.target, Some(Some(value.into()))),
-                "initialize" => put(&mut f.initialize, parse_rv(value).map(Some)),
+                "softhsm_conf" => put(&mut f.softhsm_conf, Some(Some(value.into()))),
+                "initialize" => match parse_sign(value) {
+                    Some(SignFault::Return(rv)) => put(&mut f.initialize, Some(Some(rv))),
+                    crash @ Some(_) => put(&mut f.initialize_crash, Some(crash)),
+                    None => false,
+                },
                 "initialize_delay_ms" => put(&mut f.initialize_delay_ms, value.parse().ok()),
                 "logout" => put(&mut f.logout, parse_rv(value).map(Some)),
                 "sign" => put(&mut f.sign, parse_sign(value).map(Some)),
@@ -267,7 +276,13 @@ struct Module {
 static MODULE: OnceLock<Result<Module, String>> = OnceLock::new();
 
 fn load_module() -> Result<Module, String> {
-    let target = Faults::load()
+    let faults = Faults::load();
+    if let Some(conf) = &faults.softhsm_conf {
+        // Before the real module loads (SoftHSM reads it in C_Initialize). The module host
+        // loads us before it starts any thread that reads the environment.
+        std::env::set_var("SOFTHSM2_CONF", conf);
+    }
+    let target = faults
         .target
         .unwrap_or_else(|| PathBuf::from(DEFAULT_TARGET));
     let shown = target.display();
@@ -364,6 +379,10 @@ unsafe extern "C" fn initialize(args: *mut c_void) -> CK_RV {
     guard(|| {
         let f = Faults::load();
         sleep_ms(f.initialize_delay_ms);
+        if let Some(crash) = f.initialize_crash {
+            f.log(&format!("C_Initialize {} (injected)", crash_name(crash)));
+            self_destruct(crash)
+        }
         if let Some(rv) = f.initialize {
             return f.report("C_Initialize", "", rv, true);
         }

@@ -7,6 +7,8 @@
 //! must kill something other than the test runner; so the tests run in parallel and never
 //! change their own environment.
 
+// The end-to-end tests use all of it; these tests use the part about faults.
+#[allow(dead_code)]
 #[path = "../../src/fault.rs"]
 mod fault;
 

@@ -42,12 +42,36 @@ impl From<cryptoki::error::Error> for AgentError {
         }
         let mut out = AgentError::new(reason);
         if reason == ErrorReason::DeviceError {
-            if let Error::Pkcs11(rv, f) = &err {
-                out.message = format!("{} ({f}: {rv})", reason.message().trim_end_matches('.'));
-            }
+            out.message = format!(
+                "{} ({}).",
+                reason.message().trim_end_matches('.'),
+                describe(&err)
+            );
         }
         out
     }
+}
+
+/// A cryptoki error as PKCS #11 names it, e.g. `C_Login returned CKR_PIN_INCORRECT`.
+pub(super) fn describe(err: &cryptoki::error::Error) -> String {
+    match err {
+        cryptoki::error::Error::Pkcs11(rv, f) => {
+            format!("C_{f:?} returned CKR_{}", upper_snake(&format!("{rv:?}")))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `DeviceError` → `DEVICE_ERROR`.
+fn upper_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 /// Whether an error means the token is gone or its sessions are dead, so cached state must go.
@@ -72,6 +96,14 @@ mod tests {
     use super::*;
     use cryptoki::context::Function;
     use cryptoki::error::{Error, RvError};
+
+    #[test]
+    fn errors_are_described_with_pkcs11_names() {
+        let e = Error::Pkcs11(RvError::DeviceError, Function::Initialize);
+        assert_eq!(describe(&e), "C_Initialize returned CKR_DEVICE_ERROR");
+        let e = Error::Pkcs11(RvError::UserAlreadyLoggedIn, Function::Login);
+        assert_eq!(describe(&e), "C_Login returned CKR_USER_ALREADY_LOGGED_IN");
+    }
 
     #[test]
     fn cryptoki_errors_map_to_reasons() {

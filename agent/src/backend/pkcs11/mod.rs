@@ -177,10 +177,11 @@ impl CryptokiBackend {
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => {
-                tracing::warn!(module = %name, error = %e, "C_Initialize failed");
+                let why = error::describe(&e);
+                tracing::warn!(module = %name, "C_Initialize failed: {why}");
                 return Err(AgentError::with_message(
                     ErrorReason::ModuleLoadFailed,
-                    format!("The PKCS #11 library {path} failed to initialise ({e})."),
+                    format!("The PKCS #11 library {path} failed to initialise: {why}."),
                 ));
             }
         }

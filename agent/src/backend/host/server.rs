@@ -1,0 +1,301 @@
+//! The module host: `keyport __module-host --module PATH ...`, a child process of the agent that
+//! loads one PKCS #11 library and serves the agent's [`Call`]s on its stdin/stdout.
+//!
+//! * Before the module is loaded, the protocol channel is moved off fds 0 and 1 (which then
+//!   read /dev/null and write to stderr): a library that prints cannot corrupt the frames.
+//! * A reader thread reads calls; a pool of workers runs them on the [`CryptokiBackend`] (the
+//!   login policy, session pool and caches live here, next to the module) and writes replies.
+//! * The host exits when the agent closes the channel (the agent ended, however it ended), or
+//!   on [`Request::Shutdown`] after finalising the module.
+
+use super::wire::{self, Call, Hello, Reply, Request, WireCertificate, WireError};
+use crate::allowlist::{AllowedModule, Allowlist};
+use crate::backend::pkcs11::{CryptokiBackend, LoginPolicy};
+use crate::backend::{Backend, SignRequest};
+use crate::error::{AgentError, Result};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// The argument that selects host mode (hidden from `--help`).
+pub const HOST_ARG: &str = "__module-host";
+/// Calls running at once in one host.
+const WORKERS: usize = 16;
+
+/// What the agent passes on the command line.
+#[derive(Debug, Clone)]
+pub struct HostArgs {
+    pub module: String,
+    pub policy: LoginPolicy,
+}
+
+impl HostArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            HOST_ARG.into(),
+            "--module".into(),
+            self.module.clone(),
+            "--keep-logged-in".into(),
+            self.policy.keep_logged_in.to_string(),
+            "--idle-logout-ms".into(),
+            self.policy.idle_timeout.as_millis().to_string(),
+        ]
+    }
+
+    pub fn parse(args: &[String]) -> Option<HostArgs> {
+        let mut module = None;
+        let mut policy = LoginPolicy::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--module" => module = Some(it.next()?.clone()),
+                "--keep-logged-in" => policy.keep_logged_in = it.next()?.parse().ok()?,
+                "--idle-logout-ms" => {
+                    policy.idle_timeout = Duration::from_millis(it.next()?.parse().ok()?)
+                }
+                _ => return None,
+            }
+        }
+        Some(HostArgs {
+            module: module?,
+            policy,
+        })
+    }
+}
+
+/// The channel to the agent, moved off the standard descriptors.
+struct Channel {
+    input: std::fs::File,
+    output: Mutex<std::fs::File>,
+}
+
+#[cfg(unix)]
+fn take_channel() -> std::io::Result<Channel> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: dup/dup2/open on descriptors this process owns; every result is checked, and the
+    // new descriptors are owned by exactly one File each.
+    unsafe {
+        let input = libc::dup(0);
+        let output = libc::dup(1);
+        if input < 0 || output < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::close(null);
+        for fd in [input, output] {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        Ok(Channel {
+            input: OwnedFd::from_raw_fd(input).into(),
+            output: Mutex::new(OwnedFd::from_raw_fd(output).into()),
+        })
+    }
+}
+
+#[cfg(not(unix))]
+fn take_channel() -> std::io::Result<Channel> {
+    Err(std::io::Error::other(
+        "the module host runs on Unix only (set module_isolation = false)",
+    ))
+}
+
+impl Channel {
+    fn send(&self, message: &impl Serialize) -> std::io::Result<()> {
+        let mut out = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        wire::send(&mut *out, message)
+    }
+}
+
+/// Entry point of host mode; `args` follow [`HOST_ARG`].
+pub fn main(args: &[String]) -> ExitCode {
+    let Some(args) = HostArgs::parse(args) else {
+        crate::logging::stderr_line("keyport: the module host was started with wrong arguments");
+        return ExitCode::from(2);
+    };
+    let channel = match take_channel() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            crate::logging::stderr_line(&format!("keyport module host: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let backend = CryptokiBackend::start(args.policy);
+    let module = Allowlist::new([args.module.clone()])
+        .resolve(None)
+        .expect("one module listed");
+    // Load the module now, so that the agent learns at once whether it loads.
+    let load_error = backend.info(&module).err().map(|e| WireError::from(&e));
+    let loaded = load_error.is_none();
+    let hello = Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        load_error,
+    };
+    if channel.send(&hello).is_err() || !loaded {
+        return ExitCode::SUCCESS;
+    }
+    tracing::debug!(module = %args.module, "module host ready");
+    serve(channel, backend, module)
+}
+
+fn serve(channel: Arc<Channel>, backend: Arc<CryptokiBackend>, module: AllowedModule) -> ExitCode {
+    let (jobs, queue) = mpsc::channel::<Call>();
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..WORKERS {
+        let (queue, channel, backend, module) = (
+            queue.clone(),
+            channel.clone(),
+            backend.clone(),
+            module.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("keyport-host-{n}"))
+            .spawn(move || loop {
+                let call = match queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                    Ok(call) => call,
+                    Err(_) => return,
+                };
+                let reply = run(backend.as_ref(), &module, call);
+                if channel.send(&reply).is_err() {
+                    // The agent is gone: nobody to answer.
+                    std::process::exit(0);
+                }
+            });
+        if spawned.is_err() {
+            return ExitCode::from(1);
+        }
+    }
+    let mut input = &channel.input;
+    loop {
+        let frame = match wire::read_frame(&mut input) {
+            Ok(f) => f,
+            // The agent closed the channel: it is gone or wants us gone.
+            Err(wire::FrameError::Closed) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "module host: unreadable call; exiting");
+                break;
+            }
+        };
+        let call: Call = match serde_json::from_slice(&frame) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "module host: a call it cannot read; exiting");
+                break;
+            }
+        };
+        drop(frame);
+        if matches!(call.request, Request::Shutdown) {
+            backend.shutdown();
+            let _ = channel.send(&Reply {
+                id: call.id,
+                ok: RawValue::from_string("null".into()).ok(),
+                err: None,
+            });
+            return ExitCode::SUCCESS;
+        }
+        if jobs.send(call).is_err() {
+            break;
+        }
+    }
+    // Log out and finalise if we can; a worker stuck in the module must not keep us alive.
+    let done = std::thread::spawn(move || backend.shutdown());
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !done.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::io::stderr().flush();
+    std::process::exit(0)
+}
+
+fn reply<T: Serialize>(id: u64, result: Result<T>) -> Reply {
+    match result.and_then(|v| {
+        serde_json::value::to_raw_value(&v)
+            .map_err(|_| AgentError::new(keyport_protocol::ErrorReason::Internal))
+    }) {
+        Ok(v) => Reply {
+            id,
+            ok: Some(v),
+            err: None,
+        },
+        Err(e) => Reply {
+            id,
+            ok: None,
+            err: Some(WireError::from(&e)),
+        },
+    }
+}
+
+fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
+    let id = call.id;
+    match call.request {
+        Request::Info => reply(id, backend.info(module)),
+        Request::Slots { token_present } => reply(id, backend.slots(module, token_present)),
+        Request::Token { slot_id } => reply(id, backend.token(module, slot_id)),
+        Request::Certificates { slot_id } => reply(
+            id,
+            backend.certificates(module, slot_id).map(|certs| {
+                certs
+                    .into_iter()
+                    .map(WireCertificate::from)
+                    .collect::<Vec<_>>()
+            }),
+        ),
+        Request::Certificate { slot_id, id: cert } => reply(
+            id,
+            backend
+                .certificate(module, slot_id, &cert)
+                .map(WireCertificate::from),
+        ),
+        Request::Sign {
+            slot_id,
+            key_id,
+            pin,
+            algorithm,
+            digest,
+        } => {
+            let request = SignRequest {
+                slot_id,
+                key_id: &key_id,
+                pin: &pin,
+                algorithm,
+                digest: &digest,
+            };
+            reply(id, backend.sign(module, &request).map(hex::encode))
+        }
+        Request::LogoutAll => {
+            backend.logout_all();
+            reply(id, Ok(()))
+        }
+        // Handled by the reader (it must not run on a worker that could be stuck).
+        Request::Shutdown => reply(id, Ok(())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_arguments_round_trip() {
+        let args = HostArgs {
+            module: "/usr/lib/x.so".into(),
+            policy: LoginPolicy {
+                keep_logged_in: false,
+                idle_timeout: Duration::from_millis(1500),
+            },
+        };
+        let argv = args.to_args();
+        assert_eq!(argv[0], HOST_ARG);
+        let back = HostArgs::parse(&argv[1..]).unwrap();
+        assert_eq!(back.module, "/usr/lib/x.so");
+        assert!(!back.policy.keep_logged_in);
+        assert_eq!(back.policy.idle_timeout, Duration::from_millis(1500));
+        assert!(HostArgs::parse(&["--module".into()]).is_none());
+        assert!(HostArgs::parse(&["--bogus".into(), "1".into()]).is_none());
+    }
+}

@@ -1,0 +1,294 @@
+//! The agent ⇄ module host protocol: length-prefixed JSON frames over the host's stdin and
+//! stdout.
+//!
+//! * A frame is a 4-byte big-endian length, then that many bytes of JSON. A length over
+//!   [`MAX_FRAME_BYTES`] is a protocol error (the reader stops: nothing is allocated for it).
+//! * The host speaks first: a [`Hello`] with its [`PROTOCOL_VERSION`] and whether the module
+//!   loaded. The agent refuses a host of another version.
+//! * Then the agent sends [`Call`]s (an id and a [`Request`]) and the host answers each with a
+//!   [`Reply`] of the same id, in any order (calls run concurrently in the host).
+//! * A PIN crosses only inside [`Request::Sign`]. Frame buffers are [`Zeroizing`], the PIN is a
+//!   [`Pin`] (zeroized on drop), and both processes free through the zeroing allocator.
+
+use crate::backend::CertificateObject;
+use crate::error::AgentError;
+use keyport_protocol::{AlgorithmReference, ErrorReason, Pin, PinState};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::io::{Read, Write};
+use zeroize::Zeroizing;
+
+/// Bumped whenever a message changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame either side accepts.
+pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+
+/// The host's first frame.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    pub protocol: u32,
+    /// `None`: the module loaded and initialised; else why not.
+    pub load_error: Option<WireError>,
+}
+
+/// What the agent asks of a host.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Info,
+    Slots {
+        token_present: bool,
+    },
+    Token {
+        slot_id: u64,
+    },
+    Certificates {
+        slot_id: u64,
+    },
+    Certificate {
+        slot_id: u64,
+        #[serde(with = "hex_bytes")]
+        id: Vec<u8>,
+    },
+    Sign {
+        slot_id: u64,
+        #[serde(with = "hex_bytes")]
+        key_id: Vec<u8>,
+        pin: Pin,
+        algorithm: AlgorithmReference,
+        #[serde(with = "hex_bytes")]
+        digest: Vec<u8>,
+    },
+    LogoutAll,
+    /// Log out, finalise the module and exit.
+    Shutdown,
+}
+
+/// A request with its id.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Call {
+    pub id: u64,
+    pub request: Request,
+}
+
+/// An answer: the result's JSON, or an error.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reply {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<WireError>,
+}
+
+/// An [`AgentError`] on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireError {
+    pub reason: ErrorReason,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_state: Option<PinState>,
+}
+
+impl From<&AgentError> for WireError {
+    fn from(e: &AgentError) -> Self {
+        WireError {
+            reason: e.reason,
+            message: e.message.clone(),
+            pin_state: e.pin_state,
+        }
+    }
+}
+
+impl From<WireError> for AgentError {
+    fn from(e: WireError) -> Self {
+        AgentError {
+            reason: e.reason,
+            message: e.message,
+            pin_state: e.pin_state,
+        }
+    }
+}
+
+/// A certificate on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireCertificate {
+    #[serde(with = "hex_bytes")]
+    pub id: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub der: Vec<u8>,
+}
+
+impl From<CertificateObject> for WireCertificate {
+    fn from(c: CertificateObject) -> Self {
+        WireCertificate {
+            id: c.id,
+            der: c.der,
+        }
+    }
+}
+
+impl From<WireCertificate> for CertificateObject {
+    fn from(c: WireCertificate) -> Self {
+        CertificateObject {
+            id: c.id,
+            der: c.der,
+        }
+    }
+}
+
+/// Bytes as hex strings (JSON has no bytes; hex is simple and cheap at these sizes).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("the other side closed the channel")]
+    Closed,
+    #[error("a frame of {0} bytes is over the limit")]
+    TooLarge(usize),
+    #[error("reading the channel failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Write one frame (a single `write_all`, then flush).
+pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
+    if payload.len() > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other("frame over the limit"));
+    }
+    let mut frame = Zeroizing::new(Vec::with_capacity(payload.len() + 4));
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Serialize `message` and write it as one frame. The serialized bytes are wiped after.
+pub fn send(w: &mut impl Write, message: &impl Serialize) -> std::io::Result<()> {
+    let bytes = Zeroizing::new(serde_json::to_vec(message).map_err(std::io::Error::other)?);
+    write_frame(w, &bytes)
+}
+
+/// Read one frame; [`FrameError::Closed`] at a clean end of stream.
+pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut payload = Zeroizing::new(vec![0u8; len]);
+    r.read_exact(&mut payload).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
+        _ => FrameError::Io(e),
+    })?;
+    Ok(payload)
+}
+
+/// A protocol error as an [`AgentError`]: a host that says something we cannot read is broken.
+pub fn garbled(what: &str, module: &str) -> AgentError {
+    AgentError::with_message(
+        ErrorReason::ModuleCrashed,
+        format!("The process serving the PKCS #11 library {module} answered garbage ({what})."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversize_lengths_are_refused_unread() {
+        let mut buf = Vec::new();
+        send(
+            &mut buf,
+            &Call {
+                id: 7,
+                request: Request::Slots {
+                    token_present: true,
+                },
+            },
+        )
+        .unwrap();
+        send(
+            &mut buf,
+            &Call {
+                id: 8,
+                request: Request::LogoutAll,
+            },
+        )
+        .unwrap();
+        let mut r = &buf[..];
+        let a: Call = serde_json::from_slice(&read_frame(&mut r).unwrap()).unwrap();
+        let b: Call = serde_json::from_slice(&read_frame(&mut r).unwrap()).unwrap();
+        assert_eq!((a.id, b.id), (7, 8));
+        assert!(matches!(
+            a.request,
+            Request::Slots {
+                token_present: true
+            }
+        ));
+        assert!(matches!(read_frame(&mut r), Err(FrameError::Closed)));
+        let huge = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &huge[..]),
+            Err(FrameError::TooLarge(_))
+        ));
+        // Cut in the middle of a frame: closed, not a hang or a panic.
+        assert!(matches!(
+            read_frame(&mut &buf[..6]),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_sign_request_carries_its_pin_and_bytes_exactly() {
+        let call = Call {
+            id: 1,
+            request: Request::Sign {
+                slot_id: 3,
+                key_id: vec![0x02],
+                pin: Pin::new("kpWire9"),
+                algorithm: AlgorithmReference::Sha256,
+                digest: vec![0xAB; 32],
+            },
+        };
+        let json = serde_json::to_string(&call).unwrap();
+        let back: Call = serde_json::from_str(&json).unwrap();
+        match back.request {
+            Request::Sign {
+                key_id,
+                pin,
+                digest,
+                ..
+            } => {
+                assert_eq!(key_id, [2]);
+                assert_eq!(pin.expose(), "kpWire9");
+                assert_eq!(digest, [0xAB; 32]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Debug output of a request never shows the PIN.
+        assert!(!format!("{call:?}").contains("kpWire9"));
+    }
+}
