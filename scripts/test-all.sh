@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: formatting, lints, Rust unit + in-process + end-to-end tests (real agent,
-# SoftHSM token, openssl as verifier), the benchmark in smoke mode, and the TypeScript client's
-# type check, unit, integration and headless-Chromium tests.
+# SoftHSM token, openssl as verifier), the benchmark in smoke mode, the TypeScript client's
+# type check, unit, integration and headless-Chromium tests, and the fuzz targets briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -23,4 +23,6 @@ if [ -x scripts/test-js.sh ]; then
   echo "== TypeScript client"
   scripts/test-js.sh
 fi
+echo "== fuzz targets (30 s each on their corpora)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh
 echo "All tests passed."

@@ -154,8 +154,8 @@ impl Backend for FakeBackend {
             .ok_or_else(|| ErrorReason::CertificateNotFound.into())
     }
 
-    fn sign(&self, _module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
-        self.check_slot(req.slot_id)?;
+    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+        self.certificate(module, req.slot_id, req.key_id)?;
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
         self.sign_gate.pass();
         if req.pin.expose() != self.pin {

@@ -76,8 +76,9 @@ pub trait Backend: Send + Sync + 'static {
         slot_id: u64,
         id: &[u8],
     ) -> Result<CertificateObject>;
-    /// Sign with the private key whose CKA_ID is `key_id`: RSA keys sign the DigestInfo with
-    /// CKM_RSA_PKCS, EC keys the digest with CKM_ECDSA (raw r||s).
+    /// Sign with the private key of the certificate whose CKA_ID is `key_id` (a key without a
+    /// certificate on the token does not sign: CERTIFICATE_NOT_FOUND): RSA keys sign the
+    /// DigestInfo with CKM_RSA_PKCS, EC keys the digest with CKM_ECDSA (raw r||s).
     fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<u8>>;
     /// Forget every login (pause, idle, shutdown). Idempotent.
     fn logout_all(&self);

@@ -97,8 +97,7 @@ pub(super) fn register_all(m: &mut RpcModule<Agent>) {
 
         let signature = state
             .blocking(move |b| {
-                // The key must be that of a certificate on the token (just read, or cached).
-                b.certificate(&module, p.slot_id, &id)?;
+                // The backend signs only with the key of a certificate on the token.
                 let req = SignRequest {
                     slot_id: p.slot_id,
                     key_id: &id,

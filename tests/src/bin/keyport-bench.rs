@@ -259,6 +259,40 @@ async fn agent_rows(agent: &Agent, key: Key, clients: usize, ops: usize, slot: u
     )
 }
 
+type ByKey = std::collections::HashMap<(&'static str, usize), Row>;
+
+/// signData rows, ECDSA and RSA, 1 and 8 clients, with their ratios to the raw rows;
+/// `label` is added to each row's name.
+async fn sign_rows(
+    agent: &Agent,
+    slot: u64,
+    label: &str,
+    naive: &ByKey,
+    best: &ByKey,
+    (ec_ops, rsa_ops): (usize, usize),
+) -> Vec<Row> {
+    let mut out = Vec::new();
+    for key in [Key::Ecdsa, Key::Rsa] {
+        let ops = if matches!(key, Key::Ecdsa) {
+            ec_ops
+        } else {
+            rsa_ops
+        };
+        for clients in [1, 8] {
+            let mut r = agent_rows(agent, key, clients, ops, slot).await;
+            r.name = format!("{}{label})", r.name.trim_end_matches(')'));
+            let threads = if clients == 1 { 1 } else { 2 };
+            let n = &naive[&(key.name(), threads)];
+            let b = &best[&(key.name(), threads)];
+            r.ratio_vs_raw_naive = Some(r.ops_per_sec / n.ops_per_sec);
+            r.ratio_vs_raw_best = Some(r.ops_per_sec / b.ops_per_sec);
+            r.added_p50_us = Some(r.p50_us - b.p50_us);
+            out.push(r);
+        }
+    }
+    out
+}
+
 async fn round_trips(agent: &Agent, method: &str, params: serde_json::Value, ops: usize) -> Row {
     let mut c = agent.client(None).await;
     c.ok(method, params.clone()).await;
@@ -288,6 +322,73 @@ struct Report {
     n_requests: usize,
     /// Idle with its tray (the default when there is a display), or why not measured.
     tray: TrayMemory,
+    /// What running the library in a module host costs, per signData row.
+    isolation: Vec<IsolationCost>,
+    /// First request to a library: host process start, library load, C_Initialize, C_GetInfo,
+    /// minus a warm C_GetInfo round trip (median of 5 fresh agents).
+    host_start_ms: f64,
+    /// The agent and its module host after the signData rows.
+    rss_agent_and_hosts_kib: u64,
+    /// The in-process agent after the same rows.
+    rss_in_process_kib: u64,
+}
+
+#[derive(Serialize)]
+struct IsolationCost {
+    row: String,
+    /// Module-host p50 minus in-process p50.
+    added_p50_us: f64,
+    /// Module-host throughput over in-process throughput.
+    throughput_ratio: f64,
+    p99_over_p50_host: f64,
+    p99_over_p50_in_process: f64,
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+                .filter(|c| {
+                    std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|stat| {
+                        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                        rest.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// See [`Report::host_start_ms`].
+async fn host_start_ms(token: &Token) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let agent = Agent::start_raw(
+            token,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--module",
+                MODULE,
+                "--no-origin",
+                "trust",
+                "--no-tray",
+            ],
+            &[("RUST_LOG", "warn")],
+        );
+        let mut c = agent.client(None).await;
+        let t = Instant::now();
+        c.ok("pkcs11.info", json!({})).await;
+        let first = t.elapsed();
+        let t = Instant::now();
+        c.ok("pkcs11.info", json!({})).await;
+        samples.push((first.saturating_sub(t.elapsed())).as_secs_f64() * 1e3);
+        let _ = agent.stop();
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
 }
 
 #[derive(Serialize)]
@@ -408,8 +509,8 @@ async fn main() {
     // Raw cryptoki first, in this process.
     let raw = Raw::new();
     let mut rows = Vec::new();
-    let mut naive = std::collections::HashMap::new();
-    let mut best = std::collections::HashMap::new();
+    let mut naive = ByKey::new();
+    let mut best = ByKey::new();
     for key in [Key::Ecdsa, Key::Rsa] {
         let ops = if matches!(key, Key::Ecdsa) {
             ec_ops
@@ -452,23 +553,15 @@ async fn main() {
     let slot = c.slot_of("keyport-demo").await;
     let rss_first = rss_kib(pid, "VmRSS:");
 
-    for key in [Key::Ecdsa, Key::Rsa] {
-        let ops = if matches!(key, Key::Ecdsa) {
-            ec_ops
-        } else {
-            rsa_ops
-        };
-        for clients in [1, 8] {
-            let mut r = agent_rows(&agent, key, clients, ops, slot).await;
-            let threads = if clients == 1 { 1 } else { 2 };
-            let n = &naive[&(key.name(), threads)];
-            let b = &best[&(key.name(), threads)];
-            r.ratio_vs_raw_naive = Some(r.ops_per_sec / n.ops_per_sec);
-            r.ratio_vs_raw_best = Some(r.ops_per_sec / b.ops_per_sec);
-            r.added_p50_us = Some(r.p50_us - b.p50_us);
-            rows.push(r);
-        }
-    }
+    let ops = (ec_ops, rsa_ops);
+    // The default: the library in a module host (the first request started it: time the next).
+    let host_rows = sign_rows(&agent, slot, ", module host", &naive, &best, ops).await;
+    rows.extend(host_rows.iter().cloned());
+    let rss_with_hosts = rss_kib(pid, "VmRSS:")
+        + children_of(pid)
+            .iter()
+            .map(|c| rss_kib(*c, "VmRSS:"))
+            .sum::<u64>();
     // pkcs11.info is one trivial C_GetInfo: its round trip is the transport floor.
     rows.push(round_trips(&agent, "pkcs11.info", json!({}), rt_ops).await);
     rows.push(round_trips(&agent, "pkcs11.slots", json!({}), rt_ops).await);
@@ -495,6 +588,43 @@ async fn main() {
     let peak = rss_kib(pid, "VmHWM:");
     let (status, _) = agent.stop();
     assert!(status.success(), "agent exited with {status}");
+
+    // The same rows with the library in the agent's own process (module_isolation = false),
+    // and the cost of a host: start (process, library load, C_Initialize) and added latency.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyport.toml");
+    std::fs::write(&config, "module_isolation = false\n").unwrap();
+    let in_process = Agent::start_raw(
+        &token,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--module",
+            MODULE,
+            "--no-origin",
+            "trust",
+            "--no-tray",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[("RUST_LOG", "warn")],
+    );
+    let slot_in = in_process.client(None).await.slot_of("keyport-demo").await;
+    let in_rows = sign_rows(&in_process, slot_in, ", in process", &naive, &best, ops).await;
+    let rss_in_process = rss_kib(in_process.child.id(), "VmRSS:");
+    let _ = in_process.stop();
+    let mut isolation = Vec::new();
+    for (h, i) in host_rows.iter().zip(&in_rows) {
+        isolation.push(IsolationCost {
+            row: h.name.replace(", module host", ""),
+            added_p50_us: h.p50_us - i.p50_us,
+            throughput_ratio: h.ops_per_sec / i.ops_per_sec,
+            p99_over_p50_host: h.p99_us / h.p50_us,
+            p99_over_p50_in_process: i.p99_us / i.p50_us,
+        });
+    }
+    rows.extend(in_rows);
+    let host_start = host_start_ms(&token).await;
     // The same agent with its tray, idle, on its own (nothing else runs meanwhile).
     let tray = tray_memory(&token).await;
 
@@ -512,6 +642,10 @@ async fn main() {
         peak_rss_kib: peak,
         n_requests,
         tray,
+        isolation,
+        host_start_ms: host_start,
+        rss_agent_and_hosts_kib: rss_with_hosts,
+        rss_in_process_kib: rss_in_process,
     };
     print_table(&report);
     if let Some(path) = json_out {
@@ -589,6 +723,31 @@ fn print_table(r: &Report) {
         "| agent peak RSS | {:.1} MB |",
         r.peak_rss_kib as f64 / 1024.0
     );
+    println!(
+        "| module host start (first request to a library, minus a warm one) | {:.1} ms |",
+        r.host_start_ms
+    );
+    println!(
+        "| agent + module host RSS after the signData rows | {:.1} MB |",
+        r.rss_agent_and_hosts_kib as f64 / 1024.0
+    );
+    println!(
+        "| in-process agent RSS after the same rows | {:.1} MB |",
+        r.rss_in_process_kib as f64 / 1024.0
+    );
+    println!();
+    println!("| module host vs in process | added p50 µs | × throughput | p99/p50 host | p99/p50 in process |");
+    println!("|---|---:|---:|---:|---:|");
+    for c in &r.isolation {
+        println!(
+            "| {} | {:.0} | {:.2}× | {:.1} | {:.1} |",
+            c.row,
+            c.added_p50_us,
+            c.throughput_ratio,
+            c.p99_over_p50_host,
+            c.p99_over_p50_in_process
+        );
+    }
     match &r.tray {
         TrayMemory::Measured {
             rss_idle_kib,

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -113,7 +113,10 @@ struct Host {
     pid: u32,
     started: Instant,
     stdin: Mutex<ChildStdin>,
-    pending: Mutex<HashMap<u64, mpsc::SyncSender<Reply>>>,
+    /// The channel's reading end. Whoever holds it reads for everyone (see [`Host::call`]).
+    stdout: Mutex<ChildStdout>,
+    /// Calls waiting for their reply, by id.
+    pending: Mutex<HashMap<u64, mpsc::SyncSender<Delivery>>>,
     next_id: AtomicU64,
     /// Set once it is gone: why, as the error its calls get.
     death: OnceLock<AgentError>,
@@ -305,6 +308,7 @@ impl HostBackend {
             pid,
             started,
             stdin: Mutex::new(stdin),
+            stdout: Mutex::new(stdout),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             death: OnceLock::new(),
@@ -312,8 +316,8 @@ impl HostBackend {
         });
         let h = host.clone();
         std::thread::Builder::new()
-            .name("keyport-host-reader".into())
-            .spawn(move || h.read_replies(stdout, child))
+            .name("keyport-host-reaper".into())
+            .spawn(move || h.reap(child))
             .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
         tracing::info!(
             module = %host.name,
@@ -403,13 +407,32 @@ fn forward_log(stderr: std::process::ChildStderr, module: String, pid: u32) {
         });
 }
 
+/// What a waiting call receives: its reply, or its turn to read the channel.
+enum Delivery {
+    Reply(Reply),
+    YourTurn,
+}
+
+/// How a turn at reading ended.
+enum Read {
+    Mine(Reply),
+    TimedOut,
+    Ended,
+}
+
 impl Host {
+    /// Send `request` and wait for its reply, at most `timeout`.
+    ///
+    /// There is no reader thread: a caller that finds the channel free reads it, handing the
+    /// replies of others to them, until its own comes; then it passes the reading role to a
+    /// waiting caller. A lone call therefore reads its own reply, with no thread in between.
     fn call<T: DeserializeOwned>(&self, request: Request, timeout: Duration) -> Result<T> {
         if let Some(e) = self.death.get() {
             return Err(e.clone());
         }
+        let deadline = Instant::now() + timeout;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (tx, rx) = mpsc::sync_channel(4);
         lock(&self.pending).insert(id, tx);
         let sent = {
             let mut stdin = lock(&self.stdin);
@@ -417,28 +440,29 @@ impl Host {
         };
         if sent.is_err() {
             lock(&self.pending).remove(&id);
-            // The reader will see the end and say why; wait for it briefly.
             return Err(self.wait_death());
         }
-        let reply = match rx.recv_timeout(timeout) {
-            Ok(reply) => reply,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+        let reply = loop {
+            if let Ok(mut stdout) = self.stdout.try_lock() {
+                let turn = self.read_for(&mut stdout, id, &rx, deadline);
+                drop(stdout);
                 lock(&self.pending).remove(&id);
-                self.kill(format!(
-                    "a call took longer than {} s",
-                    timeout.as_secs_f32()
-                ));
-                return Err(AgentError::with_message(
-                    ErrorReason::RequestTimeout,
-                    format!(
-                        "The PKCS #11 library {} did not answer in {} s; its process was stopped \
-                         and is restarted at the next request.",
-                        self.name,
-                        timeout.as_secs()
-                    ),
-                ));
+                self.pass_the_turn();
+                match turn {
+                    Read::Mine(reply) => break reply,
+                    Read::TimedOut => return Err(self.timed_out(timeout)),
+                    Read::Ended => return Err(self.wait_death()),
+                }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.wait_death()),
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Delivery::Reply(reply)) => break reply,
+                Ok(Delivery::YourTurn) => continue,
+                Err(_) => {
+                    lock(&self.pending).remove(&id);
+                    return Err(self.timed_out(timeout));
+                }
+            }
         };
         match (reply.ok, reply.err) {
             (_, Some(e)) => Err(e.into()),
@@ -447,6 +471,63 @@ impl Host {
             }
             (None, None) => Err(wire::garbled("an empty answer", &self.name)),
         }
+    }
+
+    /// Read the channel until reply `id` comes, delivering the others to their callers.
+    fn read_for(
+        &self,
+        stdout: &mut ChildStdout,
+        id: u64,
+        rx: &mpsc::Receiver<Delivery>,
+        deadline: Instant,
+    ) -> Read {
+        loop {
+            // A previous reader may have delivered ours just before passing the turn.
+            while let Ok(d) = rx.try_recv() {
+                if let Delivery::Reply(r) = d {
+                    return Read::Mine(r);
+                }
+            }
+            if !readable_before(stdout, deadline) {
+                return Read::TimedOut;
+            }
+            let Ok(frame) = wire::read_frame(stdout) else {
+                return Read::Ended;
+            };
+            let Ok(reply) = serde_json::from_slice::<Reply>(&frame) else {
+                self.kill("it answered garbage".into());
+                return Read::Ended;
+            };
+            if reply.id == id {
+                return Read::Mine(reply);
+            }
+            if let Some(tx) = lock(&self.pending).remove(&reply.id) {
+                let _ = tx.try_send(Delivery::Reply(reply));
+            }
+        }
+    }
+
+    /// Give the reading role to a call still waiting, if any.
+    fn pass_the_turn(&self) {
+        if let Some(tx) = lock(&self.pending).values().next() {
+            let _ = tx.try_send(Delivery::YourTurn);
+        }
+    }
+
+    fn timed_out(&self, timeout: Duration) -> AgentError {
+        self.kill(format!(
+            "a call took longer than {} s",
+            timeout.as_secs_f32()
+        ));
+        AgentError::with_message(
+            ErrorReason::RequestTimeout,
+            format!(
+                "The PKCS #11 library {} did not answer in {} s; its process was stopped \
+                 and is restarted at the next request.",
+                self.name,
+                timeout.as_secs()
+            ),
+        )
     }
 
     fn wait_death(&self) -> AgentError {
@@ -468,34 +549,21 @@ impl Host {
 
     /// Stop the host at once (it hung): its calls get MODULE_CRASHED with `why`.
     fn kill(&self, why: String) {
+        if self.death.get().is_some() {
+            return;
+        }
         tracing::warn!(module = %self.name, pid = self.pid, "stopping the module host: {why}");
         *lock(&self.kill_reason) = Some(why);
         #[cfg(unix)]
-        // SAFETY: kill(2) on the pid of our own child, which the reader thread has not reaped
-        // yet (it reaps only after the channel ends, which this kill causes).
+        // SAFETY: kill(2) on the pid of our own child, not reaped yet (the reaper sets `death`
+        // after waitpid, and we checked it is unset).
         unsafe {
             libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
         }
     }
 
-    /// The reader thread: hand replies to their callers; when the channel ends, reap the host
-    /// and fail every call still waiting.
-    fn read_replies(self: Arc<Self>, mut stdout: std::process::ChildStdout, mut child: Child) {
-        loop {
-            let frame = match wire::read_frame(&mut stdout) {
-                Ok(f) => f,
-                Err(_) => break,
-            };
-            let Ok(reply) = serde_json::from_slice::<Reply>(&frame) else {
-                tracing::warn!(module = %self.name, "a module host answered garbage; stopping it");
-                self.kill("it answered garbage".into());
-                break;
-            };
-            if let Some(tx) = lock(&self.pending).remove(&reply.id) {
-                let _ = tx.send(reply);
-            }
-        }
-        drop(stdout);
+    /// The reaper thread: wait for the host to end, say why, and fail every call still waiting.
+    fn reap(self: Arc<Self>, mut child: Child) {
         let status = reap(&mut child);
         let message = match lock(&self.kill_reason).take() {
             Some(why) => format!(
@@ -516,13 +584,46 @@ impl Host {
         let _ = self.death.set(error.clone());
         let waiting: Vec<_> = lock(&self.pending).drain().collect();
         for (id, tx) in waiting {
-            let _ = tx.send(Reply {
+            let _ = tx.try_send(Delivery::Reply(Reply {
                 id,
                 ok: None,
                 err: Some((&error).into()),
-            });
+            }));
         }
     }
+}
+
+/// Wait until `stdout` has data (or the other end closed), at most until `deadline`.
+#[cfg(unix)]
+fn readable_before(stdout: &ChildStdout, deadline: Instant) -> bool {
+    use std::os::fd::AsRawFd;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fd = libc::pollfd {
+            fd: stdout.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for a descriptor we own, for the duration of the call.
+        match unsafe { libc::poll(&mut fd, 1, ms) } {
+            0 => continue,
+            n if n > 0 => return true,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
+                continue
+            }
+            // A broken descriptor: reading it will say so.
+            _ => return true,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn readable_before(_: &ChildStdout, _: Instant) -> bool {
+    true
 }
 
 impl Backend for HostBackend {

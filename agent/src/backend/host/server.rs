@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The argument that selects host mode (hidden from `--help`).
@@ -143,73 +143,97 @@ pub fn main(args: &[String]) -> ExitCode {
     serve(channel, backend, module)
 }
 
+/// Serve calls until the agent closes the channel or asks us to shut down.
+///
+/// Leader and followers: every worker takes turns at reading the channel; the one that read a
+/// call hands the reading role on (by releasing the lock) and runs the call itself. A call is
+/// thus picked up by a thread already waiting on the channel, with no hand-off to another
+/// thread on its way.
 fn serve(channel: Arc<Channel>, backend: Arc<CryptokiBackend>, module: AllowedModule) -> ExitCode {
-    let (jobs, queue) = mpsc::channel::<Call>();
-    let queue = Arc::new(Mutex::new(queue));
-    for n in 0..WORKERS {
-        let (queue, channel, backend, module) = (
-            queue.clone(),
-            channel.clone(),
-            backend.clone(),
-            module.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name(format!("keyport-host-{n}"))
-            .spawn(move || loop {
-                let call = match queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-                    Ok(call) => call,
-                    Err(_) => return,
-                };
-                let reply = run(backend.as_ref(), &module, call);
-                if channel.send(&reply).is_err() {
-                    // The agent is gone: nobody to answer.
-                    std::process::exit(0);
-                }
-            });
-        if spawned.is_err() {
-            return ExitCode::from(1);
+    let reading = Arc::new(Mutex::new(()));
+    let workers: Vec<_> = (0..workers())
+        .map(|n| {
+            let (reading, channel, backend, module) = (
+                reading.clone(),
+                channel.clone(),
+                backend.clone(),
+                module.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("keyport-host-{n}"))
+                .spawn(move || loop {
+                    let frame = {
+                        let _turn = reading.lock().unwrap_or_else(|e| e.into_inner());
+                        wire::read_frame(&mut &channel.input)
+                    };
+                    let call = match frame.map(|f| serde_json::from_slice::<Call>(&f)) {
+                        Ok(Ok(call)) => call,
+                        // The agent closed the channel (it is gone or wants us gone), or sent
+                        // something we cannot read: either way, the end.
+                        Ok(Err(e)) => end(&backend, &format!("a call it cannot read ({e})")),
+                        Err(wire::FrameError::Closed) => end(&backend, ""),
+                        Err(e) => end(&backend, &format!("an unreadable channel ({e})")),
+                    };
+                    if matches!(call.request, Request::Shutdown) {
+                        backend.shutdown();
+                        let _ = channel.send(&Reply {
+                            id: call.id,
+                            ok: RawValue::from_string("null".into()).ok(),
+                            err: None,
+                        });
+                        std::process::exit(0);
+                    }
+                    let reply = run(backend.as_ref(), &module, call);
+                    if channel.send(&reply).is_err() {
+                        end(&backend, "");
+                    }
+                })
+        })
+        .collect();
+    for w in workers {
+        match w {
+            Ok(w) => {
+                let _ = w.join();
+            }
+            Err(_) => return ExitCode::from(1),
         }
     }
-    let mut input = &channel.input;
+    ExitCode::SUCCESS
+}
+
+/// Threads serving calls at once: enough for the cores, a few more for calls that wait on
+/// the token rather than compute (a PIN pad, a slow card), never so many that CPU-bound calls
+/// time-slice each other into long tails.
+fn workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::env::var("KEYPORT_HOST_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cores * 2)
+        .clamp(1, WORKERS)
+}
+
+/// The end of the host: log out and finalise if the module lets us within 2 s (a worker
+/// stuck in it must not keep the process alive), then exit.
+fn end(backend: &Arc<CryptokiBackend>, why: &str) -> ! {
+    static ENDING: std::sync::Once = std::sync::Once::new();
+    ENDING.call_once(|| {
+        if !why.is_empty() {
+            tracing::warn!("module host: {why}; exiting");
+        }
+        let b = backend.clone();
+        let done = std::thread::spawn(move || b.shutdown());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !done.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::io::stderr().flush();
+        std::process::exit(0);
+    });
+    // Another worker is ending the process.
     loop {
-        let frame = match wire::read_frame(&mut input) {
-            Ok(f) => f,
-            // The agent closed the channel: it is gone or wants us gone.
-            Err(wire::FrameError::Closed) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "module host: unreadable call; exiting");
-                break;
-            }
-        };
-        let call: Call = match serde_json::from_slice(&frame) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "module host: a call it cannot read; exiting");
-                break;
-            }
-        };
-        drop(frame);
-        if matches!(call.request, Request::Shutdown) {
-            backend.shutdown();
-            let _ = channel.send(&Reply {
-                id: call.id,
-                ok: RawValue::from_string("null".into()).ok(),
-                err: None,
-            });
-            return ExitCode::SUCCESS;
-        }
-        if jobs.send(call).is_err() {
-            break;
-        }
+        std::thread::park();
     }
-    // Log out and finalise if we can; a worker stuck in the module must not keep us alive.
-    let done = std::thread::spawn(move || backend.shutdown());
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while !done.is_finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = std::io::stderr().flush();
-    std::process::exit(0)
 }
 
 fn reply<T: Serialize>(id: u64, result: Result<T>) -> Reply {

@@ -3,14 +3,15 @@
 //!
 //! * this file: loading modules (one per library file, however it is named) and the
 //!   [`Backend`] implementation;
-//! * [`token`]: what is kept per token (session pool, key and certificate caches) and the
+//! * `token`: what is kept per token (session pool, key and certificate caches) and the
 //!   signature on a logged-in session;
-//! * [`login`]: the login policy (verified logins, the cache of the PIN that logged in, idle
+//! * `login`: the login policy (verified logins, the cache of the PIN that logged in, idle
 //!   logout);
-//! * [`info`]: decoding library, slot and token information;
-//! * [`error`]: cryptoki's errors as [`AgentError`]s.
+//! * `info`: decoding library, slot and token information;
+//! * `error`: cryptoki's errors as [`AgentError`]s.
 
 mod error;
+mod gate;
 mod info;
 mod login;
 mod token;
@@ -36,6 +37,8 @@ const MAX_TOKENS_PER_MODULE: usize = 64;
 pub struct CryptokiBackend {
     modules: Mutex<Modules>,
     policy: LoginPolicy,
+    /// Signatures made at once (see [`gate::Gate`]).
+    signing: gate::Gate,
     epoch: Instant,
     /// Stops the idle-logout ticker (see [`CryptokiBackend::start`]).
     idle_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
@@ -112,6 +115,7 @@ impl CryptokiBackend {
         CryptokiBackend {
             modules: Mutex::new(Modules::default()),
             policy,
+            signing: gate::Gate::new(gate::Gate::for_cores()),
             epoch: Instant::now(),
             idle_stop: Mutex::new(None),
         }
@@ -303,9 +307,17 @@ impl Backend for CryptokiBackend {
     }
 
     fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+        // The key must be that of a certificate on the token (usually cached).
+        self.certificate(module, req.slot_id, req.key_id)?;
         let m = self.module(module)?;
         let t = m.token_state(req.slot_id)?;
-        self.sign_with_policy(&m, &t, req)
+        let signature = {
+            let _turn = self.signing.enter();
+            self.sign_with_policy(&m, &t, req)
+        };
+        // Hashing the PIN (the login cache's verifier) left a copy in a popped frame.
+        crate::secret::scrub_stack();
+        signature
     }
 
     fn logout_all(&self) {
