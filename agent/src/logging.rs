@@ -1,7 +1,10 @@
 //! Logging that can neither fail a request nor fill a disk.
 //!
-//! * Writes never fail: a broken stderr (EPIPE, a full disk) loses log lines, never an answer.
-//!   tracing-subscriber's own error report (`eprintln!`, which panics on a broken stderr) is off.
+//! * Writes never fail nor wait: a broken stderr (EPIPE, a full disk) loses log lines, never an
+//!   answer; tracing-subscriber's own error report (`eprintln!`, which panics on a broken
+//!   stderr) is off. Lines are written by a thread of their own behind a bounded, lossy queue
+//!   (tracing-appender's non-blocking writer): a slow reader drops lines, it never holds up a
+//!   request. [`flush`] before exiting.
 //! * Bounded volume: at most [`MAX_LINE_BYTES`] per line, and a token bucket of
 //!   [`BURST_LINES`] lines refilled at [`LINES_PER_SEC`]; lines over it are dropped and counted,
 //!   and the next line written says how many were dropped.
@@ -76,9 +79,15 @@ fn init_with(host: bool) {
         let noisy = QUIET_TARGETS.iter().any(|t| target.starts_with(t));
         !noisy || *meta.level() <= tracing::Level::WARN
     });
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("keyport-log")
+        .finish(LogWriter);
+    *guard_slot() = Some(guard);
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(!host && std::io::stderr().is_terminal())
-        .with_writer(|| LogWriter)
+        .with_writer(writer)
         .log_internal_errors(false);
     let _ = if host {
         let fmt = fmt.without_time().with_target(false);
@@ -90,6 +99,21 @@ fn init_with(host: bool) {
             .with(fmt.with_filter(env).with_filter(quiet))
             .try_init()
     };
+}
+
+/// Lines waiting for the logging thread; more are dropped.
+pub const QUEUED_LINES: usize = 4096;
+
+fn guard_slot(
+) -> std::sync::MutexGuard<'static, Option<tracing_appender::non_blocking::WorkerGuard>> {
+    static GUARD: Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> = Mutex::new(None);
+    lock(&GUARD)
+}
+
+/// Write out the lines still queued (waits for the logging thread, briefly). Call before the
+/// process exits; logging after it goes nowhere.
+pub fn flush() {
+    drop(guard_slot().take());
 }
 
 /// From now on, also write the log to `path` (emptied first), capped as the module docs say.

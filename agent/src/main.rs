@@ -13,14 +13,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(keyport::backend::host::server::HOST_ARG) {
         keyport::logging::init_host();
-        return keyport::backend::host::server::main(&args[2..]);
+        let code = keyport::backend::host::server::main(&args[2..]);
+        keyport::logging::flush();
+        return code;
     }
     keyport::logging::init();
-    match Config::load(Cli::parse()) {
+    let code = match Config::load(Cli::parse()) {
         Ok(config) => keyport::app::run(config),
         Err(e) => {
             keyport::logging::stderr_line(&format!("keyport: {e}"));
             ExitCode::from(2)
         }
-    }
+    };
+    keyport::logging::flush();
+    code
 }

@@ -6,6 +6,8 @@
 use keyport_e2e::fault::FaultModule;
 use keyport_e2e::*;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn sign_params(slot: u64, module: &str, digest: &[u8]) -> Value {
@@ -335,4 +337,58 @@ async fn module_isolation_can_be_turned_off() {
         "{:?}",
         children(agent.pid())
     );
+}
+
+/// Many calls at once through one host, on busy cores: every caller gets its own answer. (A
+/// reply was once lost when a waiting caller's channel filled up with "your turn to read"
+/// notes; `made_up_slot_ids_leave_no_state_behind` in attacks.rs, 40,000 calls, caught it about
+/// one run in four.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_calls_at_once_through_one_host_all_get_their_answers() {
+    let token = Token::provision();
+    let agent = Agent::start(&token, &[]);
+    let slot = agent.trusted().await.slot_of("keyport-demo").await;
+    // Busy cores, so that threads wait to be scheduled: the lost reply needed a caller that
+    // was handed several turns before it ran.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for n in 0..16u64 {
+        let mut c = agent.trusted().await;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..500u64 {
+                if (n + i) % 3 == 0 {
+                    let t = c.ok("pkcs11.token", json!({"slot_id": slot})).await;
+                    assert_eq!(t["label"], "keyport-demo");
+                } else {
+                    c.err(
+                        "pkcs11.token",
+                        json!({"slot_id": 1_000_000 + n * 1000 + i}),
+                        "SLOT_NOT_FOUND",
+                    )
+                    .await;
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(120), async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .expect("8,000 calls through one host answered within 2 minutes");
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
 }

@@ -116,7 +116,7 @@ struct Host {
     /// The channel's reading end. Whoever holds it reads for everyone (see [`Host::call`]).
     stdout: Mutex<ChildStdout>,
     /// Calls waiting for their reply, by id.
-    pending: Mutex<HashMap<u64, mpsc::SyncSender<Delivery>>>,
+    pending: Mutex<HashMap<u64, mpsc::Sender<Delivery>>>,
     next_id: AtomicU64,
     /// Set once it is gone: why, as the error its calls get.
     death: OnceLock<AgentError>,
@@ -432,7 +432,8 @@ impl Host {
         }
         let deadline = Instant::now() + timeout;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::sync_channel(4);
+        // Unbounded: a reply must never find the channel full of turns (it was lost once so).
+        let (tx, rx) = mpsc::channel();
         lock(&self.pending).insert(id, tx);
         let sent = {
             let mut stdin = lock(&self.stdin);
@@ -502,7 +503,7 @@ impl Host {
                 return Read::Mine(reply);
             }
             if let Some(tx) = lock(&self.pending).remove(&reply.id) {
-                let _ = tx.try_send(Delivery::Reply(reply));
+                let _ = tx.send(Delivery::Reply(reply));
             }
         }
     }
@@ -510,7 +511,7 @@ impl Host {
     /// Give the reading role to a call still waiting, if any.
     fn pass_the_turn(&self) {
         if let Some(tx) = lock(&self.pending).values().next() {
-            let _ = tx.try_send(Delivery::YourTurn);
+            let _ = tx.send(Delivery::YourTurn);
         }
     }
 
@@ -584,7 +585,7 @@ impl Host {
         let _ = self.death.set(error.clone());
         let waiting: Vec<_> = lock(&self.pending).drain().collect();
         for (id, tx) in waiting {
-            let _ = tx.try_send(Delivery::Reply(Reply {
+            let _ = tx.send(Delivery::Reply(Reply {
                 id,
                 ok: None,
                 err: Some((&error).into()),

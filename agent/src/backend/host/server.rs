@@ -181,6 +181,7 @@ fn serve(channel: Arc<Channel>, backend: Arc<CryptokiBackend>, module: AllowedMo
                             ok: RawValue::from_string("null".into()).ok(),
                             err: None,
                         });
+                        crate::logging::flush();
                         std::process::exit(0);
                     }
                     let reply = run(backend.as_ref(), &module, call);
@@ -227,6 +228,7 @@ fn end(backend: &Arc<CryptokiBackend>, why: &str) -> ! {
         while !done.is_finished() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+        crate::logging::flush();
         let _ = std::io::stderr().flush();
         std::process::exit(0);
     });
