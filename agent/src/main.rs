@@ -9,6 +9,7 @@ static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
     zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
 fn main() -> ExitCode {
+    keyport::desktop::before_any_thread();
     // A module host (a child process of the agent serving one PKCS #11 library).
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(keyport::backend::host::server::HOST_ARG) {

@@ -84,3 +84,12 @@ pub fn pick(config: &Config) -> Box<dyn Shell> {
     #[cfg(not(feature = "tray"))]
     headless("this build has no tray (built without the `tray` feature)")
 }
+
+/// What must happen before the process starts any thread (`main` calls it first): on a
+/// freedesktop build with the tray, keep GTK from probing GL visuals (it would load a GL driver
+/// of tens of MB that nothing uses; see `freedesktop::gl`). Setting the environment is only
+/// sound while the process has one thread.
+pub fn before_any_thread() {
+    #[cfg(all(feature = "tray", unix, not(target_os = "macos")))]
+    freedesktop::gl::disable_probe();
+}

@@ -61,22 +61,26 @@ fn threads() -> Option<usize> {
 /// Turn GDK's GL probe off unless the person chose otherwise. Call it on the main thread before
 /// any other thread starts, before GTK starts (see the module docs).
 pub fn disable_probe() -> Decision {
-    let decision = decide(std::env::var_os(VAR).as_deref(), threads());
-    match decision {
-        Decision::Disable => {
-            // Sound: no other thread exists to read the environment (see the module docs).
+    static DECIDED: std::sync::OnceLock<Decision> = std::sync::OnceLock::new();
+    *DECIDED.get_or_init(|| {
+        let decision = decide(std::env::var_os(VAR).as_deref(), threads());
+        if decision == Decision::Disable {
             std::env::set_var(VAR, VALUE);
             DISABLED_BY_US.store(true, Ordering::SeqCst);
-            tracing::debug!("{VAR}={VALUE}: GTK will not load a GL driver");
         }
-        Decision::PersonsChoice => {
-            tracing::debug!("{VAR} is set: GTK's GL as the person chose");
-        }
+        decision
+    })
+}
+
+/// Say in the log what [`disable_probe`] decided (it runs before logging starts).
+pub fn log_decision() {
+    match disable_probe() {
+        Decision::Disable => tracing::debug!("{VAR}={VALUE}: GTK will not load a GL driver"),
+        Decision::PersonsChoice => tracing::debug!("{VAR} is set: GTK's GL as the person chose"),
         Decision::NotAlone => {
-            tracing::debug!("{VAR} left unset: other threads run already (more memory, no harm)");
+            tracing::debug!("{VAR} left unset: other threads ran already (more memory, no harm)")
         }
     }
-    decision
 }
 
 /// Whether `GDK_GL` in this process's environment is the agent's, not the person's.

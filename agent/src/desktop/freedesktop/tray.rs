@@ -45,8 +45,8 @@ impl TrayShell {
         if let Some(why) = no_display() {
             return Err(why);
         }
-        // Before anything loads GTK (the AppIndicator check below does).
-        gl::disable_probe();
+        // Decided in `main` before any thread started (the logging thread is one); said now.
+        gl::log_decision();
         if let Some(why) = no_appindicator() {
             return Err(why);
         }
