@@ -20,6 +20,8 @@ pub struct Agent {
     pub consent: ConsentPolicy,
     /// Longest time one backend call may take.
     pub request_timeout: Duration,
+    /// Optional capabilities in force (`keyport_protocol::feature`), for `keyport.version`.
+    pub features: Vec<String>,
 }
 
 impl Agent {
@@ -30,6 +32,13 @@ impl Agent {
         backend: Arc<dyn Backend>,
         consent_ui: Option<Arc<dyn ConsentUi>>,
     ) -> Arc<Agent> {
+        let mut features = Vec::new();
+        if config.module_isolation {
+            features.push(keyport_protocol::feature::MODULE_ISOLATION.to_string());
+        }
+        if consent_ui.is_some() {
+            features.push(keyport_protocol::feature::CONSENT_PROMPT.to_string());
+        }
         let consent = ConsentPolicy::new(
             config.trust_origins.iter().cloned(),
             consent_ui,
@@ -45,6 +54,7 @@ impl Agent {
             modules: Allowlist::new(config.modules.clone()),
             consent,
             request_timeout: config.request_timeout,
+            features,
         })
     }
 

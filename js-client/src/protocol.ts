@@ -13,6 +13,8 @@ export const METHODS = {
   certificates: "pkcs11.certificates",
   signData: "pkcs11.signData",
   verifySignedData: "pkcs11.verifySignedData",
+  version: "keyport.version",
+  discover: "rpc.discover",
 } as const;
 
 /** Every method: the params it takes and the result it answers with. */
@@ -24,7 +26,14 @@ export interface MethodTable {
   "pkcs11.certificates": { params: CertificatesParams; result: Array<CertificateEntry> };
   "pkcs11.signData": { params: SignDataParams; result: string };
   "pkcs11.verifySignedData": { params: VerifySignedDataParams; result: boolean };
+  "keyport.version": { params: NoParams; result: VersionResult };
+  "rpc.discover": { params: NoParams; result: JsonValue };
 }
+
+/**
+ * Params of a method that takes none (`keyport.version`, `rpc.discover`): `{}` or absent.
+ */
+export type NoParams = Record<symbol, never>;
 
 /**
  * Params of `pkcs11.info`, `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
@@ -193,9 +202,32 @@ id: string,
 parsed?: ParsedCertificate, };
 
 /**
+ * Result of `keyport.version`.
+ */
+export type VersionResult = { 
+/**
+ * The agent's version (semver), e.g. "0.2.0".
+ */
+agent: string, 
+/**
+ * The wire contract's version (semver, [`PROTOCOL_VERSION`]).
+ */
+protocol: string, 
+/**
+ * Every method this agent serves.
+ */
+methods: Array<string>, 
+/**
+ * Optional capabilities in force (see [`feature`]).
+ */
+features: Array<string>, };
+
+export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
+
+/**
  * Stable symbolic name of an error, sent as `error.data.reason`.
  */
-export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE";
+export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE" | "LOCAL_NETWORK_BLOCKED" | "AGENT_OUTDATED";
 
 /**
  * The `data` member of every error object the agent sends.
@@ -241,6 +273,8 @@ export const ERROR_CODES: Record<ErrorReason, number> = {
   BUSY: 1603,
   INTERNAL: 1900,
   AGENT_UNAVAILABLE: 2001,
+  LOCAL_NETWORK_BLOCKED: 2002,
+  AGENT_OUTDATED: 2003,
 };
 
 /** The agent's default message of each reason. */
@@ -271,4 +305,6 @@ export const ERROR_MESSAGES: Record<ErrorReason, string> = {
   BUSY: "Too many requests are in flight on this connection.",
   INTERNAL: "The agent hit an internal error.",
   AGENT_UNAVAILABLE: "The Keyport agent is not running or refused the connection.",
+  LOCAL_NETWORK_BLOCKED: "The browser does not let this site connect to the Keyport agent on this computer.",
+  AGENT_OUTDATED: "The Keyport agent is older than this site needs.",
 };

@@ -6,7 +6,7 @@ use ts_rs::TS;
 macro_rules! reasons {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, $code:expr, $msg:expr, $help:expr; )+) => {
         /// Stable symbolic name of an error, sent as `error.data.reason`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS, schemars::JsonSchema)]
         pub enum ErrorReason {
             $( $(#[$doc])* #[serde(rename = $name)] $variant, )+
         }
@@ -117,6 +117,12 @@ reasons! {
     /// Client side only: the agent is not running, not reachable, or refused the connection.
     AgentUnavailable = "AGENT_UNAVAILABLE", 2001, "The Keyport agent is not running or refused the connection.",
         "Start or install the Keyport agent; if it runs, check that this site's origin is allowed in its configuration.";
+    /// Client side only: the browser blocks this page from reaching the agent on this computer.
+    LocalNetworkBlocked = "LOCAL_NETWORK_BLOCKED", 2002, "The browser does not let this site connect to the Keyport agent on this computer.",
+        "The browser asks the person before a site may reach programs on this computer (Chrome: \"Access other apps and services on this device\"). Allow it for this site in the browser's site settings (the icon left of the address), then reload. Administrators can allow it by policy (Chrome/Edge: LocalNetworkAccessAllowedForUrls). See docs/BROWSERS.md.";
+    /// Client side only: the agent is older than the page needs.
+    AgentOutdated = "AGENT_OUTDATED", 2003, "The Keyport agent is older than this site needs.",
+        "Update the Keyport agent. The message says which version runs and which the site needs.";
 }
 
 impl ErrorReason {

@@ -9,6 +9,17 @@ use ts_rs::{Config, TS};
 pub const TYPESCRIPT_PATH: &str = "js-client/src/protocol.ts";
 /// The committed protocol document, relative to the workspace root.
 pub const PROTOCOL_DOC_PATH: &str = "docs/PROTOCOL.md";
+/// The committed OpenRPC document (what `rpc.discover` answers, for the version below).
+pub const OPENRPC_PATH: &str = "docs/openrpc.json";
+
+/// The OpenRPC document as committed: pretty JSON for this crate's version.
+pub fn openrpc_json() -> String {
+    let mut text =
+        serde_json::to_string_pretty(&crate::openrpc::document(env!("CARGO_PKG_VERSION")))
+            .expect("a JSON value serializes");
+    text.push('\n');
+    text
+}
 
 fn decl<T: TS>(cfg: &Config, out: &mut String) {
     if let Some(docs) = T::docs() {
@@ -60,6 +71,7 @@ pub fn typescript() -> String {
     }
     out.push_str("}\n\n");
 
+    decl::<NoParams>(&cfg, &mut out);
     decl::<ModuleParams>(&cfg, &mut out);
     decl::<TokenParams>(&cfg, &mut out);
     decl::<CertificatesParams>(&cfg, &mut out);
@@ -72,6 +84,8 @@ pub fn typescript() -> String {
     decl::<TokenInfo>(&cfg, &mut out);
     decl::<ParsedCertificate>(&cfg, &mut out);
     decl::<CertificateEntry>(&cfg, &mut out);
+    decl::<VersionResult>(&cfg, &mut out);
+    decl::<serde_json::Value>(&cfg, &mut out);
     decl::<ErrorReason>(&cfg, &mut out);
     decl::<ErrorData>(&cfg, &mut out);
 
@@ -139,6 +153,20 @@ mod tests {
         assert!(
             have == want,
             "{TYPESCRIPT_PATH} drifted from protocol/: run KEYPORT_BLESS=1 cargo test -p keyport-protocol"
+        );
+    }
+
+    #[test]
+    fn openrpc_document_is_up_to_date() {
+        let path = root().join(OPENRPC_PATH);
+        let want = openrpc_json();
+        if bless() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{OPENRPC_PATH} drifted from protocol/: run KEYPORT_BLESS=1 cargo test -p keyport-protocol"
         );
     }
 

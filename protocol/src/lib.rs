@@ -19,11 +19,13 @@
 //! * [`ErrorReason`]: every error the agent can return, with its stable code.
 //! * [`generate`]: the TypeScript types and the Markdown error table.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 mod error;
 pub mod generate;
+pub mod openrpc;
 mod pin;
 
 pub use error::ErrorReason;
@@ -38,6 +40,9 @@ pub mod method {
     pub const CERTIFICATES: &str = "pkcs11.certificates";
     pub const SIGN_DATA: &str = "pkcs11.signData";
     pub const VERIFY_SIGNED_DATA: &str = "pkcs11.verifySignedData";
+    pub const VERSION: &str = "keyport.version";
+    /// The OpenRPC service discovery method (<https://spec.open-rpc.org/#service-discovery-method>).
+    pub const DISCOVER: &str = "rpc.discover";
 
     /// Every method the agent serves.
     pub const ALL: &[&str] = &[
@@ -48,7 +53,22 @@ pub mod method {
         CERTIFICATES,
         SIGN_DATA,
         VERIFY_SIGNED_DATA,
+        VERSION,
+        DISCOVER,
     ];
+}
+
+/// The version of this wire contract (semver): what `keyport.version` says as `protocol`.
+/// 1.1: `keyport.version`, `rpc.discover`, MODULE_CRASHED, and the client-side reasons
+/// LOCAL_NETWORK_BLOCKED and AGENT_OUTDATED.
+pub const PROTOCOL_VERSION: &str = "1.1.0";
+
+/// Optional capabilities an agent announces in `keyport.version`.
+pub mod feature {
+    /// Each PKCS #11 library runs in a process of its own (`module_isolation`).
+    pub const MODULE_ISOLATION: &str = "module_isolation";
+    /// The agent can ask the person for consent (a desktop prompt is available).
+    pub const CONSENT_PROMPT: &str = "consent_prompt";
 }
 
 /// A method of the contract: its JSON-RPC name and the types of its params and result.
@@ -57,18 +77,21 @@ pub trait Method {
     const NAME: &'static str;
     /// Its key in the TypeScript client's `METHODS`, e.g. `signData`.
     const KEY: &'static str;
-    type Params: Serialize + serde::de::DeserializeOwned + TS + Send + 'static;
-    type Result: Serialize + serde::de::DeserializeOwned + TS + Clone + Send + 'static;
+    /// Its documentation, "`name`: what it does" (the OpenRPC document's method summaries).
+    const DOC: &'static str;
+    type Params: Serialize + serde::de::DeserializeOwned + TS + JsonSchema + Send + 'static;
+    type Result: Serialize + serde::de::DeserializeOwned + TS + JsonSchema + Clone + Send + 'static;
 }
 
 macro_rules! methods {
-    ($( $(#[$doc:meta])* $ty:ident = $name:path, $key:literal, $params:ty => $result:ty; )+) => {
+    ($( $(#[doc = $doc:literal])* $ty:ident = $name:path, $key:literal, $params:ty => $result:ty; )+) => {
         $(
-            $(#[$doc])*
+            $(#[doc = $doc])*
             pub struct $ty;
             impl Method for $ty {
                 const NAME: &'static str = $name;
                 const KEY: &'static str = $key;
+                const DOC: &'static str = concat!($($doc, "\n"),*);
                 type Params = $params;
                 type Result = $result;
             }
@@ -101,6 +124,10 @@ methods! {
     SignData = method::SIGN_DATA, "signData", SignDataParams => SignDataResult;
     /// `pkcs11.verifySignedData`: check a signature with a certificate's public key.
     VerifySignedData = method::VERIFY_SIGNED_DATA, "verifySignedData", VerifySignedDataParams => VerifySignedDataResult;
+    /// `keyport.version`: the agent's version, the protocol's, its methods and features.
+    Version = method::VERSION, "version", NoParams => VersionResult;
+    /// `rpc.discover`: this contract as an OpenRPC document ([`openrpc::document`]).
+    Discover = method::DISCOVER, "discover", NoParams => DiscoverResult;
 }
 
 /// The default TCP port of the agent (and of the client's default URL).
@@ -111,7 +138,7 @@ pub const DEFAULT_PORT: u16 = 10_443;
 // ---------------------------------------------------------------------------------------------
 
 /// Params of `pkcs11.info`, `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleParams {
     /// Path of the PKCS #11 library; absent means the agent's default module.
@@ -120,8 +147,13 @@ pub struct ModuleParams {
     pub module: Option<String>,
 }
 
+/// Params of a method that takes none (`keyport.version`, `rpc.discover`): `{}` or absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Params of `pkcs11.token`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenParams {
     pub slot_id: u64,
@@ -131,7 +163,7 @@ pub struct TokenParams {
 }
 
 /// Params of `pkcs11.certificates`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificatesParams {
     pub slot_id: u64,
@@ -145,7 +177,7 @@ pub struct CertificatesParams {
 }
 
 /// The digest algorithm of the data a page asks to sign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AlgorithmReference {
     Sha1,
@@ -178,7 +210,7 @@ impl AlgorithmReference {
 }
 
 /// Params of `pkcs11.signData`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignDataParams {
     pub slot_id: u64,
@@ -198,7 +230,7 @@ pub struct SignDataParams {
 /// Params of `pkcs11.verifySignedData`: the signData fields plus the signature.
 ///
 /// Verification uses the certificate's public key; the PIN is not needed and may be omitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifySignedDataParams {
     pub slot_id: u64,
@@ -221,7 +253,7 @@ pub struct VerifySignedDataParams {
 // ---------------------------------------------------------------------------------------------
 
 /// Result of `pkcs11.info`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 pub struct InfoResult {
     /// "major.minor" of the Cryptoki version the library implements.
     pub cryptoki_version: String,
@@ -234,7 +266,7 @@ pub struct InfoResult {
 }
 
 /// One entry of `pkcs11.slots` / `pkcs11.slotsWithTokenPresent`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 pub struct SlotInfo {
     pub slot_id: u64,
     pub description: String,
@@ -245,7 +277,7 @@ pub struct SlotInfo {
 }
 
 /// What the token says about its user PIN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PinState {
     /// No warning from the token.
@@ -273,7 +305,7 @@ impl PinState {
 }
 
 /// Result of `pkcs11.token`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 pub struct TokenInfo {
     pub slot_id: u64,
     pub label: String,
@@ -300,7 +332,7 @@ pub struct TokenInfo {
 }
 
 /// Parsed fields of an X.509 certificate (`parse_certs: true`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 pub struct ParsedCertificate {
     /// The Distinguished Name on one line, in certificate order, e.g. "C=BE, O=Example, CN=Alice".
     pub subject: String,
@@ -325,7 +357,7 @@ pub struct ParsedCertificate {
 }
 
 /// One entry of `pkcs11.certificates`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 pub struct CertificateEntry {
     /// Standard base64 of the exact DER on the token.
     pub base64: String,
@@ -337,6 +369,22 @@ pub struct CertificateEntry {
     pub parsed: Option<ParsedCertificate>,
 }
 
+/// Result of `keyport.version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+pub struct VersionResult {
+    /// The agent's version (semver), e.g. "0.2.0".
+    pub agent: String,
+    /// The wire contract's version (semver, [`PROTOCOL_VERSION`]).
+    pub protocol: String,
+    /// Every method this agent serves.
+    pub methods: Vec<String>,
+    /// Optional capabilities in force (see [`feature`]).
+    pub features: Vec<String>,
+}
+
+/// Result of `rpc.discover`: an OpenRPC 1.3 document.
+pub type DiscoverResult = serde_json::Value;
+
 /// Result of `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
 pub type SlotsResult = Vec<SlotInfo>;
 /// Result of `pkcs11.certificates`.
@@ -347,7 +395,7 @@ pub type SignDataResult = String;
 pub type VerifySignedDataResult = bool;
 
 /// The `data` member of every error object the agent sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
 pub struct ErrorData {
     /// Stable symbolic name, see [`ErrorReason`].
     pub reason: ErrorReason,
@@ -408,7 +456,8 @@ mod tests {
         let got: Vec<&str> = names.0.iter().map(|(n, _)| *n).collect();
         assert_eq!(got, method::ALL);
         for (name, key) in names.0 {
-            assert_eq!(name.strip_prefix("pkcs11."), Some(key));
+            let bare = name.split_once('.').map(|(_, m)| m);
+            assert_eq!(bare, Some(key), "{name}");
         }
     }
 

@@ -22,6 +22,19 @@ impl Pin {
     }
 }
 
+impl schemars::JsonSchema for Pin {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Pin".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "The user PIN. Never logged, never echoed, zeroized after the call."
+        })
+    }
+}
+
 impl std::fmt::Debug for Pin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pin(***)")

@@ -5,6 +5,7 @@
 //! JSON-RPC error objects in one place (`error.rs`).
 
 mod certificates;
+mod discovery;
 mod signing;
 mod token;
 
@@ -116,6 +117,7 @@ pub fn rpc_module(state: Arc<Agent>) -> RpcModule<Agent> {
     token::register_all(&mut module);
     certificates::register_all(&mut module);
     signing::register_all(&mut module);
+    discovery::register_all(&mut module);
     module
 }
 
