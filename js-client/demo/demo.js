@@ -1,14 +1,42 @@
 // The Keyport demo page: list tokens and certificates, sign a text, verify the signature.
 // Uses the built client bundle (npm run build copies it to demo/keyport-client.js).
-import { KeyportClient } from "/demo/keyport-client.js";
+import { KeyportClient, loopbackPermission } from "/demo/keyport-client.js";
 
 const $ = (id) => document.getElementById(id);
 const CKF_TOKEN_PRESENT = 0x1;
 const CKF_TOKEN_INITIALIZED = 0x400;
 
-// The agent that served this page.
-const agentUrl = `ws://${location.host}`;
+// The agent: `?agent=ws://127.0.0.1:10443` when the page is served by a site, else the agent that
+// served this page.
+const agentUrl = new URLSearchParams(location.search).get("agent") || `ws://${location.host}`;
 let pkcs11 = null;
+
+const PERMISSION_TEXT = {
+  granted: "allowed",
+  denied: "blocked: allow it in the site settings (the icon left of the address), then reload",
+  prompt: "not decided yet: the browser asks when the page connects",
+};
+
+/** Show the browser's loopback permission for this page, and follow its changes. */
+async function showPermission() {
+  const state = await loopbackPermission();
+  const box = $("permission");
+  box.dataset.state = state || "none";
+  box.textContent = state
+    ? `Browser permission to reach this computer: ${PERMISSION_TEXT[state]}.`
+    : "Browser permission to reach this computer: not needed here.";
+  if (state && !showPermission.watching) {
+    showPermission.watching = true;
+    navigator.permissions.query({ name: "loopback-network" }).then((status) => {
+      status.onchange = () => showPermission();
+    });
+  }
+}
+
+const STATUS_TEXT = {
+  connecting: `Connecting to ${agentUrl}…`,
+  "permission-prompt": "Your browser is asking whether this site may access apps on this device: choose Allow.",
+};
 
 function setStatus(state, text) {
   $("status").dataset.state = state;
@@ -20,6 +48,7 @@ function showError(err) {
   const reason = err && err.reason ? err.reason : "ERROR";
   let text = `${reason}${err && err.code ? ` (${err.code})` : ""}: ${err && err.description ? err.description : String(err)}`;
   if (reason === "AGENT_UNAVAILABLE") text += " Start or install the Keyport agent, then reload this page.";
+  if (reason === "AGENT_OUTDATED") text += " Update the Keyport agent, then reload this page.";
   if (err && err.pin_state && err.pin_state !== "ok") text += ` PIN state: ${err.pin_state}.`;
   box.textContent = text;
   box.dataset.reason = reason;
@@ -163,8 +192,15 @@ async function start() {
   $("sign-form").addEventListener("submit", sign);
   $("token-select").addEventListener("change", () => loadCertificates().catch(showError));
   $("refresh").addEventListener("click", () => loadTokens().catch(showError));
+  await showPermission();
   try {
-    const client = await KeyportClient.initialize({ url: agentUrl });
+    const client = await KeyportClient.initialize({
+      url: agentUrl,
+      onStatus: (status) => {
+        if (STATUS_TEXT[status]) setStatus(status, STATUS_TEXT[status]);
+        showPermission();
+      },
+    });
     pkcs11 = client.pkcs11();
     const info = (await pkcs11.info()).data;
     setStatus("loading", `Connected to ${agentUrl}: ${info.manufacturer_id} ${info.library_description} ${info.library_version}.`);
@@ -173,6 +209,7 @@ async function start() {
   } catch (err) {
     setStatus("error", "Not connected.");
     showError(err);
+    showPermission();
   }
 }
 

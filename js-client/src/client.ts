@@ -1,10 +1,10 @@
 // The entry point: a client holds one connection to the agent and hands out PKCS #11 objects.
 
-import { invalidConfig, type RestException } from "./errors.js";
-import { Pkcs11, withCallback, type Callback } from "./pkcs11.js";
+import { agentOutdated, invalidConfig, type RestException } from "./errors.js";
+import { Pkcs11, withCallback, type Callback, type DataResult } from "./pkcs11.js";
 import { detectOs, moduleFor, type ModuleConfig, type OsName } from "./platform.js";
-import { DEFAULT_PORT } from "./protocol.js";
-import { Connection, type WebSocketConstructor } from "./transport.js";
+import { DEFAULT_PORT, METHODS, type VersionResult } from "./protocol.js";
+import { Connection, type ConnectionStatus, type WebSocketConstructor } from "./transport.js";
 
 export const DEFAULT_URL = `ws://127.0.0.1:${DEFAULT_PORT}`;
 /** Every method but signData: a little over the agent's own 30 s limit per token call. */
@@ -12,6 +12,11 @@ export const DEFAULT_TIMEOUT_MS = 35_000;
 /** signData may wait for the person's consent (60 s by default in the agent) and then the token. */
 export const DEFAULT_SIGN_TIMEOUT_MS = 120_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** How long the person may take to answer the browser's "access this device" prompt. */
+export const DEFAULT_LOCAL_NETWORK_TIMEOUT_MS = 60_000;
+
+/** `agentInfo()`'s answer: the agent's version, the protocol's, its methods and features. */
+export type AgentInfoResponse = DataResult<VersionResult>;
 
 export interface KeyportConfig {
   /** The agent's WebSocket URL. Default `ws://127.0.0.1:10443`. */
@@ -36,6 +41,21 @@ export interface KeyportConfig {
   origin?: string;
   /** Override the detected operating system (which `module` entry is used). */
   platform?: OsName;
+  /**
+   * Milliseconds to wait while the browser asks the person whether this site may reach programs
+   * on this computer (Chrome's Local Network Access prompt). Default 60000.
+   */
+  localNetworkTimeout?: number;
+  /**
+   * Told what the connection does: `"connecting"`, `"permission-prompt"` (the browser is asking
+   * the person; say "allow access in your browser's prompt"), `"connected"`, `"closed"`.
+   */
+  onStatus?: (status: ConnectionStatus) => void;
+  /**
+   * The oldest agent this page works with (semver, e.g. `"0.2.0"`): `initialize` rejects an older
+   * one with AGENT_OUTDATED, so the page can ask the person to update it.
+   */
+  minAgentVersion?: string;
 }
 
 /** The configuration in force, defaults filled in. */
@@ -47,6 +67,25 @@ export interface ResolvedConfig {
   module: ModuleConfig | undefined;
   origin: string | undefined;
   platform: OsName | undefined;
+  localNetworkTimeout: number;
+  minAgentVersion: string | undefined;
+}
+
+/** `major.minor.patch` as numbers (missing parts are 0); undefined if it is not a version. */
+function semver(v: string): [number, number, number] | undefined {
+  const m = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+].*)?$/.exec(v.trim());
+  return m ? [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)] : undefined;
+}
+
+/** Whether `have` is at least `need` (both semver). */
+export function versionAtLeast(have: string, need: string): boolean {
+  const a = semver(have);
+  const b = semver(need);
+  if (!a || !b) return false;
+  for (let i = 0; i < 3; i++) {
+    if (a[i]! !== b[i]!) return a[i]! > b[i]!;
+  }
+  return true;
 }
 
 function positive(name: string, value: unknown, fallback: number): number {
@@ -69,6 +108,12 @@ function resolve(config: KeyportConfig): ResolvedConfig {
   if (config.platform !== undefined && !["linux", "mac", "win"].includes(config.platform)) {
     throw invalidConfig("`platform` must be \"linux\", \"mac\" or \"win\".");
   }
+  if (config.onStatus !== undefined && typeof config.onStatus !== "function") {
+    throw invalidConfig("`onStatus` must be a function.");
+  }
+  if (config.minAgentVersion !== undefined && (typeof config.minAgentVersion !== "string" || !semver(config.minAgentVersion))) {
+    throw invalidConfig("`minAgentVersion` must be a version such as \"0.2.0\".");
+  }
   return {
     url,
     timeout: positive("timeout", config.timeout, DEFAULT_TIMEOUT_MS),
@@ -77,6 +122,8 @@ function resolve(config: KeyportConfig): ResolvedConfig {
     module: config.module,
     origin: config.origin,
     platform: config.platform ?? detectOs(),
+    localNetworkTimeout: positive("localNetworkTimeout", config.localNetworkTimeout, DEFAULT_LOCAL_NETWORK_TIMEOUT_MS),
+    minAgentVersion: config.minAgentVersion,
   };
 }
 
@@ -84,12 +131,15 @@ export class KeyportClient {
   readonly config: Readonly<ResolvedConfig>;
   private readonly connection: Connection;
 
-  private constructor(config: ResolvedConfig, WebSocket: WebSocketConstructor | undefined) {
+  private constructor(config: ResolvedConfig, extra: Pick<KeyportConfig, "WebSocket" | "onStatus">) {
     this.config = Object.freeze(config);
     const options: ConstructorParameters<typeof Connection>[0] = {
       url: config.url,
       connectTimeout: config.connectTimeout,
+      localNetworkTimeout: config.localNetworkTimeout,
     };
+    const { WebSocket, onStatus } = extra;
+    if (onStatus) options.onStatus = onStatus;
     if (WebSocket) options.WebSocket = WebSocket;
     if (config.origin !== undefined) options.origin = config.origin;
     this.connection = new Connection(options);
@@ -97,18 +147,46 @@ export class KeyportClient {
 
   /**
    * Connect to the agent. Resolves with a client whose connection is open; rejects with a
-   * RestException (AGENT_UNAVAILABLE when the agent is not running or refuses this origin, so the
-   * page can ask the person to start or install it). Later calls reconnect when needed.
+   * RestException: AGENT_UNAVAILABLE when the agent is not running or refuses this origin (the
+   * page can ask the person to start or install it), LOCAL_NETWORK_BLOCKED when the browser does
+   * not let the page reach this computer (the page can tell the person how to allow it), and
+   * AGENT_OUTDATED when `minAgentVersion` is newer than the agent. Later calls reconnect.
    */
   static initialize(config: KeyportConfig = {}, callback?: Callback<KeyportClient>): Promise<KeyportClient> {
     let promise: Promise<KeyportClient>;
     try {
-      const client = new KeyportClient(resolve(config), config.WebSocket);
-      promise = client.connection.connect().then(() => client);
+      const client = new KeyportClient(resolve(config), config);
+      promise = client.connection.connect().then(async () => {
+        const need = client.config.minAgentVersion;
+        if (need !== undefined) await client.requireVersion(need);
+        return client;
+      });
     } catch (error) {
       promise = Promise.reject(error as RestException);
     }
     return withCallback(promise, callback);
+  }
+
+  /** The agent's version, the protocol's, the methods it serves and its features. */
+  agentInfo(callback?: Callback<AgentInfoResponse>): Promise<AgentInfoResponse> {
+    const promise = this.connection
+      .call(METHODS.version, {}, this.config.timeout)
+      .then((result): AgentInfoResponse => ({ data: result as VersionResult, success: true }));
+    return withCallback(promise, callback);
+  }
+
+  private async requireVersion(need: string): Promise<void> {
+    let have: string;
+    try {
+      have = (await this.agentInfo()).data.agent;
+    } catch (error) {
+      // Agents before keyport.version (0.1) do not know the method.
+      if ((error as RestException).reason === "METHOD_NOT_FOUND") have = "0.1.0";
+      else throw error;
+    }
+    if (!versionAtLeast(have, need)) {
+      throw agentOutdated(`This site needs version ${need} or newer; version ${have} is running.`);
+    }
   }
 
   /**

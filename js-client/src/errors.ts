@@ -113,6 +113,33 @@ export function agentUnavailable(detail: string, cause?: unknown): RestException
   });
 }
 
+/**
+ * The browser does not let this page reach the agent on this computer (Local Network Access:
+ * Chrome's `loopback-network` permission is denied, or was not granted when the socket failed).
+ */
+export function localNetworkBlocked(detail: string, cause?: unknown): RestException {
+  return new RestException({
+    code: ERROR_CODES.LOCAL_NETWORK_BLOCKED,
+    reason: "LOCAL_NETWORK_BLOCKED",
+    description:
+      `${ERROR_MESSAGES.LOCAL_NETWORK_BLOCKED} ${detail} Allow this site to access apps and ` +
+      "services on this device in the browser's site settings (the icon left of the address), " +
+      "then reload the page.",
+    source: "client",
+    cause,
+  });
+}
+
+/** The agent is older than the page needs. */
+export function agentOutdated(detail: string): RestException {
+  return new RestException({
+    code: ERROR_CODES.AGENT_OUTDATED,
+    reason: "AGENT_OUTDATED",
+    description: `${ERROR_MESSAGES.AGENT_OUTDATED} ${detail}`,
+    source: "client",
+  });
+}
+
 /** No answer within the client's time limit (the agent may still be working on the request). */
 export function clientTimeout(method: string, ms: number): RestException {
   return new RestException({

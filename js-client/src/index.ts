@@ -6,6 +6,9 @@ export {
   DEFAULT_TIMEOUT_MS,
   DEFAULT_SIGN_TIMEOUT_MS,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_LOCAL_NETWORK_TIMEOUT_MS,
+  versionAtLeast,
+  type AgentInfoResponse,
   type KeyportConfig,
   type ResolvedConfig,
 } from "./client.js";
@@ -27,5 +30,6 @@ export {
   type RequestOf,
 } from "./pkcs11.js";
 export { detectOs, type ModuleConfig, type OsName } from "./platform.js";
-export type { WebSocketLike, WebSocketConstructor } from "./transport.js";
+export { loopbackPermission } from "./transport.js";
+export type { WebSocketLike, WebSocketConstructor, ConnectionStatus, LoopbackPermission } from "./transport.js";
 export * from "./protocol.js";

@@ -29,11 +29,26 @@ export type DataResponse = DataResult<string>;
 export type BoolDataResponse = DataResult<boolean>;
 
 /**
- * A node-style callback: `(null, response)` on success, `(error, null)` on failure.
- * (Declared bivariantly so that callbacks typed `(error: RestException, data: T) => void` fit.)
+ * A node-style callback: `(error, null)` on failure, `(null, response)` on success.
+ *
+ * The arguments are a union of tuples told apart by `error`: when `error` is null the response is
+ * a `T`, so with inferred parameters `strict` TypeScript narrows it after the check:
+ *
+ * ```ts
+ * pkcs11.slots((error, response) => {
+ *   if (error) return console.error(error.reason); // error: RestException
+ *   console.log(response.data);                    // response: SlotsResponse, not null
+ * });
+ * ```
+ *
+ * Callbacks with their own parameter types fit too: `(error: RestException | null, data: T | null)`,
+ * and (the type is declared bivariantly, as a method) `(error: RestException, data: T)`. The last
+ * tuple is there for that one only: the client never calls back with both an error and a response.
  */
 export type Callback<T> = {
-  bivarianceHack(error: RestException | null, data: T | null): void;
+  bivarianceHack(
+    ...args: [error: RestException, data: null] | [error: null, data: T] | [error: RestException, data: T]
+  ): void;
 }["bivarianceHack"];
 
 export interface CertificatesOptions {
@@ -59,6 +74,8 @@ export interface AbstractPkcs11 {
     options?: CertificatesOptions,
     callback?: Callback<CertificatesResponse>,
   ): Promise<CertificatesResponse>;
+  /** The same, without options: `certificates(slotId, callback)`. */
+  certificates(slotId: number, callback: Callback<CertificatesResponse>): Promise<CertificatesResponse>;
   info(callback?: Callback<InfoResponse>): Promise<InfoResponse>;
   signData(data: SignDataRequest, callback?: Callback<DataResponse>): Promise<DataResponse>;
   slots(callback?: Callback<SlotsResponse>): Promise<SlotsResponse>;
@@ -115,6 +132,12 @@ export class Pkcs11 implements AbstractPkcs11 {
     return this.run(METHODS.token, { slot_id: slotId }, callback);
   }
 
+  certificates(
+    slotId: number,
+    options?: CertificatesOptions,
+    callback?: Callback<CertificatesResponse>,
+  ): Promise<CertificatesResponse>;
+  certificates(slotId: number, callback: Callback<CertificatesResponse>): Promise<CertificatesResponse>;
   certificates(
     slotId: number,
     options?: CertificatesOptions | Callback<CertificatesResponse>,

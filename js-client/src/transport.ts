@@ -1,6 +1,12 @@
 // One WebSocket to the agent, JSON-RPC 2.0 requests multiplexed over it by id.
 
-import { agentUnavailable, clientTimeout, fromRpcError, type RestException } from "./errors.js";
+import {
+  agentUnavailable,
+  clientTimeout,
+  fromRpcError,
+  localNetworkBlocked,
+  type RestException,
+} from "./errors.js";
 import { isNode } from "./platform.js";
 import { ERROR_CODES } from "./protocol.js";
 
@@ -30,6 +36,47 @@ export interface ConnectionOptions {
   connectTimeout: number;
   WebSocket?: WebSocketConstructor;
   origin?: string;
+  /** How long to wait while the browser asks the person for the loopback permission. */
+  localNetworkTimeout?: number;
+  /** Told what the connection is doing (see `ConnectionStatus`). */
+  onStatus?: (status: ConnectionStatus) => void;
+}
+
+/**
+ * What the connection is doing, for a page that wants to say so:
+ * - `connecting`: opening the WebSocket;
+ * - `permission-prompt`: the browser is asking the person whether this site may reach programs on
+ *   this computer (Chrome's Local Network Access); the page can tell them to allow it;
+ * - `connected`, `closed`.
+ */
+export type ConnectionStatus = "connecting" | "permission-prompt" | "connected" | "closed";
+
+/** The state of the browser's loopback permission, or `undefined` where it does not exist. */
+export type LoopbackPermission = "granted" | "denied" | "prompt" | undefined;
+
+/** After this long without an open socket while the permission is `prompt`, say so. */
+const PROMPT_NOTICE_MS = 300;
+
+/**
+ * The browser's `loopback-network` permission for this page, where the browser has it (Chrome
+ * 147+; Firefox knows the name but, by default, does not apply it to WebSockets). Pages on this
+ * computer (`localhost`, `127.0.0.1`, `[::1]`) never need it.
+ */
+export async function loopbackPermission(): Promise<LoopbackPermission> {
+  const g = globalThis as {
+    location?: { hostname?: string };
+    navigator?: { permissions?: { query?: (d: { name: string }) => Promise<{ state: string }> } };
+  };
+  const host = g.location?.hostname;
+  if (host === undefined || ["localhost", "127.0.0.1", "[::1]", "::1"].includes(host)) return undefined;
+  const query = g.navigator?.permissions?.query;
+  if (typeof query !== "function") return undefined;
+  try {
+    const { state } = await query.call(g.navigator!.permissions, { name: "loopback-network" });
+    return state === "granted" || state === "denied" || state === "prompt" ? state : undefined;
+  } catch {
+    return undefined; // a browser that does not know the permission
+  }
 }
 
 interface Pending {
@@ -156,10 +203,44 @@ export class Connection {
     }
   }
 
+  private status(status: ConnectionStatus): void {
+    try {
+      this.options.onStatus?.(status);
+    } catch {
+      // the page's hook must not break the connection
+    }
+  }
+
   private async open(): Promise<WebSocketLike> {
     const Ctor = await webSocketClass(this.options);
-    const { url, origin, connectTimeout } = this.options;
+    const { url, origin } = this.options;
+    const permission = await loopbackPermission();
+    if (permission === "denied") {
+      throw localNetworkBlocked("The browser's permission for this site is set to block.");
+    }
+    // While the browser may be asking the person, wait as long as they may take to answer.
+    const connectTimeout =
+      permission === "prompt"
+        ? Math.max(this.options.connectTimeout, this.options.localNetworkTimeout ?? 60_000)
+        : this.options.connectTimeout;
+    this.status("connecting");
     return new Promise<WebSocketLike>((resolve, reject) => {
+      // A socket that fails while the permission is not granted was blocked by the browser
+      // (under automation Chrome refuses at once instead of asking): say so, not "agent down".
+      const failed = async (detail: string, cause?: unknown): Promise<RestException> => {
+        if (permission !== undefined && permission !== "granted") {
+          const now = await loopbackPermission();
+          if (now !== "granted") {
+            return localNetworkBlocked(
+              now === "denied"
+                ? "The person or the browser blocked it."
+                : "The browser did not allow it (no answer to its prompt, or it cannot ask here).",
+              cause,
+            );
+          }
+        }
+        return agentUnavailable(detail, cause);
+      };
       let socket: WebSocketLike;
       try {
         socket = origin !== undefined ? new Ctor(url, undefined, { origin }) : new Ctor(url);
@@ -168,6 +249,12 @@ export class Connection {
         return;
       }
       let state: "connecting" | "open" | "abandoned" = "connecting";
+      const promptNotice =
+        permission === "prompt"
+          ? setTimeout(() => {
+              if (state === "connecting") this.status("permission-prompt");
+            }, PROMPT_NOTICE_MS)
+          : undefined;
       let lastError = "";
       const timer = setTimeout(() => {
         if (state !== "connecting") return;
@@ -177,7 +264,8 @@ export class Connection {
         } catch {
           // not open yet
         }
-        reject(agentUnavailable(`No answer from ${url} within ${connectTimeout} ms.`));
+        clearTimeout(promptNotice);
+        failed(`No answer from ${url} within ${connectTimeout} ms.`).then(reject);
       }, connectTimeout);
 
       socket.onopen = () => {
@@ -187,7 +275,9 @@ export class Connection {
         }
         state = "open";
         clearTimeout(timer);
+        clearTimeout(promptNotice);
         this.socket = socket;
+        this.status("connected");
         resolve(socket);
       };
       socket.onerror = (event: unknown) => {
@@ -195,18 +285,20 @@ export class Connection {
       };
       socket.onclose = (event: { code?: number } | undefined) => {
         clearTimeout(timer);
+        clearTimeout(promptNotice);
         if (state === "connecting") {
           state = "abandoned";
           // Browsers do not say why (not running, or a 403 because the origin is not allowed).
           const why = lastError ? ` (${lastError})` : "";
-          reject(
-            agentUnavailable(
-              `Could not connect to ${url}${why}: the agent is not running, or it refused this origin.`,
-            ),
+          failed(`Could not connect to ${url}${why}: the agent is not running, or it refused this origin.`).then(
+            reject,
           );
           return;
         }
-        if (this.socket === socket) this.socket = null;
+        if (this.socket === socket) {
+          this.socket = null;
+          this.status("closed");
+        }
         const code = event && typeof event.code === "number" ? ` (close code ${event.code})` : "";
         this.failRequestsOn(socket, agentUnavailable(`The connection to the agent closed before it answered${code}.`));
       };

@@ -71,9 +71,9 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 
 /**
  * Start `keyport` with the SoftHSM module and `args`, on `port` (0: any). Resolves once it prints
- * its URL: `{ url, port, demoUrl, stop(), log() }`. `stop()` sends SIGTERM and waits.
+ * its URL: `{ url, port, demoUrl, stop(), log() }`. `env` adds to (or overrides) its environment. `stop()` sends SIGTERM and waits.
  */
-export async function startAgent({ conf, port = 0, args = [] }) {
+export async function startAgent({ conf, port = 0, args = [], env: extraEnv = {} }) {
   const argv = ["--listen", `127.0.0.1:${port}`, "--module", MODULE, "--no-tray", ...args];
   // Like the Rust harness: no desktop session (a prompt must never reach the person running the
   // tests, and "no way to ask" must be what the tests see), and remembered sites in the test's
@@ -81,6 +81,7 @@ export async function startAgent({ conf, port = 0, args = [] }) {
   const env = { ...process.env, SOFTHSM2_CONF: conf, RUST_LOG: process.env.RUST_LOG || "info" };
   for (const name of ["DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"]) delete env[name];
   env.XDG_STATE_HOME = join(dirname(conf), "state");
+  Object.assign(env, extraEnv);
   const child = spawn(agentBinary(), argv, {
     env,
     stdio: ["ignore", "pipe", "pipe"],
