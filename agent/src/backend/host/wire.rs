@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// What a frame's buffer starts at; it grows as the bytes arrive.
+const FIRST_READ_BYTES: usize = 64 * 1024;
 
 /// The host's first frame.
 #[derive(Debug, Serialize, Deserialize)]
@@ -197,11 +199,14 @@ pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameError> {
     if len > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge(len));
     }
-    let mut payload = Zeroizing::new(vec![0u8; len]);
-    r.read_exact(&mut payload).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
-        _ => FrameError::Io(e),
-    })?;
+    // Memory follows the bytes that arrive, not the length claimed: a peer that announces 8 MiB
+    // and sends nothing costs 64 KiB. (Growing reallocates; the binary's global allocator zeroes
+    // what it frees, so no copy of a PIN is left behind.)
+    let mut payload = Zeroizing::new(Vec::with_capacity(len.min(FIRST_READ_BYTES)));
+    r.take(len as u64).read_to_end(&mut payload)?;
+    if payload.len() < len {
+        return Err(FrameError::Closed);
+    }
     Ok(payload)
 }
 
@@ -259,6 +264,33 @@ mod tests {
             read_frame(&mut &buf[..6]),
             Err(FrameError::Closed)
         ));
+    }
+
+    #[test]
+    fn a_claimed_length_costs_nothing_until_the_bytes_arrive() {
+        /// Says how large a buffer the reader was handed at most.
+        struct Measured<'a> {
+            data: &'a [u8],
+            largest: usize,
+        }
+        impl Read for Measured<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.largest = self.largest.max(buf.len());
+                self.data.read(buf)
+            }
+        }
+        let mut claim = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
+        claim.extend_from_slice(b"{}");
+        let mut r = Measured {
+            data: &claim,
+            largest: 0,
+        };
+        assert!(matches!(read_frame(&mut r), Err(FrameError::Closed)));
+        assert!(
+            r.largest <= FIRST_READ_BYTES,
+            "an {MAX_FRAME_BYTES}-byte claim with 2 bytes sent made a {}-byte buffer",
+            r.largest
+        );
     }
 
     #[test]
