@@ -202,6 +202,41 @@ async fn a_hung_call_is_request_timeout_and_its_host_is_replaced() {
     assert!(store.verifies("ec-p256", "sha256", &digest, &sig));
 }
 
+/// Found by the PIN-pad tests: the request right after a timeout used to be handed the host
+/// being killed, and got its death (MODULE_CRASHED) instead of a fresh host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_right_after_a_timeout_gets_a_fresh_host() {
+    let token = Token::provision();
+    let (store, faulty) = faulty_library();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "request_timeout_secs = 1\n");
+    let agent = Agent::start(
+        &token,
+        &["--module", faulty.path_str(), "--config", &config],
+    );
+    let f = faulty.path_str();
+    let mut c = agent.trusted().await;
+    let fslot = demo_slot(&mut c, f).await;
+    for round in 0..4 {
+        faulty.set("sign=hang");
+        c.err(
+            "pkcs11.signData",
+            sign_params(fslot, f, &[round; 32]),
+            "REQUEST_TIMEOUT",
+        )
+        .await;
+        faulty.set("");
+        let digest = sha("sha256", &[round]);
+        let sig = c
+            .ok("pkcs11.signData", sign_params(fslot, f, &digest))
+            .await;
+        assert!(
+            store.verifies("ec-p256", "sha256", &digest, &sig),
+            "round {round}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_library_that_fails_to_initialise_says_why() {
     let token = Token::provision();

@@ -122,6 +122,16 @@ struct Host {
     death: OnceLock<AgentError>,
     /// Why the agent killed it, if it did.
     kill_reason: Mutex<Option<String>>,
+    /// Set when the agent kills it: from then on no new call is given to it, even before the
+    /// reaper has seen it end.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Host {
+    /// Still serving: neither gone nor being stopped.
+    fn serving(&self) -> bool {
+        self.death.get().is_none() && !self.stopping.load(Ordering::SeqCst)
+    }
 }
 
 impl HostBackend {
@@ -174,7 +184,7 @@ impl HostBackend {
         let sup = self.supervisor(allowed)?;
         let mut st = lock(&sup.state);
         if let Some(h) = &st.host {
-            if h.death.get().is_none() {
+            if h.serving() {
                 return Ok(h.clone());
             }
             if h.started.elapsed() < EARLY_DEATH {
@@ -313,6 +323,7 @@ impl HostBackend {
             next_id: AtomicU64::new(1),
             death: OnceLock::new(),
             kill_reason: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let h = host.clone();
         std::thread::Builder::new()
@@ -555,6 +566,7 @@ impl Host {
         }
         tracing::warn!(module = %self.name, pid = self.pid, "stopping the module host: {why}");
         *lock(&self.kill_reason) = Some(why);
+        self.stopping.store(true, Ordering::SeqCst);
         #[cfg(unix)]
         // SAFETY: kill(2) on the pid of our own child, not reaped yet (the reaper sets `death`
         // after waitpid, and we checked it is unset).
