@@ -57,6 +57,24 @@ export type LoopbackPermission = "granted" | "denied" | "prompt" | undefined;
 /** After this long without an open socket while the permission is `prompt`, say so. */
 const PROMPT_NOTICE_MS = 300;
 
+/** The first Chromium that applies Local Network Access to WebSockets. */
+const CHROMIUM_LNA_WEBSOCKETS = 147;
+
+/**
+ * Whether this browser gates WebSockets to loopback behind the `loopback-network` permission:
+ * Chromium 147+ (Chrome, Edge, and the others that say "Chromium" in
+ * `navigator.userAgentData.brands`). Firefox has the permission too, but by default does not
+ * apply it to WebSockets (`network.lna.websocket.enabled`), and reads `prompt` for every site:
+ * there the permission says nothing about why a socket failed.
+ */
+export function lnaGatesWebSockets(): boolean {
+  const brands = (
+    globalThis as { navigator?: { userAgentData?: { brands?: { brand: string; version: string }[] } } }
+  ).navigator?.userAgentData?.brands;
+  if (!Array.isArray(brands)) return false;
+  return brands.some((b) => b.brand === "Chromium" && Number.parseInt(b.version, 10) >= CHROMIUM_LNA_WEBSOCKETS);
+}
+
 /**
  * The browser's `loopback-network` permission for this page, where the browser has it (Chrome
  * 147+; Firefox knows the name but, by default, does not apply it to WebSockets). Pages on this
@@ -215,14 +233,17 @@ export class Connection {
     const Ctor = await webSocketClass(this.options);
     const { url, origin } = this.options;
     const permission = await loopbackPermission();
-    if (permission === "denied") {
+    // Where the browser enforces the permission on WebSockets, it is the whole story; elsewhere
+    // (Firefox) only a change to `denied` while connecting says the person blocked it.
+    const gated = permission !== undefined && lnaGatesWebSockets();
+    if (gated && permission === "denied") {
       throw localNetworkBlocked("The browser's permission for this site is set to block.");
     }
     // While the browser may be asking the person, wait as long as they may take to answer.
-    const connectTimeout =
-      permission === "prompt"
-        ? Math.max(this.options.connectTimeout, this.options.localNetworkTimeout ?? 60_000)
-        : this.options.connectTimeout;
+    const asking = gated && permission === "prompt";
+    const connectTimeout = asking
+      ? Math.max(this.options.connectTimeout, this.options.localNetworkTimeout ?? 60_000)
+      : this.options.connectTimeout;
     this.status("connecting");
     return new Promise<WebSocketLike>((resolve, reject) => {
       // A socket that fails while the permission is not granted was blocked by the browser
@@ -230,13 +251,19 @@ export class Connection {
       const failed = async (detail: string, cause?: unknown): Promise<RestException> => {
         if (permission !== undefined && permission !== "granted") {
           const now = await loopbackPermission();
-          if (now !== "granted") {
+          if ((gated && now !== "granted") || (now === "denied" && permission !== "denied")) {
             return localNetworkBlocked(
               now === "denied"
                 ? "The person or the browser blocked it."
                 : "The browser did not allow it (no answer to its prompt, or it cannot ask here).",
               cause,
             );
+          }
+          if (now === "denied") {
+            // Firefox: the permission may or may not apply to WebSockets (a preference).
+            detail +=
+              " The browser's permission for this site to reach apps on this device is set to block:" +
+              " if the agent is running, allow it in the site settings.";
           }
         }
         return agentUnavailable(detail, cause);
@@ -250,7 +277,7 @@ export class Connection {
       }
       let state: "connecting" | "open" | "abandoned" = "connecting";
       const promptNotice =
-        permission === "prompt"
+        asking
           ? setTimeout(() => {
               if (state === "connecting") this.status("permission-prompt");
             }, PROMPT_NOTICE_MS)

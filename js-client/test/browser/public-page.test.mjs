@@ -8,6 +8,8 @@
 //   (b) granted    → the whole flow; the signature verified by openssl;
 //   (c) denied     → LOCAL_NETWORK_BLOCKED at once, without touching the network;
 //   (d) the administrator's policy (LoopbackNetworkAllowedForUrls) → works with no prompt;
+//   (e) a person at a headed Chromium (Xvfb) answers the browser's real prompt: while it is up
+//       the page says so (`permission-prompt`); Allow connects, Block is LOCAL_NETWORK_BLOCKED;
 //   and the demo page served by the agent itself (same address space) keeps working.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -18,6 +20,7 @@ import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
 import { JS_CLIENT, KEYS, PIN, freePort, provisionToken, readCert, startAgent, tempDir } from "../helpers/agent.mjs";
 import { PUBLIC_HOST, demoRoutes, servePages } from "../helpers/pages.mjs";
+import { startXvfb } from "../helpers/xvfb.mjs";
 import { opensslVerify } from "../helpers/verify.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
@@ -43,6 +46,8 @@ let token;
 let agent;
 let site;
 let siteOrigin;
+/** Two more sites for the person's two answers (a permission is per origin). */
+let answerSites;
 let context;
 let cdp;
 
@@ -53,13 +58,24 @@ before(async () => {
   token = await provisionToken(join(tmp.dir, "token"));
   site = await servePages(await demoRoutes());
   siteOrigin = `http://${PUBLIC_HOST}:${site.port}`;
+  answerSites = [await servePages(await demoRoutes()), await servePages(await demoRoutes())];
+  const answerOrigins = answerSites.map((s) => `http://${PUBLIC_HOST}:${s.port}`);
   const port = await freePort();
   agent = await startAgent({
     conf: token.conf,
     port,
     // The site is trusted (no consent prompt: none can be answered here); the agent's own demo
     // page is served too, for the same-address-space case.
-    args: ["--demo", "--demo-dir", join(JS_CLIENT, "demo"), "--trust-origin", siteOrigin, "--trust-origin", `http://127.0.0.1:${port}`],
+    args: [
+      "--demo",
+      "--demo-dir",
+      join(JS_CLIENT, "demo"),
+      "--trust-origin",
+      siteOrigin,
+      "--trust-origin",
+      `http://127.0.0.1:${port}`,
+      ...answerOrigins.flatMap((o) => ["--trust-origin", o]),
+    ],
     // Connections are logged at debug: the tests read whether the site's handshake arrived.
     env: { RUST_LOG: "info,keyport::server=debug" },
   });
@@ -73,6 +89,7 @@ after(async () => {
   await context?.close();
   await agent?.stop();
   await site?.close();
+  for (const s of answerSites ?? []) await s.close();
   await tmp?.cleanup();
 });
 
@@ -263,5 +280,66 @@ test("(d) the administrator's policy LoopbackNetworkAllowedForUrls lets the site
   } finally {
     await managed?.close();
     await rm(file, { force: true });
+  }
+});
+
+test("(e) the person answers Chromium's real prompt (headed, Xvfb): Allow connects, Block is LOCAL_NETWORK_BLOCKED", async () => {
+  const x = await startXvfb({ width: 1100, height: 800 });
+  const origins = answerSites.map((s) => `http://${PUBLIC_HOST}:${s.port}`);
+  let headed;
+  try {
+    headed = await chromium.launchPersistentContext(join(tmp.dir, "profile-headed"), {
+      executablePath: CHROMIUM,
+      headless: false,
+      env: x.env,
+      viewport: null,
+      args: [
+        ...CHROMIUM_ARGS.filter((a) => a !== "--headless"),
+        "--window-size=1100,800",
+        "--window-position=0,0",
+        `--host-resolver-rules=MAP ${PUBLIC_HOST} 127.0.0.1`,
+        `--unsafely-treat-insecure-origin-as-secure=${origins.join(",")}`,
+        `--ip-address-space-overrides=${answerSites.map((s) => `127.0.0.1:${s.port}=public`).join(",")}`,
+      ],
+    });
+    // The prompt's buttons, measured on Chromium 156 with this window (it is anchored to the
+    // address bar's left end): Block, then Allow.
+    const buttons = { Block: [306, 241], Allow: [385, 241] };
+    for (const [answer, origin] of [
+      ["Allow", origins[0]],
+      ["Block", origins[1]],
+    ]) {
+      const page = await headed.newPage();
+      try {
+        await page.goto(`${origin}/demo/?agent=${encodeURIComponent(agent.url)}`);
+        // The browser is asking, and the page says so (the client's permission-prompt status).
+        await page.waitForSelector('#status[data-state="permission-prompt"]', { timeout: 20_000 });
+        assert.match(await page.textContent("#status"), /choose Allow/);
+        if (answer === "Allow" && SCREENSHOTS) await x.screenshot(join(SCREENSHOTS, "browser-prompt.png"));
+        const [bx, by] = buttons[answer];
+        await x.xdotool("mousemove", bx, by);
+        // Chromium ignores clicks on a prompt that has just appeared (clickjacking guard).
+        await new Promise((r) => setTimeout(r, 1500));
+        await x.xdotool("click", 1);
+        await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 20_000 });
+        const status = await page.getAttribute("#status", "data-state");
+        const permission = await page.getAttribute("#permission", "data-state");
+        if (answer === "Allow") {
+          assert.equal(status, "ready", (await page.textContent("#error")) ?? "");
+          assert.equal(permission, "granted");
+          assert.match(await page.textContent("#slots"), /keyport-demo/);
+        } else {
+          assert.equal(status, "error");
+          assert.equal(await page.getAttribute("#error", "data-reason"), "LOCAL_NETWORK_BLOCKED");
+          assert.match(await page.textContent("#error"), /blocked it/);
+          assert.equal(permission, "denied");
+        }
+      } finally {
+        await page.close();
+      }
+    }
+  } finally {
+    await headed?.close();
+    await x.stop();
   }
 });

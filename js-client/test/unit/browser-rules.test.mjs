@@ -6,13 +6,26 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { KeyportClient, versionAtLeast } from "../../dist/esm/index.js";
 import { error, result, startFakeAgent, within } from "./fake-agent.mjs";
 
-/** Pretend to be a page on `hostname` whose `loopback-network` permission is `state`. */
-function pretendPage(hostname, state) {
+/** What Chrome 156 says of itself (`navigator.userAgentData.brands`). */
+const CHROME = [
+  { brand: "Chromium", version: "156" },
+  { brand: "Google Chrome", version: "156" },
+  { brand: "Not=A?Brand", version: "24" },
+];
+/** Firefox has no `userAgentData` (null here: `undefined` would pick the default, Chrome). */
+const FIREFOX = null;
+
+/**
+ * Pretend to be a page on `hostname` whose `loopback-network` permission is `state`, in a
+ * browser with these `brands` (Chrome by default).
+ */
+function pretendPage(hostname, state, brands = CHROME) {
   const queries = [];
   globalThis.location = { hostname };
   Object.defineProperty(globalThis, "navigator", {
     configurable: true,
     value: {
+      userAgentData: brands ? { brands } : undefined,
       permissions: {
         query: async (descriptor) => {
           queries.push(descriptor.name);
@@ -171,6 +184,47 @@ describe("Local Network Access", () => {
     const client = await KeyportClient.initialize({ url: agent.url });
     assert.deepEqual(queries, []);
     client.close();
+  });
+
+  test("Chrome before 147 does not gate WebSockets: the permission is not trusted", async () => {
+    pretendPage("sign.example", "prompt", [{ brand: "Chromium", version: "146" }]);
+    const err = await KeyportClient.initialize({ url: agent.url, WebSocket: BlockedSocket }).catch((e) => e);
+    assert.equal(err.reason, "AGENT_UNAVAILABLE", err.description);
+  });
+
+  test("Firefox reads `prompt` everywhere but lets sockets through: a failure is the agent's", async () => {
+    pretendPage("sign.example", "prompt", FIREFOX);
+    const statuses = [];
+    const err = await KeyportClient.initialize({
+      url: agent.url,
+      WebSocket: BlockedSocket,
+      onStatus: (s) => statuses.push(s),
+    }).catch((e) => e);
+    assert.equal(err.reason, "AGENT_UNAVAILABLE", err.description);
+    assert.deepEqual(statuses, ["connecting"], "no permission-prompt notice");
+  });
+
+  test("Firefox with `denied` still tries the socket (it is not gated by default)", async () => {
+    pretendPage("sign.example", "denied", FIREFOX);
+    const client = await KeyportClient.initialize({ url: agent.url });
+    assert.equal((await client.pkcs11().info()).success, true);
+    client.close();
+    const err = await KeyportClient.initialize({ url: agent.url, WebSocket: BlockedSocket }).catch((e) => e);
+    assert.equal(err.reason, "AGENT_UNAVAILABLE", "denied before, denied after: not the reason");
+  });
+
+  test("any browser: the person blocking the prompt while connecting is LOCAL_NETWORK_BLOCKED", async () => {
+    let state = "prompt";
+    pretendPage("sign.example", () => state, FIREFOX);
+    class BlockedByThePerson extends BlockedSocket {
+      constructor() {
+        state = "denied";
+        super();
+      }
+    }
+    const err = await KeyportClient.initialize({ url: agent.url, WebSocket: BlockedByThePerson }).catch((e) => e);
+    assert.equal(err.reason, "LOCAL_NETWORK_BLOCKED", err.description);
+    assert.match(err.description, /blocked it/);
   });
 
   test("a browser without the permission keeps today's behaviour", async () => {
