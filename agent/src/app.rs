@@ -3,7 +3,7 @@
 //! signal or the tray's Quit.
 
 use crate::config::Config;
-use crate::consent::ConsentUi;
+use crate::consent::{ConsentUi, PinUi};
 use crate::desktop::{self, Running};
 use crate::state::Agent;
 use std::process::ExitCode;
@@ -70,7 +70,7 @@ pub fn run(mut config: Config) -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            let code = runtime.block_on(serve(config, consent.ui, quit, listening));
+            let code = runtime.block_on(serve(config, consent.ui, consent.pin, quit, listening));
             drop(stopped);
             code
         })
@@ -98,6 +98,7 @@ impl Drop for OnDrop {
 async fn serve(
     config: Config,
     consent_ui: Option<Arc<dyn ConsentUi>>,
+    pin_ui: Option<Arc<dyn PinUi>>,
     quit: Arc<Notify>,
     listening: impl FnOnce(Arc<Agent>, String),
 ) -> ExitCode {
@@ -107,7 +108,7 @@ async fn serve(
         );
     }
     let backend = crate::backend::for_config(&config);
-    let state = Agent::new(&config, backend, consent_ui);
+    let state = Agent::with_prompts(&config, backend, consent_ui, pin_ui);
     let files = match (&config.demo_dir, config.demo) {
         (Some(dir), true) => match crate::guard::StaticFile::load_dir(dir) {
             Ok(files) => files,

@@ -25,11 +25,14 @@ pub enum NoOriginPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsentMode {
-    /// Desktop notifications when a D-Bus session bus is configured; otherwise none.
+    /// Desktop notifications where a notification server with buttons answers; otherwise a
+    /// graphical pinentry (a terminal one only when the agent runs in a terminal); else none.
     #[default]
     Auto,
     /// Desktop notifications (no bus or no notification server: CONSENT_UNAVAILABLE).
     Notify,
+    /// pinentry's confirmation dialog (Allow / Always allow this site / Deny).
+    Pinentry,
     /// No prompt: only trusted origins sign; everyone else gets CONSENT_UNAVAILABLE.
     None,
 }
@@ -71,9 +74,16 @@ pub struct Cli {
     /// Run without a tray icon.
     #[arg(long)]
     pub no_tray: bool,
-    /// How to ask for consent: auto (default), notify or none.
+    /// How to ask for consent: auto (default), notify, pinentry or none.
     #[arg(long, value_enum, value_name = "UI")]
     pub consent: Option<ConsentMode>,
+    /// The pinentry program for the agent's own PIN prompt and the pinentry consent dialog
+    /// (default: `pinentry` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub pinentry: Option<PathBuf>,
+    /// Seconds a signature waits for the PIN typed on a PIN-pad reader (default 60).
+    #[arg(long, value_name = "SECS")]
+    pub pin_pad_timeout: Option<u64>,
     /// Demo mode: also allow the demo page origins http://127.0.0.1:PORT and http://localhost:PORT.
     #[arg(long)]
     pub demo: bool,
@@ -112,6 +122,8 @@ pub struct FileConfig {
     pub max_pending_consent: Option<usize>,
     pub tray: Option<bool>,
     pub consent: Option<ConsentMode>,
+    pub pinentry: Option<PathBuf>,
+    pub pin_pad_timeout_secs: Option<u64>,
     pub module_isolation: Option<bool>,
     pub module_env: Option<Vec<String>>,
     pub demo: Option<bool>,
@@ -148,6 +160,10 @@ pub struct Config {
     pub max_pending_consent: usize,
     pub tray: bool,
     pub consent: ConsentMode,
+    /// The pinentry program (None: `pinentry` on PATH).
+    pub pinentry: Option<PathBuf>,
+    /// How long a signature waits for the PIN typed on a PIN-pad reader.
+    pub pin_pad_timeout: Duration,
     /// Run each PKCS #11 library in a process of its own (the default).
     pub module_isolation: bool,
     /// Environment variables a module host gets beyond the usual ones.
@@ -182,6 +198,8 @@ impl Default for Config {
             max_pending_consent: crate::consent::PendingLimits::default().total,
             tray: true,
             consent: ConsentMode::Auto,
+            pinentry: None,
+            pin_pad_timeout: Duration::from_secs(60),
             module_isolation: true,
             module_env: Vec::new(),
             demo: false,
@@ -284,6 +302,13 @@ impl Config {
                 .max(1),
             tray: !cli.no_tray && file.tray.unwrap_or(d.tray),
             consent: cli.consent.or(file.consent).unwrap_or(d.consent),
+            pinentry: cli.pinentry.or(file.pinentry),
+            pin_pad_timeout: secs(
+                cli.pin_pad_timeout,
+                file.pin_pad_timeout_secs,
+                d.pin_pad_timeout,
+            )
+            .max(Duration::from_secs(1)),
             module_isolation: file.module_isolation.unwrap_or(d.module_isolation),
             module_env: file.module_env.unwrap_or_default(),
             demo: cli.demo || file.demo.unwrap_or(false),

@@ -69,6 +69,36 @@ pub trait ConsentUi: Send + Sync + 'static {
         request: &ConsentRequest,
         timeout: Duration,
     ) -> Result<Option<Decision>, String>;
+
+    /// Tell the person to type the PIN on the reader's keypad for `request` (a PIN-pad reader
+    /// is waiting). The notice stays up until the returned value is dropped. Default: none.
+    async fn pin_pad_notice(&self, _request: &ConsentRequest) -> Option<Box<dyn Send>> {
+        None
+    }
+}
+
+/// What the person answered to a PIN prompt.
+pub enum PinAnswer {
+    /// The PIN they typed (zeroized when dropped).
+    Pin(keyport_protocol::Pin),
+    /// They pressed Cancel or closed the prompt: a refusal.
+    Cancelled,
+    /// No answer in time (the UI withdrew its prompt).
+    TimedOut,
+}
+
+/// A way to ask the person for the PIN, in one prompt that also says who asks to sign what
+/// (the agent's own PIN prompt: pinentry). Typing the PIN is the consent to this signature.
+#[async_trait::async_trait]
+pub trait PinUi: Send + Sync + 'static {
+    /// Ask, showing `error` (e.g. "Wrong PIN") when the previous try failed; wait at most
+    /// `timeout`. `Err(why)` = no prompt can be shown here (PIN_ENTRY_UNAVAILABLE).
+    async fn ask_pin(
+        &self,
+        request: &ConsentRequest,
+        error: Option<&str>,
+        timeout: Duration,
+    ) -> Result<PinAnswer, String>;
 }
 
 /// Origins the person chose to always allow, optionally persisted as JSON in a file they own.
@@ -193,6 +223,8 @@ impl Default for PendingLimits {
 pub struct ConsentPolicy {
     trusted: HashSet<Origin>,
     ui: Option<Arc<dyn ConsentUi>>,
+    /// The agent's own PIN prompt, if it has one.
+    pin_ui: Option<Arc<dyn PinUi>>,
     timeout: Duration,
     paused: AtomicBool,
     /// Wakes the prompts that are up when signing is paused, so they are withdrawn at once.
@@ -239,6 +271,7 @@ impl ConsentPolicy {
         ConsentPolicy {
             trusted: trusted.into_iter().collect(),
             ui,
+            pin_ui: None,
             timeout,
             paused: AtomicBool::new(false),
             pause_signal: tokio::sync::Notify::new(),
@@ -268,6 +301,22 @@ impl ConsentPolicy {
         if let Some(f) = self.observer.get() {
             f();
         }
+    }
+
+    /// Let the agent ask for PINs itself, with `pin_ui`.
+    pub fn with_pin_ui(mut self, pin_ui: Option<Arc<dyn PinUi>>) -> Self {
+        self.pin_ui = pin_ui;
+        self
+    }
+
+    /// Whether the agent can ask the person for a PIN.
+    pub fn has_pin_ui(&self) -> bool {
+        self.pin_ui.is_some()
+    }
+
+    /// Whether the agent can ask the person for consent.
+    pub fn has_consent_ui(&self) -> bool {
+        self.ui.is_some()
     }
 
     pub fn with_pending_limits(mut self, limits: PendingLimits) -> Self {
@@ -333,31 +382,13 @@ impl ConsentPolicy {
         if self.pre_approved(caller)? {
             return Ok(());
         }
-        let origin = match caller {
-            Caller::Origin(o) => o.as_str(),
-            Caller::Local { .. } => "",
-        };
         let Some(ui) = &self.ui else {
             return Err(AgentError::new(ErrorReason::ConsentUnavailable));
         };
-        let _slot = self.reserve(origin)?;
-        // Pausing while the prompt is up refuses at once; dropping the prompt's future
-        // withdraws it. Registered before the last check so a pause in between is not missed.
-        let paused = self.pause_signal.notified();
-        tokio::pin!(paused);
-        paused.as_mut().enable();
-        if self.is_paused() {
-            return Err(AgentError::new(ErrorReason::SigningPaused));
-        }
-        let ask = tokio::time::timeout(
-            self.timeout + Duration::from_secs(2),
-            ui.ask(request, self.timeout),
-        );
-        let answer = tokio::select! {
-            answer = ask => answer.unwrap_or(Ok(None)),
-            _ = &mut paused => return Err(AgentError::new(ErrorReason::SigningPaused)),
-        };
-        match answer {
+        let answer = self
+            .prompting(caller, |timeout| ui.ask(request, timeout))
+            .await?;
+        match answer.unwrap_or(Ok(None)) {
             Ok(Some(Decision::Allow)) => Ok(()),
             Ok(Some(Decision::AllowAlways)) => {
                 if let Caller::Origin(o) = caller {
@@ -373,6 +404,73 @@ impl ConsentPolicy {
                 tracing::warn!(reason = %why, "cannot show a consent prompt");
                 Err(AgentError::new(ErrorReason::ConsentUnavailable))
             }
+        }
+    }
+
+    /// Ask the person for the PIN of the signature `request` describes, in the agent's own
+    /// prompt, which also names who asks and what (so it is the consent too; a pre-approved
+    /// caller still gets it, since the token needs the PIN). `error`: why the last PIN failed.
+    /// Bounded like consent prompts (pending limits, pause, timeout). Cancel → CONSENT_DENIED;
+    /// no PIN prompt → PIN_ENTRY_UNAVAILABLE.
+    pub async fn ask_pin(
+        &self,
+        caller: &Caller,
+        request: &ConsentRequest,
+        error: Option<&str>,
+    ) -> Result<keyport_protocol::Pin> {
+        if self.is_paused() {
+            return Err(AgentError::new(ErrorReason::SigningPaused));
+        }
+        let Some(pin_ui) = &self.pin_ui else {
+            return Err(AgentError::new(ErrorReason::PinEntryUnavailable));
+        };
+        let answer = self
+            .prompting(caller, |timeout| pin_ui.ask_pin(request, error, timeout))
+            .await?;
+        match answer.unwrap_or(Ok(PinAnswer::TimedOut)) {
+            Ok(PinAnswer::Pin(pin)) => Ok(pin),
+            Ok(PinAnswer::Cancelled) => Err(AgentError::new(ErrorReason::ConsentDenied)),
+            Ok(PinAnswer::TimedOut) => Err(AgentError::new(ErrorReason::ConsentTimeout)),
+            Err(why) => {
+                tracing::warn!(reason = %why, "cannot show the PIN prompt");
+                Err(AgentError::new(ErrorReason::PinEntryUnavailable))
+            }
+        }
+    }
+
+    /// Tell the person to type the PIN on the reader (see [`ConsentUi::pin_pad_notice`]).
+    pub async fn pin_pad_notice(&self, request: &ConsentRequest) -> Option<Box<dyn Send>> {
+        match &self.ui {
+            Some(ui) => ui.pin_pad_notice(request).await,
+            None => None,
+        }
+    }
+
+    /// Run the prompt `ask(timeout)` for `caller` within the pending-prompt limits: refused at
+    /// once when paused (and withdrawn if signing is paused while it is up); `None` if it
+    /// does not finish a little after the timeout it was given.
+    async fn prompting<'a, T, F, Fut>(&'a self, caller: &Caller, ask: F) -> Result<Option<T>>
+    where
+        F: FnOnce(Duration) -> Fut,
+        Fut: std::future::Future<Output = T> + 'a,
+    {
+        let origin = match caller {
+            Caller::Origin(o) => o.as_str(),
+            Caller::Local { .. } => "",
+        };
+        let _slot = self.reserve(origin)?;
+        // Pausing while the prompt is up refuses at once; dropping the prompt's future
+        // withdraws it. Registered before the last check so a pause in between is not missed.
+        let paused = self.pause_signal.notified();
+        tokio::pin!(paused);
+        paused.as_mut().enable();
+        if self.is_paused() {
+            return Err(AgentError::new(ErrorReason::SigningPaused));
+        }
+        let ask = tokio::time::timeout(self.timeout + Duration::from_secs(2), ask(self.timeout));
+        tokio::select! {
+            answer = ask => Ok(answer.ok()),
+            _ = &mut paused => Err(AgentError::new(ErrorReason::SigningPaused)),
         }
     }
 }

@@ -7,7 +7,7 @@
 use crate::allowlist::{AllowedModule, Allowlist};
 use crate::backend::Backend;
 use crate::config::Config;
-use crate::consent::{ConsentPolicy, ConsentUi, PendingLimits, RememberedSites};
+use crate::consent::{ConsentPolicy, ConsentUi, PendingLimits, PinUi, RememberedSites};
 use crate::error::{AgentError, Result};
 use keyport_protocol::ErrorReason;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ pub struct Agent {
     pub consent: ConsentPolicy,
     /// Longest time one backend call may take.
     pub request_timeout: Duration,
+    /// How much longer a signature may wait for the PIN typed on a PIN-pad reader.
+    pub pin_pad_timeout: Duration,
     /// Optional capabilities in force (`keyport_protocol::feature`), for `keyport.version`.
     pub features: Vec<String>,
 }
@@ -32,6 +34,17 @@ impl Agent {
         backend: Arc<dyn Backend>,
         consent_ui: Option<Arc<dyn ConsentUi>>,
     ) -> Arc<Agent> {
+        Self::with_prompts(config, backend, consent_ui, None)
+    }
+
+    /// [`Agent::new`], and the agent's own PIN prompt `pin_ui` (none: a request without a PIN
+    /// signs only on a PIN-pad reader).
+    pub fn with_prompts(
+        config: &Config,
+        backend: Arc<dyn Backend>,
+        consent_ui: Option<Arc<dyn ConsentUi>>,
+        pin_ui: Option<Arc<dyn PinUi>>,
+    ) -> Arc<Agent> {
         let mut features = Vec::new();
         if config.module_isolation {
             features.push(keyport_protocol::feature::MODULE_ISOLATION.to_string());
@@ -39,12 +52,16 @@ impl Agent {
         if consent_ui.is_some() {
             features.push(keyport_protocol::feature::CONSENT_PROMPT.to_string());
         }
+        if pin_ui.is_some() {
+            features.push(keyport_protocol::feature::PIN_PROMPT.to_string());
+        }
         let consent = ConsentPolicy::new(
             config.trust_origins.iter().cloned(),
             consent_ui,
             config.consent_timeout,
             RememberedSites::load(config.state_file.clone()),
         )
+        .with_pin_ui(pin_ui)
         .with_pending_limits(PendingLimits {
             per_origin: config.max_pending_consent_per_origin,
             total: config.max_pending_consent,
@@ -54,6 +71,7 @@ impl Agent {
             modules: Allowlist::new(config.modules.clone()),
             consent,
             request_timeout: config.request_timeout,
+            pin_pad_timeout: config.pin_pad_timeout,
             features,
         })
     }
@@ -71,6 +89,16 @@ impl Agent {
         T: Send + 'static,
         F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
     {
+        self.blocking_within(self.request_timeout, f).await
+    }
+
+    /// [`Agent::blocking`] with a time limit of its own (a PIN-pad signature waits for the
+    /// person at the reader).
+    pub async fn blocking_within<T, F>(&self, limit: Duration, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
+    {
         let backend = self.backend.clone();
         let share = crate::server::rpc::request_share();
         let task = tokio::task::spawn_blocking(move || {
@@ -79,7 +107,7 @@ impl Agent {
         });
         // A backend that enforces the limit itself (the module host stops a library that hangs
         // and says which) gets half a second to say so before the generic answer.
-        let limit = self.request_timeout + Duration::from_millis(500);
+        let limit = limit + Duration::from_millis(500);
         match tokio::time::timeout(limit, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => {

@@ -72,9 +72,11 @@ export type SignDataParams = { slot_id: number,
  */
 cert_id: string, 
 /**
- * The user PIN. Never logged, never echoed, zeroized after the call.
+ * The user PIN. Never logged, never echoed, zeroized after the call. Absent: the PIN never
+ * passes through the page: a token with a PIN pad (`protected_authentication_path`) takes
+ * it on the reader's keypad, any other token gets it from the agent's own PIN prompt.
  */
-pin: string, 
+pin?: string, 
 /**
  * Base64 of the digest to sign.
  */
@@ -138,6 +140,11 @@ flags: number,
  * The user PIN state decoded from `flags`.
  */
 pin_state: PinState, 
+/**
+ * CKF_PROTECTED_AUTHENTICATION_PATH: the PIN is typed on the reader's own keypad (a PIN-pad
+ * reader), never in the page or on the computer. Send `signData` without `pin`.
+ */
+protected_authentication_path: boolean, 
 /**
  * `null` where the token reports CK_UNAVAILABLE_INFORMATION or CK_EFFECTIVELY_INFINITE.
  */
@@ -227,7 +234,7 @@ export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in
 /**
  * Stable symbolic name of an error, sent as `error.data.reason`.
  */
-export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE" | "LOCAL_NETWORK_BLOCKED" | "AGENT_OUTDATED";
+export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "PIN_ENTRY_CANCELLED" | "PIN_ENTRY_UNAVAILABLE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE" | "LOCAL_NETWORK_BLOCKED" | "AGENT_OUTDATED";
 
 /**
  * The `data` member of every error object the agent sends.
@@ -262,6 +269,8 @@ export const ERROR_CODES: Record<ErrorReason, number> = {
   PIN_INCORRECT: 1301,
   PIN_LOCKED: 1302,
   PIN_LEN_RANGE: 1303,
+  PIN_ENTRY_CANCELLED: 1304,
+  PIN_ENTRY_UNAVAILABLE: 1305,
   UNSUPPORTED_ALGORITHM: 1401,
   CONSENT_DENIED: 1501,
   CONSENT_UNAVAILABLE: 1502,
@@ -294,6 +303,8 @@ export const ERROR_MESSAGES: Record<ErrorReason, string> = {
   PIN_INCORRECT: "The PIN is incorrect.",
   PIN_LOCKED: "The PIN is locked.",
   PIN_LEN_RANGE: "The PIN has the wrong length for this token.",
+  PIN_ENTRY_CANCELLED: "PIN entry was cancelled on the reader.",
+  PIN_ENTRY_UNAVAILABLE: "The agent cannot ask for the PIN here.",
   UNSUPPORTED_ALGORITHM: "This algorithm or key type is not supported.",
   CONSENT_DENIED: "The person at the computer refused this signature.",
   CONSENT_UNAVAILABLE: "The agent cannot ask the person for consent.",

@@ -84,6 +84,12 @@ reasons! {
     /// PIN too short or too long for the token.
     PinLenRange = "PIN_LEN_RANGE", 1303, "The PIN has the wrong length for this token.",
         "See min_pin_length and max_pin_length in pkcs11.token.";
+    /// The person cancelled PIN entry on the reader's keypad.
+    PinEntryCancelled = "PIN_ENTRY_CANCELLED", 1304, "PIN entry was cancelled on the reader.",
+        "The person pressed Cancel on the PIN-pad reader (or it gave up waiting). Nothing was signed; retry when they are ready.";
+    /// No PIN came with the request and the agent has no way to ask for one.
+    PinEntryUnavailable = "PIN_ENTRY_UNAVAILABLE", 1305, "The agent cannot ask for the PIN here.",
+        "The request had no `pin`, the token has no PIN pad, and the agent has no PIN prompt (no pinentry program, or no display for it). Send the PIN with the request, or install pinentry (e.g. pinentry-gnome3) and point the agent's `pinentry` setting at it.";
     /// Digest algorithm or key type not supported.
     UnsupportedAlgorithm = "UNSUPPORTED_ALGORITHM", 1401, "This algorithm or key type is not supported.",
         "algorithm_reference is one of sha1, sha256, sha384, sha512; keys are RSA or EC P-256/P-384/P-521.";

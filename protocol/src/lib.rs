@@ -60,8 +60,10 @@ pub mod method {
 
 /// The version of this wire contract (semver): what `keyport.version` says as `protocol`.
 /// 1.1: `keyport.version`, `rpc.discover`, MODULE_CRASHED, and the client-side reasons
-/// LOCAL_NETWORK_BLOCKED and AGENT_OUTDATED.
-pub const PROTOCOL_VERSION: &str = "1.1.0";
+/// LOCAL_NETWORK_BLOCKED and AGENT_OUTDATED. 1.2: `signData` without `pin` (PIN pad or the
+/// agent's PIN prompt), `token.protected_authentication_path`, PIN_ENTRY_CANCELLED and
+/// PIN_ENTRY_UNAVAILABLE.
+pub const PROTOCOL_VERSION: &str = "1.2.0";
 
 /// Optional capabilities an agent announces in `keyport.version`.
 pub mod feature {
@@ -69,6 +71,8 @@ pub mod feature {
     pub const MODULE_ISOLATION: &str = "module_isolation";
     /// The agent can ask the person for consent (a desktop prompt is available).
     pub const CONSENT_PROMPT: &str = "consent_prompt";
+    /// The agent can ask the person for the PIN itself (pinentry): `signData` may omit `pin`.
+    pub const PIN_PROMPT: &str = "pin_prompt";
 }
 
 /// A method of the contract: its JSON-RPC name and the types of its params and result.
@@ -216,9 +220,12 @@ pub struct SignDataParams {
     pub slot_id: u64,
     /// Upper-case hex of the certificate's CKA_ID (as `pkcs11.certificates` returns it).
     pub cert_id: String,
-    /// The user PIN. Never logged, never echoed, zeroized after the call.
-    #[ts(type = "string")]
-    pub pin: Pin,
+    /// The user PIN. Never logged, never echoed, zeroized after the call. Absent: the PIN never
+    /// passes through the page: a token with a PIN pad (`protected_authentication_path`) takes
+    /// it on the reader's keypad, any other token gets it from the agent's own PIN prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "string")]
+    pub pin: Option<Pin>,
     /// Base64 of the digest to sign.
     pub data: String,
     pub algorithm_reference: AlgorithmReference,
@@ -316,6 +323,9 @@ pub struct TokenInfo {
     pub flags: u64,
     /// The user PIN state decoded from `flags`.
     pub pin_state: PinState,
+    /// CKF_PROTECTED_AUTHENTICATION_PATH: the PIN is typed on the reader's own keypad (a PIN-pad
+    /// reader), never in the page or on the computer. Send `signData` without `pin`.
+    pub protected_authentication_path: bool,
     /// `null` where the token reports CK_UNAVAILABLE_INFORMATION or CK_EFFECTIVELY_INFINITE.
     pub max_session_count: Option<u64>,
     pub session_count: Option<u64>,
@@ -418,7 +428,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(p.slot_id, 7);
-        assert_eq!(p.pin.expose(), "1234");
+        assert_eq!(p.pin.as_ref().unwrap().expose(), "1234");
         assert_eq!(p.algorithm_reference, AlgorithmReference::Sha256);
 
         let err = serde_json::from_value::<SignDataParams>(json!({

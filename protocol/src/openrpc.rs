@@ -190,7 +190,11 @@ mod tests {
         );
         assert_eq!(param("slot_id")["required"], true);
         assert_eq!(param("module")["required"], false);
-        assert_eq!(param("pin")["schema"]["$ref"], "#/components/schemas/Pin");
+        assert_eq!(param("pin")["required"], false);
+        assert_eq!(
+            param("pin")["schema"]["anyOf"][0]["$ref"],
+            "#/components/schemas/Pin"
+        );
         assert_eq!(doc["components"]["schemas"]["Pin"]["type"], "string");
         // References point into the document, never at a $defs it does not have.
         let text = doc.to_string();

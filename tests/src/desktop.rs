@@ -147,6 +147,10 @@ impl Xvfb {
                 "800x600x24",
                 "-nolisten",
                 "tcp",
+                // Without it the server resets whenever its last client leaves, and a client
+                // that connects during the reset is hung up on: a pinentry started right after
+                // the previous one closed then falls back to curses and fails (ENOTTY).
+                "-noreset",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

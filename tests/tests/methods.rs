@@ -53,7 +53,7 @@ async fn every_method_answers_with_its_protocol_types() {
         .call_typed::<p::SignData>(&p::SignDataParams {
             slot_id: slot,
             cert_id: p256.id.clone(),
-            pin: p::Pin::new(PIN),
+            pin: Some(p::Pin::new(PIN)),
             data: b64(&digest),
             algorithm_reference: p::AlgorithmReference::Sha256,
             module: None,

@@ -2,7 +2,7 @@
 //! mapping. It signs nothing real: `sign` returns `FAKE-SIG:` followed by the digest. Features are
 //! also tested end to end against SoftHSM (see `tests/`).
 
-use super::{Backend, CertificateObject, SignRequest};
+use super::{Backend, CertificateObject, Credential, SignRequest};
 use crate::allowlist::AllowedModule;
 use crate::error::{AgentError, Result};
 use keyport_protocol::{ErrorReason, InfoResult, PinState, SlotInfo, TokenInfo};
@@ -22,6 +22,8 @@ pub struct FakeBackend {
     /// `sign` waits here while the gate is shut (to test time limits and in-flight bounds
     /// without racing a clock).
     pub sign_gate: Gate,
+    /// The token has a PIN pad: what the person "types" on it (None: they press Cancel).
+    pub pin_pad: Option<Option<String>>,
 }
 
 /// A gate a test shuts to hold calls and opens to let them go. A held call gives up after
@@ -62,6 +64,7 @@ impl Default for FakeBackend {
             }],
             sign_calls: AtomicUsize::new(0),
             sign_gate: Gate::default(),
+            pin_pad: None,
         }
     }
 }
@@ -116,8 +119,9 @@ impl Backend for FakeBackend {
             manufacturer_id: "Keyport".into(),
             model: "fake".into(),
             serial_number: "0001".into(),
-            flags: 0x400,
+            flags: 0x400 | if self.pin_pad.is_some() { 0x100 } else { 0 },
             pin_state: PinState::Ok,
+            protected_authentication_path: self.pin_pad.is_some(),
             max_session_count: None,
             session_count: Some(0),
             max_rw_session_count: None,
@@ -158,7 +162,15 @@ impl Backend for FakeBackend {
         self.certificate(module, req.slot_id, req.key_id)?;
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
         self.sign_gate.pass();
-        if req.pin.expose() != self.pin {
+        let typed = match (req.credential, &self.pin_pad) {
+            (Credential::Pin(pin), _) => pin.expose(),
+            (Credential::PinPad, Some(Some(typed))) => typed.as_str(),
+            (Credential::PinPad, Some(None)) => {
+                return Err(ErrorReason::PinEntryCancelled.into());
+            }
+            (Credential::PinPad, None) => return Err(ErrorReason::PinEntryUnavailable.into()),
+        };
+        if typed != self.pin {
             return Err(
                 AgentError::new(ErrorReason::PinIncorrect).with_pin_state(PinState::CountLow)
             );

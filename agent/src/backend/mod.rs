@@ -23,13 +23,23 @@ pub struct CertificateObject {
     pub der: Vec<u8>,
 }
 
-/// What a signature request hands the backend. The PIN is borrowed and never stored as text.
+/// How the token learns the PIN for a signature.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// A PIN from the page or from the agent's own prompt. Borrowed, never stored as text.
+    Pin(&'a Pin),
+    /// The reader's PIN pad (CKF_PROTECTED_AUTHENTICATION_PATH): `C_Login` with no PIN, and the
+    /// person types it on the reader. Every such signature logs in anew and logs out after.
+    PinPad,
+}
+
+/// What a signature request hands the backend.
 #[derive(Debug)]
 pub struct SignRequest<'a> {
     pub slot_id: u64,
     /// CKA_ID of the certificate and of its private key.
     pub key_id: &'a [u8],
-    pub pin: &'a Pin,
+    pub credential: Credential<'a>,
     pub algorithm: AlgorithmReference,
     /// The digest to sign (its length already checked against `algorithm`).
     pub digest: &'a [u8],
@@ -46,12 +56,10 @@ pub fn for_config(config: &crate::config::Config) -> std::sync::Arc<dyn Backend>
         .ok()
         .filter(|_| config.module_isolation);
     match exe {
-        Some(exe) => std::sync::Arc::new(host::HostBackend::new(
-            exe,
-            policy,
-            config.request_timeout,
-            &config.module_env,
-        )),
+        Some(exe) => std::sync::Arc::new(
+            host::HostBackend::new(exe, policy, config.request_timeout, &config.module_env)
+                .with_pin_pad_timeout(config.pin_pad_timeout),
+        ),
         None => {
             if config.module_isolation {
                 tracing::warn!(

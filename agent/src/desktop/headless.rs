@@ -3,24 +3,23 @@
 //! `--no-tray`, without a display or AppIndicator, when the toolkit cannot start, and always in
 //! a build without the `tray` feature.
 
-use super::{freedesktop, ConsentUiChoice, Running, Shell};
-use crate::config::ConsentMode;
+use super::{freedesktop, ConsentUiChoice, PromptConfig, Running, Shell};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 
 pub struct Headless {
-    consent: ConsentMode,
+    prompts: PromptConfig,
 }
 
 impl Headless {
-    pub fn new(consent: ConsentMode) -> Headless {
-        Headless { consent }
+    pub fn new(prompts: PromptConfig) -> Headless {
+        Headless { prompts }
     }
 }
 
 impl Shell for Headless {
     fn consent_ui(&self) -> ConsentUiChoice {
-        freedesktop::consent_ui(self.consent)
+        freedesktop::consent_ui(&self.prompts)
     }
 
     fn default_state_file(&self) -> Option<PathBuf> {
@@ -42,10 +41,18 @@ impl Shell for Headless {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConsentMode;
+
+    fn prompts(consent: ConsentMode) -> PromptConfig {
+        PromptConfig {
+            consent,
+            pinentry: None,
+        }
+    }
 
     #[test]
     fn headless_has_no_tray_and_returns_at_once() {
-        let shell: Box<dyn Shell> = Box::new(Headless::new(ConsentMode::None));
+        let shell: Box<dyn Shell> = Box::new(Headless::new(prompts(ConsentMode::None)));
         assert!(!shell.has_tray());
         shell.on_server_stopped()();
         // The server has not even started (the sender is alive): run must not wait for it.
@@ -55,12 +62,13 @@ mod tests {
 
     #[test]
     fn headless_consent_follows_the_configuration() {
-        let none = Headless::new(ConsentMode::None).consent_ui();
+        let none = Headless::new(prompts(ConsentMode::None)).consent_ui();
         assert!(none.ui.is_none());
+        assert!(none.pin.is_none());
         assert!(none.note.contains("--consent none"), "{}", none.note);
         // `notify` asks through notifications whatever the environment says (no bus: each
         // request gets CONSENT_UNAVAILABLE, from the prompt itself).
-        let notify = Headless::new(ConsentMode::Notify).consent_ui();
+        let notify = Headless::new(prompts(ConsentMode::Notify)).consent_ui();
         assert!(notify.ui.is_some(), "{}", notify.note);
     }
 }

@@ -16,10 +16,11 @@
 pub mod freedesktop;
 pub mod headless;
 pub mod icon;
+pub mod pinentry;
 pub mod tray_model;
 
-use crate::config::Config;
-use crate::consent::ConsentUi;
+use crate::config::{Config, ConsentMode};
+use crate::consent::{ConsentUi, PinUi};
 use crate::state::Agent;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -36,11 +37,31 @@ pub struct Running {
     pub quit: Box<dyn Fn() + Send + Sync>,
 }
 
-/// The consent UI a shell offers, and a sentence for the log.
+/// The prompts a shell offers, and a sentence for the log.
 pub struct ConsentUiChoice {
     /// None: no prompt can be shown; only trusted origins sign (CONSENT_UNAVAILABLE).
     pub ui: Option<Arc<dyn ConsentUi>>,
+    /// The agent's own PIN prompt. None: a request without a PIN signs only on a PIN-pad
+    /// reader (PIN_ENTRY_UNAVAILABLE otherwise).
+    pub pin: Option<Arc<dyn PinUi>>,
     pub note: String,
+}
+
+/// How the agent may ask the person, from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PromptConfig {
+    pub consent: ConsentMode,
+    /// The pinentry program (None: `pinentry` on PATH).
+    pub pinentry: Option<PathBuf>,
+}
+
+impl PromptConfig {
+    pub fn of(config: &Config) -> PromptConfig {
+        PromptConfig {
+            consent: config.consent,
+            pinentry: config.pinentry.clone(),
+        }
+    }
 }
 
 /// Everything the agent needs from a desktop. A shell is made and run on the main thread
@@ -71,18 +92,49 @@ pub trait Shell {
 pub fn pick(config: &Config) -> Box<dyn Shell> {
     let headless = |why: &str| -> Box<dyn Shell> {
         tracing::info!("running headless, without a tray icon: {why}");
-        Box::new(headless::Headless::new(config.consent))
+        Box::new(headless::Headless::new(PromptConfig::of(config)))
     };
     if !config.tray {
         return headless("started with --no-tray");
     }
     #[cfg(feature = "tray")]
-    match freedesktop::tray::TrayShell::start(config.consent) {
+    match freedesktop::tray::TrayShell::start(PromptConfig::of(config)) {
         Ok(shell) => Box::new(shell),
         Err(why) => headless(&why),
     }
     #[cfg(not(feature = "tray"))]
     headless("this build has no tray (built without the `tray` feature)")
+}
+
+/// pinentry, as the agent's consent dialog and PIN prompt.
+pub struct PinentryPrompts {
+    pub consent: Arc<dyn ConsentUi>,
+    pub pin: Arc<dyn PinUi>,
+    /// It can show itself here: graphical with a display (or on macOS/Windows), a terminal one
+    /// only when the agent runs in a terminal.
+    pub usable: bool,
+    /// Its program, for the log.
+    pub program: String,
+}
+
+/// The configured pinentry (`configured`, else `pinentry` on PATH), if installed.
+pub fn pinentry_prompts(configured: Option<&std::path::Path>) -> Option<PinentryPrompts> {
+    let Some(found) = pinentry::Pinentry::find(configured) else {
+        if let Some(path) = configured {
+            tracing::warn!(
+                "the configured pinentry {} is not an executable program",
+                path.display()
+            );
+        }
+        return None;
+    };
+    let found = Arc::new(found);
+    Some(PinentryPrompts {
+        usable: found.usable(),
+        program: found.program().display().to_string(),
+        consent: found.clone(),
+        pin: found,
+    })
 }
 
 /// What must happen before the process starts any thread (`main` calls it first): on a

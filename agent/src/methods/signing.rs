@@ -1,14 +1,17 @@
 //! `pkcs11.signData` and `pkcs11.verifySignedData`.
 
 use super::register;
-use crate::backend::SignRequest;
+use crate::allowlist::AllowedModule;
+use crate::backend::{Credential, SignRequest};
 use crate::consent::{digest_fingerprint, Caller, ConsentRequest};
 use crate::error::{AgentError, Result};
 use crate::state::Agent;
 use crate::x509;
 use base64::Engine;
 use jsonrpsee::RpcModule;
-use keyport_protocol::{AlgorithmReference, SignData, VerifySignedData};
+use keyport_protocol::{
+    AlgorithmReference, ErrorReason, Pin, PinState, SignData, SignDataParams, VerifySignedData,
+};
 use zeroize::Zeroizing;
 
 fn b64(field: &str, value: &str) -> Result<Vec<u8>> {
@@ -76,38 +79,140 @@ fn consent_request(
     }
 }
 
+/// Where the PIN of a signature comes from.
+enum PinSource {
+    /// The page sent it.
+    Page(Pin),
+    /// The reader's keypad (the token has a protected authentication path).
+    PinPad,
+    /// The agent's own PIN prompt.
+    Prompt,
+}
+
+/// How many times the agent's PIN prompt re-opens after a wrong PIN in one request (the token
+/// usually locks sooner); then the last error goes to the page.
+pub const MAX_PIN_PROMPTS: usize = 5;
+
+/// The line the PIN prompt shows after a failed try.
+fn retry_text(e: &AgentError) -> String {
+    match e.reason {
+        ErrorReason::PinIncorrect => match e.pin_state {
+            Some(PinState::FinalTry) => {
+                "Wrong PIN. One try is left before the PIN locks.".to_string()
+            }
+            Some(PinState::CountLow) => "Wrong PIN. Few tries are left.".to_string(),
+            _ => "Wrong PIN. Try again.".to_string(),
+        },
+        _ => e.message.clone(),
+    }
+}
+
+/// Sign on a blocking thread, with `pin` (None: the reader's PIN pad).
+async fn sign(
+    state: &Agent,
+    module: &AllowedModule,
+    p: &SignDataParams,
+    id: &[u8],
+    digest: &Zeroizing<Vec<u8>>,
+    pin: Option<Pin>,
+) -> Result<Vec<u8>> {
+    let limit = match pin {
+        Some(_) => state.request_timeout,
+        None => state.request_timeout + state.pin_pad_timeout,
+    };
+    let (module, id, digest) = (module.clone(), id.to_vec(), digest.clone());
+    let (slot_id, algorithm) = (p.slot_id, p.algorithm_reference);
+    state
+        .blocking_within(limit, move |b| {
+            // The backend signs only with the key of a certificate on the token.
+            let req = SignRequest {
+                slot_id,
+                key_id: &id,
+                credential: pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
+                algorithm,
+                digest: &digest,
+            };
+            b.sign(&module, &req)
+        })
+        .await
+}
+
 pub(super) fn register_all(m: &mut RpcModule<Agent>) {
-    register::<SignData, _, _>(m, |p, state, caller| async move {
+    register::<SignData, _, _>(m, |mut p, state, caller| async move {
         let digest = digest(&p.data, p.algorithm_reference)?;
         let id = key_id(&p.cert_id)?;
         let module = state.module(p.module.as_deref())?;
+        let pre_approved = state.consent.pre_approved(&caller)?;
+        let source = match p.pin.take() {
+            Some(pin) => PinSource::Page(pin),
+            None => {
+                let (m, slot) = (module.clone(), p.slot_id);
+                let token = state.blocking(move |b| b.token(&m, slot)).await?;
+                if token.protected_authentication_path {
+                    PinSource::PinPad
+                } else if state.consent.has_pin_ui() {
+                    PinSource::Prompt
+                } else {
+                    return Err(AgentError::new(ErrorReason::PinEntryUnavailable));
+                }
+            }
+        };
 
-        // Trusted or remembered callers skip the prompt (and building it).
-        if !state.consent.pre_approved(&caller)? {
-            let cert = {
-                let (module, id, slot) = (module.clone(), id.clone(), p.slot_id);
-                state
-                    .blocking(move |b| b.certificate(&module, slot, &id))
-                    .await?
-            };
-            let request = consent_request(&caller, &cert.der, p.algorithm_reference, &digest);
-            // On refusal `p` (with the PIN) and `digest` are dropped here, and zeroized.
-            state.consent.authorize(&caller, &request).await?;
-        }
+        // What the person is shown (the certificate is read for it): for consent, unless
+        // pre-approved, and in the agent's own PIN prompt and PIN-pad notice, always.
+        let shown = || async {
+            let (m, id, slot) = (module.clone(), id.clone(), p.slot_id);
+            let cert = state
+                .blocking(move |b| b.certificate(&m, slot, &id))
+                .await?;
+            Ok::<_, AgentError>(consent_request(
+                &caller,
+                &cert.der,
+                p.algorithm_reference,
+                &digest,
+            ))
+        };
 
-        let signature = state
-            .blocking(move |b| {
-                // The backend signs only with the key of a certificate on the token.
-                let req = SignRequest {
-                    slot_id: p.slot_id,
-                    key_id: &id,
-                    pin: &p.pin,
-                    algorithm: p.algorithm_reference,
-                    digest: &digest,
-                };
-                b.sign(&module, &req)
-            })
-            .await?;
+        let signature = match source {
+            PinSource::Page(pin) => {
+                if !pre_approved {
+                    // On refusal `pin` and `digest` are dropped here, and zeroized.
+                    state.consent.authorize(&caller, &shown().await?).await?;
+                }
+                sign(&state, &module, &p, &id, &digest, Some(pin)).await?
+            }
+            PinSource::PinPad => {
+                let request = shown().await?;
+                state.consent.authorize(&caller, &request).await?;
+                let _notice = state.consent.pin_pad_notice(&request).await;
+                tracing::info!(origin = caller.label(), "waiting for the PIN on the reader");
+                sign(&state, &module, &p, &id, &digest, None).await?
+            }
+            PinSource::Prompt => {
+                // Typing the PIN in the prompt that names the site is the consent.
+                let request = shown().await?;
+                let mut error: Option<String> = None;
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let pin = state
+                        .consent
+                        .ask_pin(&caller, &request, error.as_deref())
+                        .await?;
+                    match sign(&state, &module, &p, &id, &digest, Some(pin)).await {
+                        Err(e)
+                            if matches!(
+                                e.reason,
+                                ErrorReason::PinIncorrect | ErrorReason::PinLenRange
+                            ) && attempt < MAX_PIN_PROMPTS =>
+                        {
+                            error = Some(retry_text(&e));
+                        }
+                        other => break other?,
+                    }
+                }
+            }
+        };
         tracing::info!(origin = caller.label(), "signature made");
         Ok(base64::engine::general_purpose::STANDARD.encode(signature))
     });
@@ -192,6 +297,185 @@ mod tests {
         .unwrap_err();
         let msg = err["message"].as_str().unwrap();
         assert!(msg.contains("48 bytes") && msg.contains("not 32"), "{msg}");
+    }
+
+    mod without_a_pin {
+        use super::super::MAX_PIN_PROMPTS;
+        use super::*;
+        use crate::consent::{ConsentRequest, ConsentUi, Decision, PinAnswer, PinUi};
+        use crate::state::Agent;
+        use keyport_protocol::Pin;
+        use std::sync::Mutex;
+        use std::time::Duration;
+
+        /// Says yes to every consent prompt, and counts them.
+        #[derive(Default)]
+        struct Yes(Mutex<usize>);
+
+        #[async_trait::async_trait]
+        impl ConsentUi for Yes {
+            async fn ask(
+                &self,
+                _: &ConsentRequest,
+                _: Duration,
+            ) -> Result<Option<Decision>, String> {
+                *self.0.lock().unwrap() += 1;
+                Ok(Some(Decision::Allow))
+            }
+        }
+
+        /// Answers PIN prompts from a script, and records what each prompt showed.
+        struct Typist {
+            answers: Mutex<Vec<&'static str>>,
+            shown: Mutex<Vec<(String, Option<String>)>>,
+        }
+
+        impl Typist {
+            fn new(answers: &[&'static str]) -> Arc<Typist> {
+                let mut answers = answers.to_vec();
+                answers.reverse();
+                Arc::new(Typist {
+                    answers: Mutex::new(answers),
+                    shown: Mutex::new(Vec::new()),
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl PinUi for Typist {
+            async fn ask_pin(
+                &self,
+                r: &ConsentRequest,
+                error: Option<&str>,
+                _: Duration,
+            ) -> Result<PinAnswer, String> {
+                self.shown
+                    .lock()
+                    .unwrap()
+                    .push((r.caller.label().to_string(), error.map(str::to_string)));
+                Ok(match self.answers.lock().unwrap().pop() {
+                    Some("cancel") => PinAnswer::Cancelled,
+                    Some("timeout") | None => PinAnswer::TimedOut,
+                    Some(pin) => PinAnswer::Pin(Pin::new(pin)),
+                })
+            }
+        }
+
+        fn agent(
+            backend: Arc<FakeBackend>,
+            consent: Arc<Yes>,
+            pin: Option<Arc<Typist>>,
+        ) -> Arc<Agent> {
+            let config = crate::config::Config {
+                modules: vec!["/usr/lib/softhsm/libsofthsm2.so".to_string()],
+                consent_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(5),
+                ..Default::default()
+            };
+            let pin = pin.map(|p| p as Arc<dyn PinUi>);
+            Agent::with_prompts(&config, backend, Some(consent), pin)
+        }
+
+        fn no_pin() -> Value {
+            let mut p = sign_params(json!({}));
+            p.as_object_mut().unwrap().remove("pin");
+            p
+        }
+
+        #[tokio::test]
+        async fn without_a_pin_pad_or_a_pin_prompt_it_is_pin_entry_unavailable() {
+            let backend = Arc::new(FakeBackend::default());
+            let m = rpc_module(agent(backend.clone(), Arc::default(), None));
+            let err = call(&m, "pkcs11.signData", no_pin()).await.unwrap_err();
+            assert_eq!(err["data"]["reason"], "PIN_ENTRY_UNAVAILABLE", "{err}");
+            assert_eq!(err["code"], 1305);
+            assert_eq!(backend.sign_calls(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_pin_pad_signs_after_consent_and_its_cancel_is_typed() {
+            let backend = Arc::new(FakeBackend {
+                pin_pad: Some(Some("1234".into())),
+                ..Default::default()
+            });
+            let yes = Arc::new(Yes::default());
+            let m = rpc_module(agent(backend.clone(), yes.clone(), None));
+            let token = call(&m, "pkcs11.token", json!({"slot_id": 1}))
+                .await
+                .unwrap();
+            assert_eq!(token["protected_authentication_path"], true);
+            let sig = call(&m, "pkcs11.signData", no_pin()).await.unwrap();
+            assert!(sig.as_str().unwrap().starts_with("RkFLRS1TSUc6"), "{sig}");
+            assert_eq!(*yes.0.lock().unwrap(), 1, "consent was asked first");
+
+            let cancelled = Arc::new(FakeBackend {
+                pin_pad: Some(None),
+                ..Default::default()
+            });
+            let m = rpc_module(agent(cancelled, Arc::default(), None));
+            let err = call(&m, "pkcs11.signData", no_pin()).await.unwrap_err();
+            assert_eq!(err["data"]["reason"], "PIN_ENTRY_CANCELLED", "{err}");
+            assert_eq!(err["code"], 1304);
+        }
+
+        #[tokio::test]
+        async fn the_agents_prompt_reopens_after_a_wrong_pin_and_cancel_denies() {
+            let backend = Arc::new(FakeBackend::default());
+            let yes = Arc::new(Yes::default());
+            let typist = Typist::new(&["9999", "1234"]);
+            let m = rpc_module(agent(backend.clone(), yes.clone(), Some(typist.clone())));
+            let sig = call(&m, "pkcs11.signData", no_pin()).await.unwrap();
+            assert!(sig.as_str().unwrap().starts_with("RkFLRS1TSUc6"), "{sig}");
+            let shown = typist.shown.lock().unwrap().clone();
+            assert_eq!(shown.len(), 2, "{shown:?}");
+            assert_eq!(shown[0].1, None);
+            assert_eq!(
+                shown[1].1.as_deref(),
+                Some("Wrong PIN. Few tries are left."),
+                "the second prompt says why"
+            );
+            assert_eq!(
+                *yes.0.lock().unwrap(),
+                0,
+                "the PIN prompt is the consent: no second prompt"
+            );
+            assert_eq!(backend.sign_calls(), 2);
+
+            let typist = Typist::new(&["cancel"]);
+            let m = rpc_module(agent(backend.clone(), yes.clone(), Some(typist)));
+            let err = call(&m, "pkcs11.signData", no_pin()).await.unwrap_err();
+            assert_eq!(err["data"]["reason"], "CONSENT_DENIED", "{err}");
+            assert_eq!(backend.sign_calls(), 2, "nothing reached the token");
+
+            let typist = Typist::new(&["timeout"]);
+            let m = rpc_module(agent(backend.clone(), yes, Some(typist)));
+            let err = call(&m, "pkcs11.signData", no_pin()).await.unwrap_err();
+            assert_eq!(err["data"]["reason"], "CONSENT_TIMEOUT", "{err}");
+        }
+
+        #[tokio::test]
+        async fn wrong_pins_reopen_the_prompt_a_bounded_number_of_times() {
+            let backend = Arc::new(FakeBackend::default());
+            let typist = Typist::new(&["9999"; 20]);
+            let m = rpc_module(agent(backend.clone(), Arc::default(), Some(typist.clone())));
+            let err = call(&m, "pkcs11.signData", no_pin()).await.unwrap_err();
+            assert_eq!(err["data"]["reason"], "PIN_INCORRECT", "{err}");
+            assert_eq!(typist.shown.lock().unwrap().len(), MAX_PIN_PROMPTS);
+            assert_eq!(backend.sign_calls(), MAX_PIN_PROMPTS);
+        }
+
+        #[tokio::test]
+        async fn a_page_that_sends_the_pin_is_never_prompted_for_it() {
+            let backend = Arc::new(FakeBackend::default());
+            let yes = Arc::new(Yes::default());
+            let typist = Typist::new(&[]);
+            let m = rpc_module(agent(backend, yes.clone(), Some(typist.clone())));
+            call(&m, "pkcs11.signData", sign_params(json!({})))
+                .await
+                .unwrap();
+            assert!(typist.shown.lock().unwrap().is_empty());
+            assert_eq!(*yes.0.lock().unwrap(), 1);
+        }
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use super::server::HostArgs;
 use super::wire::{self, Call, Hello, Reply, Request, WireCertificate};
 use crate::allowlist::{AllowedModule, ModuleIdentity};
 use crate::backend::pkcs11::LoginPolicy;
-use crate::backend::{Backend, CertificateObject, SignRequest};
+use crate::backend::{Backend, CertificateObject, Credential, SignRequest};
 use crate::error::{AgentError, Result};
 use crate::logging::quote;
 use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
@@ -78,6 +78,8 @@ pub fn module_environment(extra: &[String]) -> Vec<(OsString, OsString)> {
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a host gets to log out and finalise at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a signature waits for the person at a PIN-pad reader unless configured.
+pub const DEFAULT_PIN_PAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// A host that dies within this of its start (or before its hello) "crashed at start".
 const EARLY_DEATH: Duration = Duration::from_secs(2);
 
@@ -85,6 +87,8 @@ pub struct HostBackend {
     exe: PathBuf,
     policy: LoginPolicy,
     call_timeout: Duration,
+    /// How long a signature may wait for the person at a PIN-pad reader, beyond `call_timeout`.
+    pin_pad_timeout: Duration,
     env: Vec<(OsString, OsString)>,
     modules: Mutex<HashMap<String, Arc<Supervisor>>>,
     by_identity: Mutex<HashMap<ModuleIdentity, Arc<Supervisor>>>,
@@ -147,6 +151,7 @@ impl HostBackend {
             exe,
             policy,
             call_timeout,
+            pin_pad_timeout: DEFAULT_PIN_PAD_TIMEOUT,
             env: module_environment(extra_env),
             modules: Mutex::new(HashMap::new()),
             by_identity: Mutex::new(HashMap::new()),
@@ -337,6 +342,12 @@ impl HostBackend {
             "module host started"
         );
         Ok(host)
+    }
+
+    /// How long a signature may wait for the person at a PIN-pad reader (default 60 s).
+    pub fn with_pin_pad_timeout(mut self, timeout: Duration) -> Self {
+        self.pin_pad_timeout = timeout;
+        self
     }
 
     fn call<T: DeserializeOwned>(&self, allowed: &AllowedModule, request: Request) -> Result<T> {
@@ -674,16 +685,19 @@ impl Backend for HostBackend {
     }
 
     fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<u8>> {
-        let sig: String = self.call(
-            module,
-            Request::Sign {
-                slot_id: request.slot_id,
-                key_id: request.key_id.to_vec(),
-                pin: request.pin.clone(),
-                algorithm: request.algorithm,
-                digest: request.digest.to_vec(),
-            },
-        )?;
+        let (pin, timeout) = match request.credential {
+            Credential::Pin(pin) => (Some(pin.clone()), self.call_timeout),
+            // The person types on the reader: that wait has its own bound.
+            Credential::PinPad => (None, self.call_timeout + self.pin_pad_timeout),
+        };
+        let sign = Request::Sign {
+            slot_id: request.slot_id,
+            key_id: request.key_id.to_vec(),
+            pin,
+            algorithm: request.algorithm,
+            digest: request.digest.to_vec(),
+        };
+        let sig: String = self.host(module)?.call(sign, timeout)?;
         hex::decode(sig).map_err(|_| AgentError::new(ErrorReason::Internal))
     }
 

@@ -11,7 +11,7 @@
 use super::wire::{self, Call, Hello, Reply, Request, WireCertificate, WireError};
 use crate::allowlist::{AllowedModule, Allowlist};
 use crate::backend::pkcs11::{CryptokiBackend, LoginPolicy};
-use crate::backend::{Backend, SignRequest};
+use crate::backend::{Backend, Credential, SignRequest};
 use crate::error::{AgentError, Result};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -287,7 +287,7 @@ fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
             let request = SignRequest {
                 slot_id,
                 key_id: &key_id,
-                pin: &pin,
+                credential: pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
                 algorithm,
                 digest: &digest,
             };

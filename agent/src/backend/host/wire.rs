@@ -57,7 +57,8 @@ pub enum Request {
         slot_id: u64,
         #[serde(with = "hex_bytes")]
         key_id: Vec<u8>,
-        pin: Pin,
+        /// None: the reader's PIN pad ([`crate::backend::Credential::PinPad`]).
+        pin: Option<Pin>,
         algorithm: AlgorithmReference,
         #[serde(with = "hex_bytes")]
         digest: Vec<u8>,
@@ -300,7 +301,7 @@ mod tests {
             request: Request::Sign {
                 slot_id: 3,
                 key_id: vec![0x02],
-                pin: Pin::new("kpWire9"),
+                pin: Some(Pin::new("kpWire9")),
                 algorithm: AlgorithmReference::Sha256,
                 digest: vec![0xAB; 32],
             },
@@ -315,12 +316,25 @@ mod tests {
                 ..
             } => {
                 assert_eq!(key_id, [2]);
-                assert_eq!(pin.expose(), "kpWire9");
+                assert_eq!(pin.unwrap().expose(), "kpWire9");
                 assert_eq!(digest, [0xAB; 32]);
             }
             other => panic!("{other:?}"),
         }
         // Debug output of a request never shows the PIN.
         assert!(!format!("{call:?}").contains("kpWire9"));
+        // No PIN: the reader's PIN pad.
+        let pad: Request = serde_json::from_str(
+            &serde_json::to_string(&Request::Sign {
+                slot_id: 3,
+                key_id: vec![2],
+                pin: None,
+                algorithm: AlgorithmReference::Sha256,
+                digest: vec![0xAB; 32],
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(pad, Request::Sign { pin: None, .. }));
     }
 }

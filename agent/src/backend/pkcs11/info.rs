@@ -117,6 +117,7 @@ pub(super) fn token_info(ctx: &Pkcs11, slot_id: u64) -> Result<TokenInfo> {
         serial_number: t.serial_number().trim_end().to_string(),
         flags: token_flags(&t),
         pin_state: pin_state(&t),
+        protected_authentication_path: t.protected_authentication_path(),
         max_session_count: limit(t.max_session_count()),
         session_count: t.session_count(),
         max_rw_session_count: limit(t.max_rw_session_count()),

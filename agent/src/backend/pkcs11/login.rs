@@ -117,11 +117,14 @@ impl TokenState {
     /// it (a logout the module did not do, another user of the module's state), so then every
     /// session is closed and the login tried once more; if the token still claims to be logged
     /// in, nothing is signed.
-    pub(super) fn login_verified(&self, ctx: &Pkcs11, pin: &Pin) -> Result<()> {
+    ///
+    /// `pin` None: the reader's PIN pad (C_Login with a NULL PIN; the person types it on the
+    /// reader, and CKR_FUNCTION_CANCELED means they cancelled there).
+    pub(super) fn login_verified(&self, ctx: &Pkcs11, pin: Option<&Pin>) -> Result<()> {
         for attempt in 0..2 {
             let session = self.take_session(ctx)?;
-            let auth = AuthPin::from(pin.expose().to_string());
-            match session.login(UserType::User, Some(&auth)) {
+            let auth = pin.map(|p| AuthPin::from(p.expose().to_string()));
+            match session.login(UserType::User, auth.as_ref()) {
                 Ok(()) => {
                     self.put_session(session);
                     return Ok(());
@@ -141,6 +144,9 @@ impl TokenState {
                         self.forget_sessions();
                     } else {
                         self.put_session(session);
+                    }
+                    if pin.is_none() && matches!(e, CkError::Pkcs11(RvError::FunctionCanceled, _)) {
+                        return Err(ErrorReason::PinEntryCancelled.into());
                     }
                     return Err(pin_error(ctx, self.slot, e));
                 }
@@ -174,11 +180,12 @@ impl CryptokiBackend {
         m: &Module,
         t: &TokenState,
         req: &SignRequest<'_>,
+        pin: &Pin,
     ) -> Result<Vec<u8>> {
         let result = (|| {
             if self.policy.keep_logged_in {
                 let login = t.login.read().unwrap_or_else(|e| e.into_inner());
-                if login.verifier.as_ref().is_some_and(|v| v.matches(req.pin)) {
+                if login.verifier.as_ref().is_some_and(|v| v.matches(pin)) {
                     match t.sign_logged_in(&m.ctx, req) {
                         Ok(sig) => return Ok(sig),
                         Err(SignFailure::Error(e)) => return Err(e),
@@ -186,7 +193,7 @@ impl CryptokiBackend {
                     }
                 }
             }
-            self.login_and_sign(m, t, req)
+            self.login_and_sign(m, t, req, pin)
         })();
         if result.is_ok() {
             t.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
@@ -194,11 +201,60 @@ impl CryptokiBackend {
         result
     }
 
-    fn login_and_sign(&self, m: &Module, t: &TokenState, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+    /// Sign after the person types the PIN on the reader. Every such signature logs in anew
+    /// (the person's keypad entry is their yes to this one signature) and logs out after, so
+    /// no later request rides on it, PIN or not. The token's login lock is held while the
+    /// reader waits; a turn at signing (`gate`) only for the signature itself.
+    pub(super) fn sign_with_pin_pad(
+        &self,
+        m: &Module,
+        t: &TokenState,
+        req: &SignRequest<'_>,
+        gate: &super::gate::Gate,
+    ) -> Result<Vec<u8>> {
+        let info = m.ctx.get_token_info(t.slot)?;
+        if !info.protected_authentication_path() {
+            return Err(AgentError::with_message(
+                ErrorReason::PinEntryUnavailable,
+                "This token has no PIN pad: the PIN must come with the request or from the \
+                 agent's PIN prompt.",
+            ));
+        }
+        if info.user_pin_locked() {
+            return Err(AgentError::new(ErrorReason::PinLocked).with_pin_state(PinState::Locked));
+        }
+        let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
+        t.logout_locked(&m.ctx, &mut login);
+        t.login_verified(&m.ctx, None)?;
+        let result = {
+            let _turn = gate.enter();
+            match t.sign_logged_in(&m.ctx, req) {
+                Ok(sig) => Ok(sig),
+                Err(SignFailure::Error(e)) => Err(e),
+                Err(SignFailure::NotLoggedIn) => Err(AgentError::with_message(
+                    ErrorReason::DeviceError,
+                    "The token logged out right after the PIN was typed on the reader.",
+                )),
+            }
+        };
+        t.logout_locked(&m.ctx, &mut login);
+        if result.is_ok() {
+            t.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn login_and_sign(
+        &self,
+        m: &Module,
+        t: &TokenState,
+        req: &SignRequest<'_>,
+        pin: &Pin,
+    ) -> Result<Vec<u8>> {
         // Never spend a PIN try, nor drop everyone's login, on a PIN the token cannot accept.
         // Best effort: if the token cannot say, the login below still decides.
         if let Ok(info) = m.ctx.get_token_info(t.slot) {
-            let len = req.pin.expose().len();
+            let len = pin.expose().len();
             if len < info.min_pin_length() || len > info.max_pin_length() {
                 return Err(AgentError::with_message(
                     ErrorReason::PinLenRange,
@@ -218,8 +274,7 @@ impl CryptokiBackend {
 
         let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
         // Another request may have logged in with this very PIN while we waited for the lock.
-        if self.policy.keep_logged_in && login.verifier.as_ref().is_some_and(|v| v.matches(req.pin))
-        {
+        if self.policy.keep_logged_in && login.verifier.as_ref().is_some_and(|v| v.matches(pin)) {
             match t.sign_logged_in(&m.ctx, req) {
                 Ok(sig) => return Ok(sig),
                 Err(SignFailure::Error(e)) => return Err(e),
@@ -227,9 +282,9 @@ impl CryptokiBackend {
             }
         }
         t.logout_locked(&m.ctx, &mut login);
-        t.login_verified(&m.ctx, req.pin)?;
+        t.login_verified(&m.ctx, Some(pin))?;
         // Only now, with the token's own yes, is this PIN the one that logged it in.
-        login.verifier = Some(PinVerifier::new(req.pin));
+        login.verifier = Some(PinVerifier::new(pin));
 
         let result = match t.sign_logged_in(&m.ctx, req) {
             Ok(sig) => Ok(sig),

@@ -18,7 +18,7 @@ mod token;
 
 pub use login::LoginPolicy;
 
-use super::{Backend, CertificateObject, SignRequest};
+use super::{Backend, CertificateObject, Credential, SignRequest};
 use crate::allowlist::{AllowedModule, ModuleIdentity};
 use crate::error::{AgentError, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -311,9 +311,13 @@ impl Backend for CryptokiBackend {
         self.certificate(module, req.slot_id, req.key_id)?;
         let m = self.module(module)?;
         let t = m.token_state(req.slot_id)?;
-        let signature = {
-            let _turn = self.signing.enter();
-            self.sign_with_policy(&m, &t, req)
+        let signature = match req.credential {
+            Credential::Pin(pin) => {
+                let _turn = self.signing.enter();
+                self.sign_with_policy(&m, &t, req, pin)
+            }
+            // The wait for the person at the reader must not hold a turn at signing.
+            Credential::PinPad => self.sign_with_pin_pad(&m, &t, req, &self.signing),
         };
         // Hashing the PIN (the login cache's verifier) left a copy in a popped frame.
         crate::secret::scrub_stack();

@@ -12,17 +12,22 @@ pub mod notify;
 #[cfg(feature = "tray")]
 pub mod tray;
 
-use super::ConsentUiChoice;
+use super::{ConsentUiChoice, PromptConfig};
 use crate::config::ConsentMode;
-use crate::consent::ConsentUi;
+use crate::consent::{ConsentRequest, ConsentUi, Decision};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which consent UI, decided from the mode and what the machine offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsentChoice {
-    /// A desktop notification with buttons ([`notify::NotifyConsent`]).
-    Notifications,
+    /// A desktop notification with buttons ([`notify::NotifyConsent`]); when the notification
+    /// server cannot ask (none answers, or it shows no buttons) and `fallback` is set, that
+    /// request asks through pinentry instead.
+    Notifications { fallback: bool },
+    /// pinentry's confirmation dialog.
+    Pinentry,
     /// No prompt can be shown; the reason, for the log.
     Unavailable(&'static str),
 }
@@ -34,49 +39,129 @@ pub struct ConsentEnv {
     pub freedesktop: bool,
     /// A session bus is configured (`DBUS_SESSION_BUS_ADDRESS` set and not empty).
     pub session_bus: bool,
+    /// A pinentry program is installed and can show itself here: a graphical one with a
+    /// display (or on macOS/Windows), a terminal one only when the agent runs in a terminal.
+    pub pinentry: bool,
 }
 
-impl ConsentEnv {
-    pub fn here() -> ConsentEnv {
-        ConsentEnv {
-            freedesktop: cfg!(all(unix, not(target_os = "macos"))),
-            session_bus: std::env::var_os("DBUS_SESSION_BUS_ADDRESS")
-                .is_some_and(|v| !v.is_empty()),
-        }
-    }
-}
-
-/// `none`: never; `notify`: always (no bus then fails each request, CONSENT_UNAVAILABLE);
-/// `auto`: notifications on a freedesktop platform with a session bus, none otherwise.
+/// `none`: never; `notify`: notifications always (no bus then fails each request,
+/// CONSENT_UNAVAILABLE); `pinentry`: pinentry always (not installed: the same); `auto`:
+/// notifications on a freedesktop platform with a session bus, falling back to pinentry per
+/// request, else pinentry where it can show itself, else none.
 pub fn choose_consent(mode: ConsentMode, env: ConsentEnv) -> ConsentChoice {
     match mode {
         ConsentMode::None => ConsentChoice::Unavailable(
             "consent prompts disabled (--consent none): only trusted origins can sign",
         ),
-        ConsentMode::Notify => ConsentChoice::Notifications,
-        ConsentMode::Auto if env.freedesktop && env.session_bus => ConsentChoice::Notifications,
+        ConsentMode::Notify => ConsentChoice::Notifications { fallback: false },
+        ConsentMode::Pinentry => ConsentChoice::Pinentry,
+        ConsentMode::Auto if env.freedesktop && env.session_bus => ConsentChoice::Notifications {
+            fallback: env.pinentry,
+        },
+        ConsentMode::Auto if env.pinentry => ConsentChoice::Pinentry,
         ConsentMode::Auto if env.freedesktop => ConsentChoice::Unavailable(
-            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset): no consent prompt can be \
-             shown, only trusted origins can sign",
+            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset) and no pinentry that can \
+             show itself here: no consent prompt can be shown, only trusted origins can sign",
         ),
         ConsentMode::Auto => ConsentChoice::Unavailable(
-            "this platform's notifications have no buttons: no consent prompt can be shown, \
-             only trusted origins can sign",
+            "this platform's notifications have no buttons and no pinentry is installed: no \
+             consent prompt can be shown, only trusted origins can sign",
         ),
     }
 }
 
-/// The consent UI for `mode` on this machine.
-pub fn consent_ui(mode: ConsentMode) -> ConsentUiChoice {
-    match choose_consent(mode, ConsentEnv::here()) {
-        ConsentChoice::Notifications => ConsentUiChoice {
-            ui: Some(Arc::new(notify::NotifyConsent::new()) as Arc<dyn ConsentUi>),
-            note: "consent prompts: desktop notifications".into(),
-        },
-        ConsentChoice::Unavailable(why) => ConsentUiChoice {
-            ui: None,
-            note: why.into(),
-        },
+/// Whether the agent asks for PINs itself (pinentry): wherever pinentry can show itself, unless
+/// prompts are off (`--consent none`: the agent shows nothing at all).
+pub fn choose_pin_prompt(mode: ConsentMode, env: ConsentEnv) -> bool {
+    mode != ConsentMode::None && env.pinentry
+}
+
+impl ConsentEnv {
+    /// This machine, with `pinentry` (if one was found) usable or not.
+    pub fn here(pinentry: Option<&super::PinentryPrompts>) -> ConsentEnv {
+        ConsentEnv {
+            freedesktop: cfg!(all(unix, not(target_os = "macos"))),
+            session_bus: std::env::var_os("DBUS_SESSION_BUS_ADDRESS")
+                .is_some_and(|v| !v.is_empty()),
+            pinentry: pinentry.is_some_and(|p| p.usable),
+        }
+    }
+}
+
+/// The prompts for `prompts` on this machine.
+pub fn consent_ui(prompts: &PromptConfig) -> ConsentUiChoice {
+    let pinentry = super::pinentry_prompts(prompts.pinentry.as_deref());
+    let env = ConsentEnv::here(pinentry.as_ref());
+    let pin = match &pinentry {
+        Some(p) if choose_pin_prompt(prompts.consent, env) => Some(p.pin.clone()),
+        _ => None,
+    };
+    let pin_note = match (&pin, &pinentry) {
+        (Some(_), Some(p)) => format!("; PIN prompt: {}", p.program),
+        (None, Some(p)) if prompts.consent != ConsentMode::None => {
+            format!("; no PIN prompt ({} cannot show itself here)", p.program)
+        }
+        (None, None) if prompts.consent != ConsentMode::None => {
+            "; no PIN prompt (no pinentry program found)".to_string()
+        }
+        _ => String::new(),
+    };
+    let (ui, note): (Option<Arc<dyn ConsentUi>>, String) =
+        match (choose_consent(prompts.consent, env), pinentry) {
+            (ConsentChoice::Notifications { fallback: true }, Some(p)) => (
+                Some(Arc::new(Fallback {
+                    first: Arc::new(notify::NotifyConsent::new()),
+                    then: p.consent,
+                })),
+                format!("consent prompts: desktop notifications, else {}", p.program),
+            ),
+            (ConsentChoice::Notifications { .. }, _) => (
+                Some(Arc::new(notify::NotifyConsent::new())),
+                "consent prompts: desktop notifications".into(),
+            ),
+            (ConsentChoice::Pinentry, Some(p)) => {
+                (Some(p.consent), format!("consent prompts: {}", p.program))
+            }
+            (ConsentChoice::Pinentry, None) => (
+                None,
+                "consent through pinentry, but no pinentry program was found: only trusted \
+                 origins can sign"
+                    .into(),
+            ),
+            (ConsentChoice::Unavailable(why), _) => (None, why.into()),
+        };
+    ConsentUiChoice {
+        ui,
+        pin,
+        note: note + &pin_note,
+    }
+}
+
+/// Ask with `first`; a request that `first` cannot ask at all (no notification server, or one
+/// without buttons) asks with `then`.
+struct Fallback {
+    first: Arc<dyn ConsentUi>,
+    then: Arc<dyn ConsentUi>,
+}
+
+#[async_trait::async_trait]
+impl ConsentUi for Fallback {
+    async fn ask(
+        &self,
+        request: &ConsentRequest,
+        timeout: Duration,
+    ) -> Result<Option<Decision>, String> {
+        match self.first.ask(request, timeout).await {
+            Err(why) => {
+                tracing::debug!(reason = %why, "notifications cannot ask: asking with pinentry");
+                self.then.ask(request, timeout).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn pin_pad_notice(&self, request: &ConsentRequest) -> Option<Box<dyn Send>> {
+        self.first.pin_pad_notice(request).await
     }
 }
 
@@ -121,34 +206,54 @@ pub fn open_folder(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn env(freedesktop: bool, session_bus: bool) -> ConsentEnv {
+    fn env(freedesktop: bool, session_bus: bool, pinentry: bool) -> ConsentEnv {
         ConsentEnv {
             freedesktop,
             session_bus,
+            pinentry,
         }
     }
 
     #[test]
-    fn auto_asks_only_where_a_notification_can_carry_buttons() {
+    fn auto_asks_only_where_a_prompt_can_carry_an_answer() {
         use ConsentChoice::*;
-        let auto = |fd, bus| choose_consent(ConsentMode::Auto, env(fd, bus));
-        assert_eq!(auto(true, true), Notifications);
-        assert!(matches!(auto(true, false), Unavailable(w) if w.contains("no D-Bus session bus")));
-        assert!(matches!(auto(false, true), Unavailable(w) if w.contains("no buttons")));
-        assert!(matches!(auto(false, false), Unavailable(w) if w.contains("no buttons")));
+        let auto = |fd, bus, pe| choose_consent(ConsentMode::Auto, env(fd, bus, pe));
+        assert_eq!(auto(true, true, false), Notifications { fallback: false });
+        assert_eq!(auto(true, true, true), Notifications { fallback: true });
+        assert_eq!(auto(true, false, true), Pinentry);
+        assert_eq!(auto(false, true, true), Pinentry, "macOS/Windows: pinentry");
+        assert_eq!(auto(false, false, true), Pinentry);
+        assert!(
+            matches!(auto(true, false, false), Unavailable(w) if w.contains("no D-Bus session bus"))
+        );
+        assert!(matches!(auto(false, true, false), Unavailable(w) if w.contains("no buttons")));
+        assert!(matches!(auto(false, false, false), Unavailable(w) if w.contains("no buttons")));
     }
 
     #[test]
-    fn notify_and_none_do_what_they_say_anywhere() {
-        for (fd, bus) in [(true, true), (true, false), (false, true), (false, false)] {
+    fn notify_pinentry_and_none_do_what_they_say_anywhere() {
+        for (fd, bus, pe) in [
+            (true, true, true),
+            (true, false, false),
+            (false, true, true),
+            (false, false, false),
+        ] {
+            let e = env(fd, bus, pe);
             assert_eq!(
-                choose_consent(ConsentMode::Notify, env(fd, bus)),
-                ConsentChoice::Notifications
+                choose_consent(ConsentMode::Notify, e),
+                ConsentChoice::Notifications { fallback: false }
+            );
+            assert_eq!(
+                choose_consent(ConsentMode::Pinentry, e),
+                ConsentChoice::Pinentry
             );
             assert!(matches!(
-                choose_consent(ConsentMode::None, env(fd, bus)),
+                choose_consent(ConsentMode::None, e),
                 ConsentChoice::Unavailable(w) if w.contains("--consent none")
             ));
+            assert!(!choose_pin_prompt(ConsentMode::None, e));
+            assert_eq!(choose_pin_prompt(ConsentMode::Auto, e), pe);
+            assert_eq!(choose_pin_prompt(ConsentMode::Notify, e), pe);
         }
     }
 }

@@ -100,6 +100,36 @@ pub fn decision_for_action(key: &str, offered_always: bool) -> Decision {
     }
 }
 
+/// The notice shown while a PIN-pad reader waits for the person (no buttons: they answer on the
+/// reader). Built from the request only; control characters become spaces, markup is escaped.
+pub fn pin_pad_text(request: &ConsentRequest, markup: bool) -> PromptText {
+    let clean = |s: &str| -> String {
+        let s: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let s: String = s.chars().take(300).collect();
+        if markup {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        } else {
+            s
+        }
+    };
+    PromptText {
+        summary: "Type your PIN on the card reader".to_string(),
+        body: format!(
+            "{} asks to sign with your certificate.\nCertificate: {}\nDigest: {}\n\
+             Type the PIN on the reader's keypad to sign, or press Cancel on the reader.",
+            clean(request.caller.label()),
+            clean(&request.subject),
+            clean(&request.digest_fingerprint),
+        ),
+        actions: Vec::new(),
+    }
+}
+
 /// What a `NotificationClosed` without an action means (reason codes of the specification):
 /// expired (1) is no answer; dismissed (2), closed by a call (3) or undefined (4) are a refusal.
 pub fn decision_for_close(reason: u32) -> Option<Decision> {
@@ -129,6 +159,10 @@ impl ConsentUi for NotifyConsent {
         timeout: Duration,
     ) -> Result<Option<Decision>, String> {
         imp::ask(request, timeout).await
+    }
+
+    async fn pin_pad_notice(&self, request: &ConsentRequest) -> Option<Box<dyn Send>> {
+        imp::notice(request).await
     }
 }
 
@@ -160,10 +194,7 @@ mod imp {
     impl Drop for Withdraw {
         fn drop(&mut self) {
             if let Some(h) = self.handle.take() {
-                tracing::debug!(
-                    id = h.id(),
-                    "consent request abandoned: withdrawing its prompt"
-                );
+                tracing::debug!(id = h.id(), "withdrawing the notification");
                 // zbus's own runtime drives the call; no async context is needed here.
                 std::thread::spawn(move || h.close());
             }
@@ -218,8 +249,28 @@ mod imp {
         }
     }
 
-    /// Steps 1 and 2: the session bus, and a notification server on it that can show buttons.
-    async fn connect() -> Result<Server, String> {
+    /// The PIN-pad notice: shown until the returned guard is dropped. None if it cannot be
+    /// shown (the signature goes on: the reader itself asks for the PIN).
+    pub(super) async fn notice(request: &ConsentRequest) -> Option<Box<dyn Send>> {
+        let caps: Vec<String> = match connect_any().await {
+            Ok(server) => server.caps,
+            Err(why) => {
+                tracing::debug!(reason = %why, "no PIN-pad notice");
+                return None;
+            }
+        };
+        let markup = caps.iter().any(|c| c == "body-markup");
+        match show(&pin_pad_text(request, markup)).await {
+            Ok(guard) => Some(Box::new(guard)),
+            Err(why) => {
+                tracing::debug!(reason = %why, "no PIN-pad notice");
+                None
+            }
+        }
+    }
+
+    /// A notification server, whatever it can show.
+    async fn connect_any() -> Result<Server, String> {
         let conn = Connection::session()
             .await
             .map_err(|e| format!("no D-Bus session bus ({e})"))?;
@@ -234,13 +285,19 @@ mod imp {
             .await
             .and_then(|reply| reply.body().deserialize())
             .map_err(|e| format!("no notification server on the session bus ({e})"))?;
-        if !caps.iter().any(|c| c == "actions") {
+        Ok(Server { conn, caps })
+    }
+
+    /// Steps 1 and 2: the session bus, and a notification server on it that can show buttons.
+    async fn connect() -> Result<Server, String> {
+        let server = connect_any().await?;
+        if !server.caps.iter().any(|c| c == "actions") {
             return Err(
                 "the notification server cannot show buttons (no \"actions\" capability)"
                     .to_string(),
             );
         }
-        Ok(Server { conn, caps })
+        Ok(server)
     }
 
     /// Step 3: listen for the server's signals, from its unique name only, before showing
@@ -338,6 +395,10 @@ mod imp {
         _timeout: Duration,
     ) -> Result<Option<Decision>, String> {
         Err("this platform's notifications have no buttons: Keyport cannot ask here".to_string())
+    }
+
+    pub(super) async fn notice(_request: &ConsentRequest) -> Option<Box<dyn Send>> {
+        None
     }
 }
 

@@ -8,10 +8,9 @@
 //! event loop, which starts GTK. Any failure: the caller goes on headless.
 
 use super::{consent_ui, default_state_file, gl, open_folder};
-use crate::config::ConsentMode;
 use crate::desktop::icon::{icon_rgba, ICON_SIZE};
 use crate::desktop::tray_model::{IconState, MenuEntry, TrayModel, TrayView};
-use crate::desktop::{ConsentUiChoice, Running, Shell};
+use crate::desktop::{ConsentUiChoice, PromptConfig, Running, Shell};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use tao::event::{Event, StartCause};
@@ -35,13 +34,13 @@ pub enum UserEvent {
 /// A tray icon on a freedesktop desktop (AppIndicator / StatusNotifierItem, or XEmbed).
 pub struct TrayShell {
     event_loop: EventLoop<UserEvent>,
-    consent: ConsentMode,
+    prompts: PromptConfig,
 }
 
 impl TrayShell {
     /// Start the toolkit on this thread, which must be the main thread, before any other thread
     /// starts. `Err(why)`: no tray can run here.
-    pub fn start(consent: ConsentMode) -> Result<TrayShell, String> {
+    pub fn start(prompts: PromptConfig) -> Result<TrayShell, String> {
         if let Some(why) = no_display() {
             return Err(why);
         }
@@ -53,14 +52,14 @@ impl TrayShell {
         let event_loop = quietly(|| EventLoopBuilder::<UserEvent>::with_user_event().build())?;
         Ok(TrayShell {
             event_loop,
-            consent,
+            prompts,
         })
     }
 }
 
 impl Shell for TrayShell {
     fn consent_ui(&self) -> ConsentUiChoice {
-        consent_ui(self.consent)
+        consent_ui(&self.prompts)
     }
 
     fn default_state_file(&self) -> Option<PathBuf> {

@@ -1,0 +1,1358 @@
+//! The agent's own PIN and consent dialogs, shown by GnuPG's pinentry programs
+//! (`pinentry-gnome3`, `-gtk2`, `-qt`, `-curses`, `-tty` on Linux, `pinentry-mac`, Gpg4win's
+//! `pinentry.exe`): the PIN is typed into a dialog of the agent, never into the web page.
+//!
+//! A pinentry speaks the Assuan protocol on its stdin and stdout. This module has its own small
+//! client for it, on `tokio::process`, rather than the `pinentry` crate: that crate blocks a
+//! thread, cannot kill a pinentry that hangs (a dialog nobody answers, a pinentry whose own
+//! timeout does not fire once a key was typed), and keeps the lines it read, the PIN's among
+//! them, in buffers that are not wiped.
+//!
+//! # One dialog, step by step
+//! 1. Spawn the program with `kill_on_drop`: stdin and stdout piped, stderr to `/dev/null` (what
+//!    a pinentry prints there is never logged), and only the environment a pinentry needs
+//!    ([`PINENTRY_ENV`]; [`Pinentry::with_env`] adds more).
+//! 2. Read the greeting `OK`. A terminal pinentry (`pinentry-curses`, `pinentry-tty`) is told the
+//!    agent's terminal (`OPTION ttyname`, `OPTION ttytype`), and only when the agent's stdin is
+//!    one; a graphical one never is.
+//! 3. `SETTITLE`, `SETDESC`, `SETPROMPT`, `SETERROR`, `SETOK`, `SETNOTOK`, `SETCANCEL`,
+//!    `SETTIMEOUT`, then `GETPIN` or `CONFIRM`, then `BYE`.
+//! 4. The whole conversation is bounded: `SETTIMEOUT` asks the pinentry to give up by itself,
+//!    and a hard deadline ([`GRACE`] later) kills it (and reaps it) if it did not.
+//!
+//! One dialog at a time per [`Pinentry`] (and its clones): a second request waits for the first
+//! (within its own time limit). Two graphical pinentries at once fight for the keyboard grab, and
+//! the loser cancels at once.
+//!
+//! # Assuan is a security boundary
+//! A certificate's subject and issuer come from the token, and the token may be hostile. Every
+//! text sent is percent-escaped (`%`, CR, LF and every other control character), so no text can
+//! end a line and start a command of its own; each line is capped below Assuan's 1000 bytes
+//! (cut on a character boundary, never inside an escape, marked with `…`). The dialog texts
+//! built here ([`pin_dialog`], the consent text) also turn the certificate's control and
+//! bidirectional-override characters into spaces, so a subject cannot fake a line of its own.
+//!
+//! # Secrets
+//! The PIN arrives on `D` lines. Every buffer that holds it is [`Zeroizing`]: the read buffer,
+//! each line, the percent-decoded data (allocated once at its full size, so it never moves);
+//! the PIN then moves, without a copy, into a [`Pin`] (wiped on drop). Neither the PIN nor any
+//! line the pinentry sent is logged or put in an error: errors name only the Assuan error code,
+//! or the kind of line that was unexpected. This module never sends `SETKEYINFO` nor
+//! `OPTION allow-external-password-cache`, so a pinentry never offers to store the PIN in a
+//! keyring.
+//!
+//! # Answers, and why "no" never becomes "always allow"
+//! Errors are matched on the low 16 bits of the Assuan error number (the GnuPG error code),
+//! never on the text. `GETPIN`: `D`… `OK` → the PIN (an empty field gives `OK` without `D`: an
+//! empty PIN); `GPG_ERR_CANCELED` (99) or `GPG_ERR_FULLY_CANCELED` (198) → cancelled;
+//! `GPG_ERR_TIMEOUT` (62) → timed out; anything else → `Err`.
+//!
+//! `CONFIRM` shows *Allow* (OK), *Always allow this site* (NOTOK), *Deny* (Cancel). `OK` is the
+//! only answer pinentry gives for a press of its OK button alone, so `OK` → Allow. The NOTOK
+//! answer, `GPG_ERR_NOT_CONFIRMED` (114), is another matter: in pinentry's own code it is not
+//! "the NOTOK button" but "the dialog ended without OK and without a cancel" — its catch-all
+//! *no*. `pinentry-w32` returns it when the person presses Cancel or closes the window (it never
+//! sets the cancel flag); `pinentry-gnome3` cannot show a third button at all. Mapping 114 to
+//! "always allow" everywhere would turn those refusals into a permanent yes. So:
+//! * the third button is offered only by pinentries whose `GETINFO flavor` is one whose source
+//!   was checked to return 114 for that button alone ([`offers_always`]: gtk2, qt, curses, tty;
+//!   gtk2 is also driven for real by a test); any other pinentry shows Allow / Deny only;
+//! * 114 means AllowAlways only if the third button was offered, and the pinentry did not say the
+//!   window was closed (`S BUTTON_INFO close`); otherwise it is Deny;
+//! * cancel (99, 198), or closing the window → Deny; `GPG_ERR_TIMEOUT` or the hard deadline →
+//!   `None` (no answer); any other error or unexpected line → `Err` (never Allow);
+//! * the labels carry explicit, distinct mnemonics (`_Allow`, `Al_ways…`, `_Deny`):
+//!   `pinentry-tty` otherwise picks each button's first letter, and it tests the NOTOK key before
+//!   the OK key, so typing `a` for "Allow" would have answered "Always allow".
+//!
+//! A caller that is not a web origin is never offered "always" (nothing could remember it).
+
+use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision, PinUi};
+use keyport_protocol::Pin;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The environment variables a pinentry gets from the agent's (when set); nothing else, so that
+/// no secret of the agent's environment reaches another program. Display and session:
+/// `DISPLAY`, `WAYLAND_DISPLAY`, `XAUTHORITY` (X11 and Wayland), `DBUS_SESSION_BUS_ADDRESS` and
+/// `XDG_RUNTIME_DIR` (pinentry-gnome3's system prompter, Qt on Wayland); `HOME` and `PATH` (its
+/// toolkit's settings, and finding helpers); `LANG`, `LANGUAGE`, `LC_*` (the dialog's language
+/// and the charset of what is typed); `TERM` (pinentry-curses draws with it). On Windows a
+/// program cannot start without `SystemRoot`, and its toolkit looks for its settings in the
+/// user's folders: `SYSTEMDRIVE`, `USERPROFILE`, `APPDATA`, `LOCALAPPDATA`, `TEMP`, `TMP`.
+/// `GNUPGHOME` is not needed: a pinentry does not read GnuPG's files.
+pub const PINENTRY_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "XDG_RUNTIME_DIR",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "SystemRoot",
+    "SYSTEMDRIVE",
+    "USERPROFILE",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "TEMP",
+    "TMP",
+];
+
+/// Prefixes of the other variables a pinentry gets (`LC_ALL`, `LC_CTYPE`, …).
+pub const PINENTRY_ENV_PREFIXES: &[&str] = &["LC_"];
+
+/// The hard deadline is this much after the time limit: a pinentry's own `SETTIMEOUT` counts from
+/// when its dialog shows, after the program started, and should normally win.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// Assuan's longest line, line feed included.
+pub const MAX_LINE: usize = 1000;
+
+/// The most data (a PIN, decoded) one answer may carry; more is a protocol error.
+pub const MAX_DATA: usize = 1024;
+
+/// The buttons of the consent dialog, with their mnemonics (see the module's documentation).
+pub const LABEL_ALLOW: &str = "_Allow";
+pub const LABEL_ALWAYS: &str = "Al_ways allow this site";
+pub const LABEL_DENY: &str = "_Deny";
+
+/// The title of both dialogs.
+pub const TITLE: &str = "Keyport: signature request";
+
+/// GnuPG error codes (the low 16 bits of an Assuan error number; the high bits name the source,
+/// 5 for pinentry: `ERR 83886179` is source 5, code 99).
+pub mod gpg_err {
+    pub const TIMEOUT: u32 = 62;
+    pub const CANCELED: u32 = 99;
+    pub const NOT_CONFIRMED: u32 = 114;
+    pub const FULLY_CANCELED: u32 = 198;
+
+    /// The code of an Assuan error number.
+    pub fn code(number: u32) -> u32 {
+        number & 0xFFFF
+    }
+}
+
+/// What kind of dialog a pinentry shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinentryKind {
+    /// A window of its own (gtk2, gnome3, qt, mac, w32, …).
+    Graphical,
+    /// Draws in a terminal: `pinentry-curses`, `pinentry-tty` (also through a `pinentry` symlink
+    /// resolving to them). Useful only when the agent runs in a terminal.
+    Terminal,
+}
+
+/// A pinentry program the agent can ask through. Clones share one queue of dialogs.
+#[derive(Debug, Clone)]
+pub struct Pinentry {
+    program: PathBuf,
+    kind: PinentryKind,
+    extra_env: Vec<(OsString, OsString)>,
+    /// One dialog at a time.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The text of a PIN dialog. Empty labels (`ok`, `cancel`) and `None` leave pinentry's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PinDialog {
+    pub title: String,
+    pub description: String,
+    pub prompt: String,
+    /// Shown as the dialog's error line (e.g. a wrong PIN on the previous try).
+    pub error: Option<String>,
+    /// The OK button's label (`_` before the mnemonic letter).
+    pub ok: Option<String>,
+    /// The Cancel button's label.
+    pub cancel: Option<String>,
+}
+
+/// The answer to a PIN dialog (the consent module's: the PIN, cancelled, or no answer in time —
+/// the pinentry said so, or it was killed at the hard deadline).
+pub use crate::consent::PinAnswer;
+
+impl Pinentry {
+    /// The pinentry to use. `configured`: the `--pinentry PATH` flag or `pinentry` config key (a
+    /// path, or a bare name looked up on `PATH`); `None`: `pinentry` on `PATH` (and, on macOS,
+    /// `pinentry-mac`; on Windows, Gpg4win's and GnuPG's usual folders). `None` if it is not
+    /// there or not executable.
+    pub fn find(configured: Option<&Path>) -> Option<Pinentry> {
+        let program = match configured {
+            Some(p) if p.is_absolute() || p.components().count() > 1 => {
+                is_executable(p).then(|| p.to_path_buf())?
+            }
+            Some(name) => search_path(name.as_os_str())?,
+            None => default_program()?,
+        };
+        let kind = kind_of(&program);
+        Some(Pinentry {
+            program,
+            kind,
+            extra_env: Vec::new(),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Also give the pinentry `key=value` (beyond [`PINENTRY_ENV`]; it wins over the agent's own
+    /// value). For a configuration's extra variables, and tests.
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        let key = key.into();
+        self.extra_env.retain(|(k, _)| *k != key);
+        self.extra_env.push((key, value.into()));
+        self
+    }
+
+    pub fn kind(&self) -> PinentryKind {
+        self.kind
+    }
+
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Whether it can show itself here: a graphical pinentry where there is a display (always on
+    /// macOS and Windows; `DISPLAY` or `WAYLAND_DISPLAY` elsewhere), a terminal one only when
+    /// the agent's stdin is a terminal.
+    pub fn usable(&self) -> bool {
+        let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+        match self.kind {
+            PinentryKind::Graphical => {
+                cfg!(any(target_os = "macos", windows)) || set("DISPLAY") || set("WAYLAND_DISPLAY")
+            }
+            PinentryKind::Terminal => agent_tty().is_some(),
+        }
+    }
+
+    /// Ask for a PIN. `dialog.error` is shown as the error line (a wrong PIN on the previous
+    /// try). Bounded by `timeout`: `SETTIMEOUT` for the pinentry itself, and a hard deadline
+    /// [`GRACE`] later after which the child is killed. Cancel or close → `Cancelled`.
+    /// `Err`: the pinentry could not be run, or spoke garbage (the text never contains the PIN,
+    /// nor anything the pinentry sent).
+    pub async fn get_pin(
+        &self,
+        dialog: &PinDialog,
+        timeout: Duration,
+    ) -> Result<PinAnswer, String> {
+        let deadline = Instant::now() + timeout + GRACE;
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
+            tracing::debug!("no pinentry dialog in time: another one was up");
+            return Ok(PinAnswer::TimedOut);
+        };
+        let mut session = Session::start(self)?;
+        let talk = tokio::time::timeout_at(deadline, session.get_pin(self.kind, dialog, timeout));
+        let answer = match talk.await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                session.kill().await;
+                tracing::warn!(program = %self.program.display(), "pinentry failed: {e}");
+                return Err(format!("pinentry {}: {e}", self.program.display()));
+            }
+            Err(_) => {
+                tracing::info!(pid = session.pid, "no PIN in time: pinentry stopped");
+                session.kill().await;
+                return Ok(PinAnswer::TimedOut);
+            }
+        };
+        session.finish(deadline).await;
+        tracing::debug!(
+            outcome = match &answer {
+                PinAnswer::Pin(_) => "a PIN",
+                PinAnswer::Cancelled => "cancelled",
+                PinAnswer::TimedOut => "timed out",
+            },
+            "pinentry answered"
+        );
+        Ok(answer)
+    }
+
+    /// Ask Allow / Always allow this site / Deny (`SETOK` / `SETNOTOK` / `SETCANCEL`; the middle
+    /// one only for a web origin and a pinentry known to report it faithfully, see the module's
+    /// documentation). `Ok(None)`: no answer in time.
+    pub async fn confirm(
+        &self,
+        request: &ConsentRequest,
+        timeout: Duration,
+    ) -> Result<Option<Decision>, String> {
+        let deadline = Instant::now() + timeout + GRACE;
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
+            tracing::debug!("no pinentry dialog in time: another one was up");
+            return Ok(None);
+        };
+        let mut session = Session::start(self)?;
+        let talk = tokio::time::timeout_at(deadline, session.confirm(self.kind, request, timeout));
+        let decision = match talk.await {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(e)) => {
+                session.kill().await;
+                tracing::warn!(program = %self.program.display(), "pinentry failed: {e}");
+                return Err(format!("pinentry {}: {e}", self.program.display()));
+            }
+            Err(_) => {
+                tracing::info!(pid = session.pid, origin = %request.caller.label(), "no answer in time: pinentry stopped");
+                session.kill().await;
+                return Ok(None);
+            }
+        };
+        session.finish(deadline).await;
+        tracing::debug!(?decision, origin = %request.caller.label(), "pinentry consent answered");
+        Ok(decision)
+    }
+}
+
+/// Consent through pinentry's confirmation dialog (config `consent = "pinentry"`).
+#[async_trait::async_trait]
+impl ConsentUi for Pinentry {
+    async fn ask(
+        &self,
+        request: &ConsentRequest,
+        timeout: Duration,
+    ) -> Result<Option<Decision>, String> {
+        self.confirm(request, timeout).await
+    }
+}
+
+/// The agent's own PIN prompt: one pinentry dialog that says who asks to sign what, and takes
+/// the PIN ([`pin_dialog`]).
+#[async_trait::async_trait]
+impl PinUi for Pinentry {
+    async fn ask_pin(
+        &self,
+        request: &ConsentRequest,
+        error: Option<&str>,
+        timeout: Duration,
+    ) -> Result<PinAnswer, String> {
+        self.get_pin(&pin_dialog(request, error.map(str::to_string)), timeout)
+            .await
+    }
+}
+
+/// The text of a combined consent + PIN dialog, built from the request: who asks (the caller's
+/// label), the certificate's subject and issuer, the algorithm, the digest's fingerprint. Never
+/// contains a PIN (the request has none). `error`: a wrong PIN on the previous try.
+pub fn pin_dialog(request: &ConsentRequest, error: Option<String>) -> PinDialog {
+    PinDialog {
+        title: TITLE.to_string(),
+        description: format!("{}\n\nEnter the token's PIN to sign.", describe(request)),
+        prompt: "PIN:".to_string(),
+        error,
+        ok: Some("_Sign".to_string()),
+        cancel: Some(LABEL_DENY.to_string()),
+    }
+}
+
+/// The text of the consent dialog.
+fn consent_description(request: &ConsentRequest, timeout: Duration) -> String {
+    format!(
+        "{}\n\nNo answer within {} s is a refusal.",
+        describe(request),
+        timeout.as_secs().max(1)
+    )
+}
+
+/// Who asks to sign what. Each field is cleaned and capped, so the whole always fits one Assuan
+/// line with room to spare and the origin, first, is never cut off by a long subject.
+fn describe(request: &ConsentRequest) -> String {
+    format!(
+        "{} asks to sign with your certificate.\n\n\
+         Certificate: {}\n\
+         Issued by: {}\n\
+         Algorithm: {}\n\
+         Digest: {}",
+        field(request.caller.label(), 200),
+        field(&request.subject, 200),
+        field(&request.issuer, 200),
+        field(&request.algorithm, 60),
+        field(&request.digest_fingerprint, 60),
+    )
+}
+
+/// A text from outside (the token, a page) made safe to show on one line: control characters,
+/// line and paragraph separators and the invisible bidirectional controls (which could reorder
+/// what is shown) become spaces; then it is cut so that its escaped form takes at most `max`
+/// bytes.
+fn field(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() || is_invisible_format(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    escape_capped(&clean, max).0
+}
+
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}'   // zero-width spaces, LRM, RLM
+        | '\u{2028}' | '\u{2029}' // line and paragraph separators
+        | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2069}' // word joiner, bidi isolates
+        | '\u{FEFF}')
+}
+
+/// Whether `c` is sent percent-escaped: the escape character itself, and every control
+/// character (CR and LF would end the line; the others have no business on it either).
+fn needs_escape(c: char) -> bool {
+    c == '%' || c.is_control()
+}
+
+/// `text` percent-escaped for an Assuan line, cut (on a character boundary, never inside an
+/// escape, with `…` at the end) so that the escaped form takes at most `max` bytes. Returns the
+/// escaped text and the unescaped text it stands for.
+fn escape_capped(text: &str, max: usize) -> (String, String) {
+    const MORE: char = '…';
+    let mut escaped = String::new();
+    let mut plain = String::new();
+    let full: usize = text.chars().map(escaped_len).sum();
+    let budget = if full <= max {
+        max
+    } else {
+        max.saturating_sub(MORE.len_utf8())
+    };
+    for c in text.chars() {
+        if escaped.len() + escaped_len(c) > budget {
+            break;
+        }
+        push_escaped(&mut escaped, c);
+        plain.push(c);
+    }
+    if full > max && max >= MORE.len_utf8() {
+        escaped.push(MORE);
+        plain.push(MORE);
+    }
+    (plain, escaped)
+}
+
+fn escaped_len(c: char) -> usize {
+    if needs_escape(c) {
+        3 * c.len_utf8()
+    } else {
+        c.len_utf8()
+    }
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if needs_escape(c) {
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    } else {
+        out.push(c);
+    }
+}
+
+/// One command line: `VERB escaped-text`, capped to [`MAX_LINE`] with its line feed.
+fn command_line(verb: &str, text: &str) -> String {
+    let room = MAX_LINE.saturating_sub(verb.len() + 2);
+    let (_, escaped) = escape_capped(text, room);
+    format!("{verb} {escaped}")
+}
+
+/// Whether the middle button can be trusted to mean "always allow" with this pinentry, from its
+/// `GETINFO flavor` (`gtk2`, `qt:curses`, …; `None`: it did not say). Each listed flavor was
+/// checked in pinentry's source (1.2.1): it returns `GPG_ERR_NOT_CONFIRMED` only for its NOTOK
+/// button, and cancel for closing or Escape. Not listed: gnome3 (no third button), w32 (Cancel
+/// and close return `NOT_CONFIRMED`), mac, fltk, efl, tqt, emacs (not checked).
+pub fn offers_always(flavor: Option<&str>) -> bool {
+    let Some(flavor) = flavor else { return false };
+    // `gtk2:curses`: a graphical pinentry that fell back to curses (no display).
+    let effective = match flavor.split_once(':') {
+        Some((_, fallback)) => fallback,
+        None => flavor,
+    };
+    matches!(effective, "gtk2" | "qt" | "qt5" | "qt6" | "curses" | "tty")
+}
+
+/// What a `CONFIRM` answer means. `offered_always`: the NOTOK button was shown as "always allow".
+/// `closed`: the pinentry reported `S BUTTON_INFO close`. `code`: `None` for `OK`, else the
+/// Assuan error number. `Err` for an error that is neither a refusal nor a timeout.
+pub fn confirm_decision(
+    code: Option<u32>,
+    offered_always: bool,
+    closed: bool,
+) -> Result<Option<Decision>, String> {
+    let Some(number) = code else {
+        // OK is only ever the OK button; an OK together with "closed" makes no sense: refuse.
+        return Ok(Some(if closed {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        }));
+    };
+    match gpg_err::code(number) {
+        gpg_err::NOT_CONFIRMED if offered_always && !closed => Ok(Some(Decision::AllowAlways)),
+        gpg_err::NOT_CONFIRMED | gpg_err::CANCELED | gpg_err::FULLY_CANCELED => {
+            Ok(Some(Decision::Deny))
+        }
+        gpg_err::TIMEOUT => Ok(None),
+        _ => Err(error_text(number)),
+    }
+}
+
+/// What a `GETPIN` error means (`Err` for anything but a cancel or a timeout).
+pub fn getpin_error(number: u32) -> Result<PinAnswer, String> {
+    match gpg_err::code(number) {
+        gpg_err::CANCELED | gpg_err::FULLY_CANCELED => Ok(PinAnswer::Cancelled),
+        gpg_err::TIMEOUT => Ok(PinAnswer::TimedOut),
+        _ => Err(error_text(number)),
+    }
+}
+
+fn error_text(number: u32) -> String {
+    format!(
+        "it answered error {number} (code {}, source {})",
+        gpg_err::code(number),
+        number >> 24
+    )
+}
+
+/// The `OPTION` lines for a terminal pinentry: the agent's terminal (`tty`, when its stdin is
+/// one) and `$TERM`. None for a graphical pinentry, nor without a terminal; a value with
+/// anything but printable ASCII is left out.
+fn tty_options(kind: PinentryKind, tty: Option<&str>, term: Option<&str>) -> Vec<String> {
+    let ok = |v: &&str| !v.is_empty() && v.len() < 256 && v.bytes().all(|b| b.is_ascii_graphic());
+    let mut lines = Vec::new();
+    if kind != PinentryKind::Terminal {
+        return lines;
+    }
+    let Some(tty) = tty.filter(ok) else {
+        return lines;
+    };
+    lines.push(format!("OPTION ttyname={tty}"));
+    if let Some(term) = term.filter(ok) {
+        lines.push(format!("OPTION ttytype={term}"));
+    }
+    lines
+}
+
+/// The agent's terminal, if its stdin is one.
+fn agent_tty() -> Option<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; ttyname_r writes a NUL-terminated name.
+        let rc = unsafe { libc::ttyname_r(0, buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+        if rc != 0 {
+            return None;
+        }
+        let end = buf.iter().position(|&b| b == 0)?;
+        String::from_utf8(buf[..end].to_vec()).ok()
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+fn is_executable(path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    true
+}
+
+/// `name` in one of `PATH`'s folders (with `.exe` on Windows).
+fn search_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        let candidate = dir.join(name);
+        if is_executable(&candidate) {
+            return Some(candidate);
+        }
+        if cfg!(windows) {
+            let mut exe = candidate.into_os_string();
+            exe.push(".exe");
+            let exe = PathBuf::from(exe);
+            if is_executable(&exe) {
+                return Some(exe);
+            }
+        }
+    }
+    None
+}
+
+/// The pinentry used when none is configured.
+fn default_program() -> Option<PathBuf> {
+    if cfg!(target_os = "macos") {
+        search_path("pinentry-mac".as_ref())
+            .or_else(|| search_path("pinentry".as_ref()))
+            .or_else(|| {
+                [
+                    "/opt/homebrew/bin/pinentry-mac",
+                    "/usr/local/bin/pinentry-mac",
+                    "/usr/local/MacGPG2/libexec/pinentry-mac.app/Contents/MacOS/pinentry-mac",
+                ]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| is_executable(p))
+            })
+    } else if cfg!(windows) {
+        search_path("pinentry".as_ref()).or_else(|| {
+            [
+                r"C:\Program Files (x86)\Gpg4win\bin\pinentry.exe",
+                r"C:\Program Files\Gpg4win\bin\pinentry.exe",
+                r"C:\Program Files (x86)\GnuPG\bin\pinentry-basic.exe",
+                r"C:\Program Files\GnuPG\bin\pinentry-basic.exe",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| is_executable(p))
+        })
+    } else {
+        search_path("pinentry".as_ref())
+    }
+}
+
+/// Terminal if the program, symlinks resolved (Debian's `pinentry` is a symlink through
+/// `/etc/alternatives`), is a curses or tty pinentry.
+fn kind_of(program: &Path) -> PinentryKind {
+    let real = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    let name = real
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if name.contains("curses") || name.contains("tty") {
+        PinentryKind::Terminal
+    } else {
+        PinentryKind::Graphical
+    }
+}
+
+/// The environment of the child: the allowed part of the agent's, then the extra variables.
+fn child_env(extra: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| {
+            let Some(k) = k.to_str() else { return false };
+            PINENTRY_ENV.contains(&k) || PINENTRY_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
+        })
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        .collect();
+    env.extend(extra.iter().cloned());
+    env
+}
+
+/// Why a conversation failed. The texts never quote what the pinentry sent.
+type Failure = String;
+
+/// A running pinentry and the conversation with it.
+struct Session {
+    child: tokio::process::Child,
+    conn: Conn<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    pid: Option<u32>,
+}
+
+impl Session {
+    fn start(p: &Pinentry) -> Result<Session, String> {
+        let mut cmd = tokio::process::Command::new(&p.program);
+        cmd.env_clear()
+            .envs(child_env(&p.extra_env))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            tracing::warn!(program = %p.program.display(), error = %e, "cannot start pinentry");
+            format!("cannot start pinentry {}: {e}", p.program.display())
+        })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("pinentry started without its pipes".to_string());
+        };
+        let pid = child.id();
+        tracing::debug!(program = %p.program.display(), pid, "pinentry started");
+        Ok(Session {
+            child,
+            conn: Conn::new(stdout, stdin),
+            pid,
+        })
+    }
+
+    async fn get_pin(
+        &mut self,
+        kind: PinentryKind,
+        dialog: &PinDialog,
+        timeout: Duration,
+    ) -> Result<PinAnswer, Failure> {
+        let c = &mut self.conn;
+        c.greeting().await?;
+        for line in tty_options(
+            kind,
+            agent_tty().as_deref(),
+            std::env::var("TERM").ok().as_deref(),
+        ) {
+            c.expect_ok(&line).await?;
+        }
+        c.set("SETTITLE", &dialog.title).await?;
+        c.set("SETDESC", &dialog.description).await?;
+        c.set("SETPROMPT", &dialog.prompt).await?;
+        if let Some(error) = &dialog.error {
+            c.set("SETERROR", error).await?;
+        }
+        if let Some(ok) = &dialog.ok {
+            c.set("SETOK", ok).await?;
+        }
+        if let Some(cancel) = &dialog.cancel {
+            c.set("SETCANCEL", cancel).await?;
+        }
+        c.expect_ok(&settimeout(timeout)).await?;
+        let reply = c.transact("GETPIN").await?;
+        match reply.code {
+            None => Ok(PinAnswer::Pin(into_pin(reply.data)?)),
+            Some(number) => getpin_error(number),
+        }
+    }
+
+    async fn confirm(
+        &mut self,
+        kind: PinentryKind,
+        request: &ConsentRequest,
+        timeout: Duration,
+    ) -> Result<Option<Decision>, Failure> {
+        let c = &mut self.conn;
+        c.greeting().await?;
+        for line in tty_options(
+            kind,
+            agent_tty().as_deref(),
+            std::env::var("TERM").ok().as_deref(),
+        ) {
+            c.expect_ok(&line).await?;
+        }
+        let flavor = c.flavor().await?;
+        let offered_always =
+            matches!(request.caller, Caller::Origin(_)) && offers_always(flavor.as_deref());
+        c.set("SETTITLE", TITLE).await?;
+        c.set("SETDESC", &consent_description(request, timeout))
+            .await?;
+        c.set("SETOK", LABEL_ALLOW).await?;
+        if offered_always {
+            c.set("SETNOTOK", LABEL_ALWAYS).await?;
+        }
+        c.set("SETCANCEL", LABEL_DENY).await?;
+        c.expect_ok(&settimeout(timeout)).await?;
+        let reply = c.transact("CONFIRM").await?;
+        if reply.data.is_some() {
+            return Err("it sent data in answer to CONFIRM".to_string());
+        }
+        confirm_decision(reply.code, offered_always, reply.closed)
+    }
+
+    /// Say goodbye and let it exit (within the deadline, at most a second); else kill it.
+    async fn finish(mut self, deadline: Instant) {
+        let end = deadline.min(Instant::now() + Duration::from_secs(1));
+        let bye = async {
+            let _ = self.conn.transact("BYE").await;
+            self.child.wait().await
+        };
+        if tokio::time::timeout_at(end, bye).await.is_err() {
+            self.kill().await;
+        }
+    }
+
+    /// Kill it and reap it (no zombie is left behind).
+    async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+fn settimeout(timeout: Duration) -> String {
+    // 0 would mean "never": at least one second.
+    format!("SETTIMEOUT {}", timeout.as_secs().max(1))
+}
+
+/// The PIN out of the decoded data, moved (not copied) into a [`Pin`].
+fn into_pin(data: Option<Zeroizing<Vec<u8>>>) -> Result<Pin, Failure> {
+    let Some(mut data) = data else {
+        return Ok(Pin::new(String::new()));
+    };
+    match String::from_utf8(std::mem::take(&mut *data)) {
+        Ok(s) => Ok(Pin::new(s)),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            Err("it sent a PIN that is not UTF-8".to_string())
+        }
+    }
+}
+
+/// One answer of the server: `OK` (`code` None) or `ERR code`, with the data and status lines
+/// that came before it.
+struct Reply {
+    code: Option<u32>,
+    /// Decoded `D` lines.
+    data: Option<Zeroizing<Vec<u8>>>,
+    /// `S BUTTON_INFO close`: the dialog was closed rather than answered.
+    closed: bool,
+}
+
+/// An Assuan client connection over any pipe pair. Reads into a fixed, wiped buffer.
+struct Conn<R, W> {
+    reader: R,
+    writer: W,
+    buf: Zeroizing<Vec<u8>>,
+    len: usize,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
+    fn new(reader: R, writer: W) -> Self {
+        Conn {
+            reader,
+            writer,
+            // Never grows: a line longer than MAX_LINE is an error before the buffer fills.
+            buf: Zeroizing::new(vec![0u8; 2 * MAX_LINE]),
+            len: 0,
+        }
+    }
+
+    async fn greeting(&mut self) -> Result<(), Failure> {
+        let reply = self.read_reply().await?;
+        match reply.code {
+            None => Ok(()),
+            Some(n) => Err(format!("it did not greet: {}", error_text(n))),
+        }
+    }
+
+    /// `GETINFO flavor` (`None` if the pinentry does not know the question).
+    async fn flavor(&mut self) -> Result<Option<String>, Failure> {
+        let reply = self.transact("GETINFO flavor").await?;
+        if reply.code.is_some() {
+            return Ok(None);
+        }
+        Ok(reply
+            .data
+            .map(|d| String::from_utf8_lossy(&d).chars().take(64).collect()))
+    }
+
+    async fn set(&mut self, verb: &str, text: &str) -> Result<(), Failure> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.expect_ok(&command_line(verb, text)).await
+    }
+
+    async fn expect_ok(&mut self, line: &str) -> Result<(), Failure> {
+        let reply = self.transact(line).await?;
+        let verb = line.split(' ').next().unwrap_or_default();
+        match reply.code {
+            None if reply.data.is_none() => Ok(()),
+            None => Err(format!("it sent data in answer to {verb}")),
+            Some(n) => Err(format!("it refused {verb}: {}", error_text(n))),
+        }
+    }
+
+    async fn transact(&mut self, line: &str) -> Result<Reply, Failure> {
+        debug_assert!(line.len() < MAX_LINE && !line.contains(['\n', '\r']));
+        let verb = line.split(' ').next().unwrap_or_default();
+        tracing::trace!(verb, bytes = line.len(), "to pinentry");
+        let mut out = Vec::with_capacity(line.len() + 1);
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        self.writer
+            .write_all(&out)
+            .await
+            .map_err(|e| format!("it stopped reading ({e})"))?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| format!("it stopped reading ({e})"))?;
+        self.read_reply().await
+    }
+
+    /// Lines up to and including `OK` or `ERR`.
+    async fn read_reply(&mut self) -> Result<Reply, Failure> {
+        let mut reply = Reply {
+            code: None,
+            data: None,
+            closed: false,
+        };
+        loop {
+            let line = self.read_line().await?;
+            let l: &[u8] = &line;
+            if l == b"OK" || l.starts_with(b"OK ") {
+                tracing::trace!("from pinentry: OK");
+                return Ok(reply);
+            } else if let Some(rest) = l.strip_prefix(b"ERR ") {
+                let digits = rest.split(|&b| b == b' ').next().unwrap_or_default();
+                let number = std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .ok_or_else(|| "it sent an ERR line without an error number".to_string())?;
+                tracing::trace!(number, "from pinentry: ERR");
+                reply.code = Some(number);
+                return Ok(reply);
+            } else if l == b"D" || l.starts_with(b"D ") {
+                tracing::trace!("from pinentry: D (withheld)");
+                let data = reply
+                    .data
+                    .get_or_insert_with(|| Zeroizing::new(Vec::with_capacity(MAX_DATA)));
+                percent_decode_into(l.get(2..).unwrap_or_default(), data)?;
+            } else if let Some(status) = l.strip_prefix(b"S ") {
+                let mut words = status.split(|&b| b == b' ').filter(|w| !w.is_empty());
+                let keyword = words.next().unwrap_or_default();
+                tracing::trace!(
+                    keyword = %String::from_utf8_lossy(&keyword[..keyword.len().min(32)]),
+                    "from pinentry: S"
+                );
+                if keyword == b"BUTTON_INFO" && words.next() == Some(b"close".as_slice()) {
+                    reply.closed = true;
+                }
+            } else if l.starts_with(b"#") {
+                tracing::trace!("from pinentry: a comment");
+            } else if l.starts_with(b"INQUIRE") {
+                return Err("it asked a question (INQUIRE) nobody set up".to_string());
+            } else {
+                return Err("it sent a line that is not Assuan".to_string());
+            }
+        }
+    }
+
+    /// The next line, without its line feed, in wiped memory.
+    async fn read_line(&mut self) -> Result<Zeroizing<Vec<u8>>, Failure> {
+        loop {
+            if let Some(end) = self.buf[..self.len].iter().position(|&b| b == b'\n') {
+                if end + 1 > MAX_LINE {
+                    return Err("it sent a line longer than Assuan allows".to_string());
+                }
+                let mut line = Zeroizing::new(Vec::with_capacity(end));
+                line.extend_from_slice(&self.buf[..end]);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                self.buf.copy_within(end + 1..self.len, 0);
+                let rest = self.len - (end + 1);
+                self.buf[rest..self.len].zeroize();
+                self.len = rest;
+                return Ok(line);
+            }
+            if self.len >= MAX_LINE {
+                return Err("it sent a line longer than Assuan allows".to_string());
+            }
+            let n = self
+                .reader
+                .read(&mut self.buf[self.len..])
+                .await
+                .map_err(|e| format!("cannot read its answer ({e})"))?;
+            if n == 0 {
+                return Err("it ended before answering".to_string());
+            }
+            self.len += n;
+        }
+    }
+}
+
+/// Decode Assuan's `%XX` escapes of `escaped` onto `out`, which never grows past [`MAX_DATA`]
+/// (its capacity: it never moves, so no copy of the PIN is left behind).
+fn percent_decode_into(escaped: &[u8], out: &mut Zeroizing<Vec<u8>>) -> Result<(), Failure> {
+    let hex = |b: u8| -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    };
+    let mut i = 0;
+    while i < escaped.len() {
+        let byte = if escaped[i] == b'%' {
+            let hi = escaped.get(i + 1).copied().and_then(hex);
+            let lo = escaped.get(i + 2).copied().and_then(hex);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err("it sent data with a broken escape".to_string());
+            };
+            i += 3;
+            hi << 4 | lo
+        } else {
+            i += 1;
+            escaped[i - 1]
+        };
+        if out.len() >= MAX_DATA || out.len() >= out.capacity() {
+            return Err(format!("it sent more than {MAX_DATA} bytes of data"));
+        }
+        out.push(byte);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::origin::Origin;
+
+    fn request(origin: &str, subject: &str) -> ConsentRequest {
+        ConsentRequest {
+            caller: match Origin::parse(origin) {
+                Ok(o) => Caller::Origin(o),
+                Err(_) => Caller::Local { trusted: false },
+            },
+            subject: subject.into(),
+            issuer: "CN=Demo CA".into(),
+            algorithm: "SHA-256 with RSA".into(),
+            digest_fingerprint: "ABABABAB ABABABAB".into(),
+        }
+    }
+
+    /// Assuan's decoding, as a pinentry does it.
+    fn unescape(s: &str) -> String {
+        let mut out = Zeroizing::new(Vec::with_capacity(MAX_DATA * 4));
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn escaping_leaves_no_line_break_and_round_trips() {
+        let hostile = "a%b\r\nGETPIN\nBYE\u{0}\u{7f}\u{85}é%0A";
+        let line = command_line("SETDESC", hostile);
+        assert!(
+            !line.contains(['\n', '\r', '\u{0}', '\u{7f}', '\u{85}']),
+            "{line}"
+        );
+        assert_eq!(line.matches(' ').count(), 1, "{line}");
+        assert_eq!(unescape(line.strip_prefix("SETDESC ").unwrap()), hostile);
+        assert!(line.contains("%250A"), "{line}");
+    }
+
+    #[test]
+    fn long_texts_are_cut_below_the_line_limit_on_a_boundary() {
+        for unit in ["x", "é", "%", "\n", "😀", "a%\n"] {
+            let text = unit.repeat(2000);
+            let line = command_line("SETDESC", &text);
+            assert!(line.len() < MAX_LINE, "{unit:?}: {} bytes", line.len());
+            assert!(line.len() > MAX_LINE - 16, "{unit:?}: cut too short");
+            let decoded = unescape(line.strip_prefix("SETDESC ").unwrap());
+            assert!(decoded.ends_with('…'), "{unit:?}");
+            assert!(text.starts_with(decoded.trim_end_matches('…')), "{unit:?}");
+        }
+        // Short enough: untouched.
+        assert_eq!(command_line("SETPROMPT", "PIN:"), "SETPROMPT PIN:");
+    }
+
+    #[test]
+    fn the_dialogs_name_who_asks_and_what_and_fit_one_line() {
+        let d = pin_dialog(
+            &request("https://a.example", "CN=Alice"),
+            Some("Wrong PIN".into()),
+        );
+        for part in [
+            "https://a.example",
+            "CN=Alice",
+            "CN=Demo CA",
+            "SHA-256 with RSA",
+            "ABABABAB ABABABAB",
+        ] {
+            assert!(
+                d.description.contains(part),
+                "{part} missing: {}",
+                d.description
+            );
+        }
+        assert_eq!(d.error.as_deref(), Some("Wrong PIN"));
+        assert_eq!(d.title, TITLE);
+        // A hostile, huge subject: the origin and the digest still show, nothing forges a line.
+        let evil = format!("CN=Evil\nAlgorithm: none\u{202E}%0A{}", "é%".repeat(1500));
+        let r = request("https://a.example", &evil);
+        let d = pin_dialog(&r, None);
+        assert!(d.description.starts_with("https://a.example asks"));
+        assert!(d.description.contains("Digest: ABABABAB ABABABAB"));
+        assert!(
+            d.description.contains("CN=Evil Algorithm: none %0A"),
+            "{}",
+            d.description
+        );
+        assert_eq!(d.description.lines().count(), 8, "{}", d.description);
+        for text in [
+            d.description.clone(),
+            consent_description(&r, Duration::from_secs(60)),
+        ] {
+            let line = command_line("SETDESC", &text);
+            assert!(line.len() < MAX_LINE);
+            assert_eq!(
+                unescape(line.strip_prefix("SETDESC ").unwrap()),
+                text,
+                "cut"
+            );
+        }
+    }
+
+    /// pinentry-tty picks a button's key from its `_` mnemonic, or else its first letter, and
+    /// tries NOTOK before OK: the three keys must differ.
+    #[test]
+    fn the_consent_buttons_have_distinct_keys() {
+        let key = |label: &str| -> char {
+            match label.find('_') {
+                Some(i) => label[i + 1..].chars().next().unwrap(),
+                None => label.chars().next().unwrap(),
+            }
+            .to_ascii_lowercase()
+        };
+        let keys = [key(LABEL_ALLOW), key(LABEL_ALWAYS), key(LABEL_DENY)];
+        assert_eq!(keys, ['a', 'w', 'd']);
+    }
+
+    #[test]
+    fn a_no_never_becomes_always_allow() {
+        const ERR: u32 = 5 << 24;
+        /// The error code, whether "always" was offered, whether the window was closed, and
+        /// the decision expected.
+        type Case = (Option<u32>, bool, bool, Result<Option<Decision>, ()>);
+        let cases: &[Case] = &[
+            (None, true, false, Ok(Some(Decision::Allow))),
+            (None, false, false, Ok(Some(Decision::Allow))),
+            (None, true, true, Ok(Some(Decision::Deny))),
+            (Some(83886194), true, false, Ok(Some(Decision::AllowAlways))),
+            // Not offered (a Local caller, an unchecked flavor): the catch-all "no".
+            (Some(83886194), false, false, Ok(Some(Decision::Deny))),
+            // The window was closed.
+            (Some(83886194), true, true, Ok(Some(Decision::Deny))),
+            (Some(83886179), true, false, Ok(Some(Decision::Deny))),
+            (Some(83886179), true, true, Ok(Some(Decision::Deny))),
+            (Some(ERR | 198), true, false, Ok(Some(Decision::Deny))),
+            (Some(83886142), true, false, Ok(None)),
+            // Another source, same code: the code is what counts.
+            (
+                Some((2 << 24) | 114),
+                false,
+                false,
+                Ok(Some(Decision::Deny)),
+            ),
+            (Some(ERR | 85), true, false, Err(())),
+            (
+                Some(ERR | 114 | 0x10000),
+                true,
+                false,
+                Ok(Some(Decision::AllowAlways)),
+            ),
+            (Some(0), true, false, Err(())),
+        ];
+        for (code, offered, closed, want) in cases {
+            let got = confirm_decision(*code, *offered, *closed).map_err(|_| ());
+            assert_eq!(&got, want, "{code:?} offered={offered} closed={closed}");
+        }
+    }
+
+    #[test]
+    fn getpin_errors_map_by_code() {
+        assert!(matches!(getpin_error(83886179), Ok(PinAnswer::Cancelled)));
+        assert!(matches!(
+            getpin_error((5 << 24) | 198),
+            Ok(PinAnswer::Cancelled)
+        ));
+        assert!(matches!(getpin_error(83886142), Ok(PinAnswer::TimedOut)));
+        assert!(getpin_error(83886194).is_err());
+        assert!(getpin_error((5 << 24) | 85).is_err());
+    }
+
+    #[test]
+    fn only_checked_flavors_offer_always() {
+        for f in [
+            "gtk2",
+            "qt",
+            "qt5",
+            "curses",
+            "tty",
+            "gtk2:curses",
+            "gnome3:curses",
+        ] {
+            assert!(offers_always(Some(f)), "{f}");
+        }
+        for f in [
+            "gnome3", "w32", "mac", "fltk", "efl", "tqt", "emacs", "", "qt:emacs",
+        ] {
+            assert!(!offers_always(Some(f)), "{f}");
+        }
+        assert!(!offers_always(None));
+    }
+
+    #[test]
+    fn only_a_terminal_pinentry_is_told_the_terminal() {
+        assert!(tty_options(PinentryKind::Graphical, Some("/dev/pts/3"), Some("xterm")).is_empty());
+        assert!(tty_options(PinentryKind::Terminal, None, Some("xterm")).is_empty());
+        assert_eq!(
+            tty_options(
+                PinentryKind::Terminal,
+                Some("/dev/pts/3"),
+                Some("xterm-256color")
+            ),
+            ["OPTION ttyname=/dev/pts/3", "OPTION ttytype=xterm-256color"]
+        );
+        assert_eq!(
+            tty_options(PinentryKind::Terminal, Some("/dev/pts/3"), Some("x\nBYE")),
+            ["OPTION ttyname=/dev/pts/3"]
+        );
+        assert!(tty_options(PinentryKind::Terminal, Some("/dev/x y"), None).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn find_checks_the_file_and_tells_terminals_apart() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let gtk = make("pinentry-gtk2", 0o755);
+        let tty = make("pinentry-tty", 0o755);
+        let curses = make("pinentry-curses", 0o755);
+        let plain = make("not-executable", 0o644);
+        // Debian's `pinentry` → /etc/alternatives/pinentry → pinentry-curses.
+        let alt = dir.path().join("alternative");
+        symlink(&curses, &alt).unwrap();
+        let pinentry = dir.path().join("pinentry");
+        symlink(&alt, &pinentry).unwrap();
+
+        let p = Pinentry::find(Some(&gtk)).unwrap();
+        assert_eq!(p.kind(), PinentryKind::Graphical);
+        assert_eq!(p.program(), gtk);
+        assert_eq!(
+            Pinentry::find(Some(&tty)).unwrap().kind(),
+            PinentryKind::Terminal
+        );
+        let p = Pinentry::find(Some(&pinentry)).unwrap();
+        assert_eq!(p.kind(), PinentryKind::Terminal);
+        assert_eq!(
+            p.program(),
+            pinentry,
+            "the configured path, not the resolved one"
+        );
+        assert!(Pinentry::find(Some(&plain)).is_none());
+        assert!(Pinentry::find(Some(dir.path())).is_none(), "a folder");
+        assert!(Pinentry::find(Some(&dir.path().join("missing"))).is_none());
+        assert!(Pinentry::find(Some(Path::new("keyport-no-such-pinentry"))).is_none());
+        // A bare name is looked up on PATH.
+        if let Some(sh) = Pinentry::find(Some(Path::new("sh"))) {
+            assert!(sh.program().is_absolute());
+        }
+    }
+
+    /// A conversation with a scripted server over an in-memory pipe: `server` is what the
+    /// pinentry sends (all of it at once, which a client must cope with too).
+    async fn converse(server: &[u8]) -> (Result<Reply, Failure>, Vec<u8>) {
+        let (client_side, mut server_side) = tokio::io::duplex(64 * 1024);
+        server_side.write_all(server).await.unwrap();
+        // Then it falls silent: the client sees the end of its output.
+        server_side.shutdown().await.unwrap();
+        let (r, w) = tokio::io::split(client_side);
+        let mut conn = Conn::new(r, w);
+        let result = async {
+            conn.greeting().await?;
+            conn.transact("GETPIN").await
+        }
+        .await;
+        drop(conn);
+        let mut sent = Vec::new();
+        server_side.read_to_end(&mut sent).await.unwrap();
+        (result, sent)
+    }
+
+    #[tokio::test]
+    async fn data_lines_are_joined_and_decoded() {
+        let (reply, sent) = converse(
+            b"OK Pleased to meet you\n# a comment\nS SOMETHING x\nD 12%2534\nD %0A5 6\nOK\n",
+        )
+        .await;
+        let reply = reply.unwrap();
+        assert_eq!(sent, b"GETPIN\n");
+        assert_eq!(reply.code, None);
+        assert!(!reply.closed);
+        let data = reply.data.unwrap();
+        assert_eq!(&data[..], b"12%34\n5 6");
+        assert_eq!(data.capacity(), MAX_DATA, "the PIN buffer moved");
+        let pin = into_pin(Some(data)).unwrap();
+        assert_eq!(pin.expose(), "12%34\n5 6");
+    }
+
+    #[tokio::test]
+    async fn button_info_close_is_noticed() {
+        let (reply, _) =
+            converse(b"OK\nS BUTTON_INFO close\nERR 83886179 Operation cancelled <Pinentry>\n")
+                .await;
+        let reply = reply.unwrap();
+        assert!(reply.closed);
+        assert_eq!(reply.code, Some(83886179));
+    }
+
+    #[tokio::test]
+    async fn broken_answers_are_errors_that_quote_nothing() {
+        let secret = "kpSecret4711";
+        let cases: Vec<Vec<u8>> = vec![
+            format!("OK\n{secret}\n").into_bytes(),
+            format!("OK\nD {secret}%G1\nOK\n").into_bytes(),
+            format!("OK\nERR {secret}\n").into_bytes(),
+            format!("OK\nINQUIRE {secret}\n").into_bytes(),
+            format!("OK\nD {}\nOK\n", "7".repeat(MAX_LINE)).into_bytes(),
+            format!("OK\n{}", "7".repeat(3 * MAX_LINE)).into_bytes(),
+            format!("OK\nD {}\nD {}\nOK\n", "7".repeat(900), "7".repeat(900)).into_bytes(),
+            format!("OK\nD {secret}\n").into_bytes(),
+            format!("ERR 5 {secret}\n").into_bytes(),
+            format!("{secret}\n").into_bytes(),
+            Vec::new(),
+        ];
+        for case in cases {
+            let (reply, _) = converse(&case).await;
+            let e = match reply {
+                Err(e) => e,
+                Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(&case)),
+            };
+            assert!(!e.contains(secret) && !e.contains("7777"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_pin_that_is_not_utf8_is_refused() {
+        let mut data = Zeroizing::new(Vec::with_capacity(MAX_DATA));
+        data.extend_from_slice(b"\xff\xfe");
+        assert!(into_pin(Some(data)).is_err());
+        assert_eq!(into_pin(None).unwrap().expose(), "");
+    }
+
+    #[test]
+    fn the_environment_is_the_allowed_part_plus_the_extra() {
+        let env = child_env(&[("EXTRA".into(), "1".into()), ("PATH".into(), "/x".into())]);
+        for (k, _) in &env {
+            let k = k.to_str().unwrap();
+            assert!(
+                PINENTRY_ENV.contains(&k) || k.starts_with("LC_") || k == "EXTRA",
+                "{k} passed"
+            );
+        }
+        let path: Vec<_> = env.iter().filter(|(k, _)| k == "PATH").collect();
+        assert_eq!(path.len(), 1);
+        assert_eq!(path[0].1, "/x");
+    }
+}
