@@ -10,6 +10,10 @@ const CKF_TOKEN_INITIALIZED = 0x400;
 // served this page.
 const agentUrl = new URLSearchParams(location.search).get("agent") || `ws://${location.host}`;
 let pkcs11 = null;
+/** The agent's features (`keyport.version`): "pin_prompt" when it can ask for the PIN itself. */
+let features = [];
+/** The tokens listed, by slot id. */
+const tokensBySlot = new Map();
 
 const PERMISSION_TEXT = {
   granted: "allowed",
@@ -90,7 +94,10 @@ async function loadTokens() {
         el("td", { textContent: token ? (initialized ? token.label : "(not initialised)") : "(no token)" }),
         el("td", { textContent: token && initialized ? token.pin_state : "" })),
     );
-    if (initialized) tokens.push(token);
+    if (initialized) {
+      tokens.push(token);
+      tokensBySlot.set(token.slot_id, token);
+    }
   }
   $("slots").tBodies[0].replaceChildren(...rows);
 
@@ -112,7 +119,35 @@ function describeKey(p) {
   return p.public_key_algorithm === "EC" ? `EC ${p.curve || p.public_key_size + " bits"}` : `${p.public_key_algorithm} ${p.public_key_size}`;
 }
 
+const PIN_NOTES = {
+  reader: "The agent asks the card reader: type the PIN on its keypad. The page never sees it.",
+  agent: "The agent asks for the PIN in its own window, which names this site and the certificate. The page never sees it.",
+};
+
+/** Offer the PIN paths the selected token and the agent have. */
+function showPinPaths() {
+  const token = tokensBySlot.get(Number($("token-select").value));
+  const path = $("pin-path");
+  const reader = path.querySelector('option[value="reader"]');
+  const agent = path.querySelector('option[value="agent"]');
+  reader.hidden = !(token && token.protected_authentication_path);
+  agent.hidden = !features.includes("pin_prompt") || !reader.hidden;
+  if (path.selectedOptions[0]?.hidden) path.value = "page";
+  // A PIN-pad reader: the keypad is the natural choice.
+  if (!reader.hidden && path.dataset.slot !== String(token.slot_id)) path.value = "reader";
+  path.dataset.slot = token ? String(token.slot_id) : "";
+  showPinNote();
+}
+
+function showPinNote() {
+  const path = $("pin-path").value;
+  $("pin").hidden = path !== "page";
+  $("pin-note").hidden = path === "page";
+  $("pin-note").textContent = PIN_NOTES[path] || "";
+}
+
 async function loadCertificates() {
+  showPinPaths();
   const box = $("certs");
   const slotId = Number($("token-select").value);
   if (!$("token-select").value) {
@@ -166,10 +201,11 @@ async function sign(event) {
     const request = {
       slot_id: Number($("token-select").value),
       cert_id: chosen.value,
-      pin: $("pin").value,
       data: base64(digest),
       algorithm_reference: "sha256",
     };
+    // Without `pin` the agent takes it from the reader's keypad or its own PIN window.
+    if ($("pin-path").value === "page") request.pin = $("pin").value;
     $("digest").textContent = request.data;
     const signature = (await pkcs11.signData(request)).data;
     $("signature").textContent = signature;
@@ -191,6 +227,7 @@ async function sign(event) {
 async function start() {
   $("sign-form").addEventListener("submit", sign);
   $("token-select").addEventListener("change", () => loadCertificates().catch(showError));
+  $("pin-path").addEventListener("change", showPinNote);
   $("refresh").addEventListener("click", () => loadTokens().catch(showError));
   await showPermission();
   try {
@@ -203,6 +240,10 @@ async function start() {
     });
     pkcs11 = client.pkcs11();
     const info = (await pkcs11.info()).data;
+    features = await client.agentInfo().then(
+      (r) => r.data.features,
+      () => [], // an agent before keyport.version
+    );
     setStatus("loading", `Connected to ${agentUrl}: ${info.manufacturer_id} ${info.library_description} ${info.library_version}.`);
     await loadTokens();
     setStatus("ready", $("status").textContent);

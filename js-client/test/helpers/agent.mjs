@@ -71,10 +71,11 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 
 /**
  * Start `keyport` with the SoftHSM module and `args`, on `port` (0: any). Resolves once it prints
- * its URL: `{ url, port, demoUrl, stop(), log() }`. `env` adds to (or overrides) its environment. `stop()` sends SIGTERM and waits.
+ * its URL: `{ url, port, demoUrl, stop(), log() }`. `env` adds to (or overrides) its environment;
+ * `module` is its default (first) PKCS #11 library. `stop()` sends SIGTERM and waits.
  */
-export async function startAgent({ conf, port = 0, args = [], env: extraEnv = {} }) {
-  const argv = ["--listen", `127.0.0.1:${port}`, "--module", MODULE, "--no-tray", ...args];
+export async function startAgent({ conf, port = 0, args = [], env: extraEnv = {}, module = MODULE }) {
+  const argv = ["--listen", `127.0.0.1:${port}`, "--module", module, "--no-tray", ...args];
   // Like the Rust harness: no desktop session (a prompt must never reach the person running the
   // tests, and "no way to ask" must be what the tests see), and remembered sites in the test's
   // own folder, not in ~/.local/state.

@@ -10,3 +10,7 @@ declare const client: import("keyport-client").KeyportClient;
 declare const digestBase64: string;
 /** `const { data: signature } = await pkcs11.signData(...)` (signData). */
 declare const signature: string;
+/** A slot id from `slots()` (the PIN paths example). */
+declare const slotId: number;
+/** The page's own PIN field (the PIN paths example). */
+declare function askThePersonForThePin(): string;
