@@ -44,6 +44,7 @@ pub fn run(mut config: Config) -> ExitCode {
         }
     }
 
+    let tray = shell.has_tray();
     let quit = Arc::new(Notify::new());
     let (running_tx, running_rx) = std::sync::mpsc::channel();
     let listening = {
@@ -70,7 +71,14 @@ pub fn run(mut config: Config) -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            let code = runtime.block_on(serve(config, consent.ui, consent.pin, quit, listening));
+            let code = runtime.block_on(serve(
+                config,
+                consent.ui,
+                consent.pin,
+                tray,
+                quit,
+                listening,
+            ));
             drop(stopped);
             code
         })
@@ -99,6 +107,7 @@ async fn serve(
     config: Config,
     consent_ui: Option<Arc<dyn ConsentUi>>,
     pin_ui: Option<Arc<dyn PinUi>>,
+    tray: bool,
     quit: Arc<Notify>,
     listening: impl FnOnce(Arc<Agent>, String),
 ) -> ExitCode {
@@ -142,6 +151,10 @@ async fn serve(
         ));
     }
     listening(running.state.clone(), running.url());
+    if tray {
+        // The tray lists the tokens present.
+        tokio::spawn(running.state.clone().show_tokens());
+    }
 
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

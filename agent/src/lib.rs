@@ -18,6 +18,8 @@
 //!   [`desktop::headless`]; the toolkit-free tray model and icon they share; docs/DESKTOP.md.
 //! * [`state`]: [`state::Agent`], what the methods, the server and the desktop share (backend,
 //!   allowlist, consent policy, time limit), built from the config in one place.
+//! * [`events`]: slot events: subscribers (connections, the tray) and the watchers that look
+//!   at a module's slots while someone listens.
 //! * [`consent`]: who may sign; the [`consent::ConsentUi`] trait the desktop prompt implements.
 //! * [`guard`]: Host and Origin checks before the WebSocket upgrade; the demo page's files.
 //! * [`backend`]: the [`backend::Backend`] trait; [`backend::host`], which runs each library in a
@@ -39,6 +41,7 @@ pub mod config;
 pub mod consent;
 pub mod desktop;
 pub mod error;
+pub mod events;
 pub mod guard;
 pub mod logging;
 pub mod methods;

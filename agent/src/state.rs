@@ -24,6 +24,10 @@ pub struct Agent {
     pub pin_pad_timeout: Duration,
     /// Optional capabilities in force (`keyport_protocol::feature`), for `keyport.version`.
     pub features: Vec<String>,
+    /// Who is told of tokens inserted and removed ([`crate::events`]).
+    pub events: crate::events::SlotEvents,
+    /// The tokens present, for the tray ([`Agent::show_tokens`]).
+    pub tokens: crate::events::TokenBoard,
 }
 
 impl Agent {
@@ -45,7 +49,7 @@ impl Agent {
         consent_ui: Option<Arc<dyn ConsentUi>>,
         pin_ui: Option<Arc<dyn PinUi>>,
     ) -> Arc<Agent> {
-        let mut features = Vec::new();
+        let mut features = vec![keyport_protocol::feature::SLOT_EVENTS.to_string()];
         if config.module_isolation {
             features.push(keyport_protocol::feature::MODULE_ISOLATION.to_string());
         }
@@ -73,6 +77,8 @@ impl Agent {
             request_timeout: config.request_timeout,
             pin_pad_timeout: config.pin_pad_timeout,
             features,
+            events: Default::default(),
+            tokens: Default::default(),
         })
     }
 

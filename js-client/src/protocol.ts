@@ -15,6 +15,8 @@ export const METHODS = {
   verifySignedData: "pkcs11.verifySignedData",
   version: "keyport.version",
   discover: "rpc.discover",
+  subscribeSlotEvents: "pkcs11.subscribeSlotEvents",
+  unsubscribeSlotEvents: "pkcs11.unsubscribeSlotEvents",
 } as const;
 
 /** Every method: the params it takes and the result it answers with. */
@@ -28,6 +30,8 @@ export interface MethodTable {
   "pkcs11.verifySignedData": { params: VerifySignedDataParams; result: boolean };
   "keyport.version": { params: NoParams; result: VersionResult };
   "rpc.discover": { params: NoParams; result: JsonValue };
+  "pkcs11.subscribeSlotEvents": { params: ModuleParams; result: number };
+  "pkcs11.unsubscribeSlotEvents": { params: UnsubscribeParams; result: boolean };
 }
 
 /**
@@ -228,6 +232,38 @@ methods: Array<string>,
  * Optional capabilities in force (see [`feature`]).
  */
 features: Array<string>, };
+
+/**
+ * Params of `pkcs11.unsubscribeSlotEvents`.
+ */
+export type UnsubscribeParams = { 
+/**
+ * What `pkcs11.subscribeSlotEvents` answered.
+ */
+subscription: number, };
+
+/**
+ * What happened in a slot.
+ */
+export type SlotEventKind = "inserted" | "removed";
+
+/**
+ * One token insertion or removal.
+ */
+export type SlotEvent = { 
+/**
+ * The PKCS #11 library, as the subscription named it (or the agent's default).
+ */
+module: string, slot_id: number, event: SlotEventKind, 
+/**
+ * The token's label: of the token inserted, or of the one removed (when known).
+ */
+token_label?: string, };
+
+/**
+ * The params of a `pkcs11.slotEvent` notification.
+ */
+export type SlotEventNotification = { subscription: number, result: SlotEvent, };
 
 export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
 

@@ -85,6 +85,10 @@ pub fn typescript() -> String {
     decl::<ParsedCertificate>(&cfg, &mut out);
     decl::<CertificateEntry>(&cfg, &mut out);
     decl::<VersionResult>(&cfg, &mut out);
+    decl::<UnsubscribeParams>(&cfg, &mut out);
+    decl::<SlotEventKind>(&cfg, &mut out);
+    decl::<SlotEvent>(&cfg, &mut out);
+    decl::<SlotEventNotification>(&cfg, &mut out);
     decl::<serde_json::Value>(&cfg, &mut out);
     decl::<ErrorReason>(&cfg, &mut out);
     decl::<ErrorData>(&cfg, &mut out);

@@ -43,6 +43,11 @@ pub mod method {
     pub const VERSION: &str = "keyport.version";
     /// The OpenRPC service discovery method (<https://spec.open-rpc.org/#service-discovery-method>).
     pub const DISCOVER: &str = "rpc.discover";
+    pub const SUBSCRIBE_SLOT_EVENTS: &str = "pkcs11.subscribeSlotEvents";
+    pub const UNSUBSCRIBE_SLOT_EVENTS: &str = "pkcs11.unsubscribeSlotEvents";
+    /// The notification (no `id`) the agent sends to a subscriber of slot events: params
+    /// [`crate::SlotEventNotification`]. Not a method a client calls.
+    pub const SLOT_EVENT: &str = "pkcs11.slotEvent";
 
     /// Every method the agent serves.
     pub const ALL: &[&str] = &[
@@ -55,6 +60,8 @@ pub mod method {
         VERIFY_SIGNED_DATA,
         VERSION,
         DISCOVER,
+        SUBSCRIBE_SLOT_EVENTS,
+        UNSUBSCRIBE_SLOT_EVENTS,
     ];
 }
 
@@ -62,8 +69,9 @@ pub mod method {
 /// 1.1: `keyport.version`, `rpc.discover`, MODULE_CRASHED, and the client-side reasons
 /// LOCAL_NETWORK_BLOCKED and AGENT_OUTDATED. 1.2: `signData` without `pin` (PIN pad or the
 /// agent's PIN prompt), `token.protected_authentication_path`, PIN_ENTRY_CANCELLED and
-/// PIN_ENTRY_UNAVAILABLE.
-pub const PROTOCOL_VERSION: &str = "1.2.0";
+/// PIN_ENTRY_UNAVAILABLE. 1.3: slot events (`pkcs11.subscribeSlotEvents`,
+/// `pkcs11.unsubscribeSlotEvents`, the `pkcs11.slotEvent` notification).
+pub const PROTOCOL_VERSION: &str = "1.3.0";
 
 /// Optional capabilities an agent announces in `keyport.version`.
 pub mod feature {
@@ -73,6 +81,8 @@ pub mod feature {
     pub const CONSENT_PROMPT: &str = "consent_prompt";
     /// The agent can ask the person for the PIN itself (pinentry): `signData` may omit `pin`.
     pub const PIN_PROMPT: &str = "pin_prompt";
+    /// The agent pushes token insertions and removals (`pkcs11.subscribeSlotEvents`).
+    pub const SLOT_EVENTS: &str = "slot_events";
 }
 
 /// A method of the contract: its JSON-RPC name and the types of its params and result.
@@ -132,6 +142,11 @@ methods! {
     Version = method::VERSION, "version", NoParams => VersionResult;
     /// `rpc.discover`: this contract as an OpenRPC document ([`openrpc::document`]).
     Discover = method::DISCOVER, "discover", NoParams => DiscoverResult;
+    /// `pkcs11.subscribeSlotEvents`: be told when a token is inserted or removed (the answer is
+    /// the subscription id; then `pkcs11.slotEvent` notifications until unsubscribed or closed).
+    SubscribeSlotEvents = method::SUBSCRIBE_SLOT_EVENTS, "subscribeSlotEvents", ModuleParams => SubscriptionId;
+    /// `pkcs11.unsubscribeSlotEvents`: end a subscription (true if it was this connection's).
+    UnsubscribeSlotEvents = method::UNSUBSCRIBE_SLOT_EVENTS, "unsubscribeSlotEvents", UnsubscribeParams => bool;
 }
 
 /// The default TCP port of the agent (and of the client's default URL).
@@ -403,6 +418,47 @@ pub type CertificatesResult = Vec<CertificateEntry>;
 pub type SignDataResult = String;
 /// Result of `pkcs11.verifySignedData`.
 pub type VerifySignedDataResult = bool;
+
+/// The id of a slot-event subscription, unique within its connection.
+pub type SubscriptionId = u64;
+
+/// Params of `pkcs11.unsubscribeSlotEvents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeParams {
+    /// What `pkcs11.subscribeSlotEvents` answered.
+    pub subscription: SubscriptionId,
+}
+
+/// What happened in a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotEventKind {
+    /// A token is now in the slot (also: a different token replaced the one there).
+    Inserted,
+    /// The token left the slot (or the slot itself went, e.g. a reader was unplugged).
+    Removed,
+}
+
+/// One token insertion or removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+pub struct SlotEvent {
+    /// The PKCS #11 library, as the subscription named it (or the agent's default).
+    pub module: String,
+    pub slot_id: u64,
+    pub event: SlotEventKind,
+    /// The token's label: of the token inserted, or of the one removed (when known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub token_label: Option<String>,
+}
+
+/// The params of a `pkcs11.slotEvent` notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+pub struct SlotEventNotification {
+    pub subscription: SubscriptionId,
+    pub result: SlotEvent,
+}
 
 /// The `data` member of every error object the agent sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]

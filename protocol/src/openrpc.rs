@@ -17,6 +17,8 @@ pub fn document(agent_version: &str) -> Value {
         schemas: Map::new(),
     };
     for_each_method(&mut v);
+    // OpenRPC has no place for what the server sends unasked: an extension names it.
+    let slot_event = v.schema::<crate::SlotEventNotification>();
     let errors: Map<String, Value> = ErrorReason::ALL
         .iter()
         .map(|r| {
@@ -41,6 +43,11 @@ pub fn document(agent_version: &str) -> Value {
         },
         "servers": [{"name": "agent", "url": format!("ws://127.0.0.1:{}", crate::DEFAULT_PORT)}],
         "methods": v.methods,
+        "x-notifications": [{
+            "name": method::SLOT_EVENT,
+            "summary": "Sent to a subscriber of pkcs11.subscribeSlotEvents when a token is inserted or removed (a JSON-RPC notification: no id).",
+            "params": slot_event,
+        }],
         "components": {"schemas": v.schemas, "errors": errors},
     })
 }

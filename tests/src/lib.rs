@@ -283,6 +283,8 @@ type Ws =
 pub struct Client {
     ws: Ws,
     next_id: u64,
+    /// Notifications (messages without an `id`) that arrived while waiting for an answer.
+    notifications: std::collections::VecDeque<Value>,
 }
 
 /// Why a handshake failed: the HTTP status, if the server answered.
@@ -321,7 +323,11 @@ impl Client {
         )
         .await
         .expect("the agent did not finish the WebSocket handshake within 30 s")?;
-        Ok(Client { ws, next_id: 1 })
+        Ok(Client {
+            ws,
+            next_id: 1,
+            notifications: Default::default(),
+        })
     }
 
     pub async fn send_text(&mut self, text: String) {
@@ -344,6 +350,30 @@ impl Client {
                 Ok(Some(Ok(_))) => continue,
             }
         }
+    }
+
+    /// The next notification (a message with a `method` and no `id`) within `limit`, or None.
+    /// Anything else that arrives meanwhile is a test failure.
+    pub async fn notification_within(&mut self, limit: Duration) -> Option<Value> {
+        if let Some(n) = self.notifications.pop_front() {
+            return Some(n);
+        }
+        match self.recv_within(limit).await {
+            Ok(Some(msg)) => {
+                assert!(
+                    msg.get("id").is_none() && msg.get("method").is_some(),
+                    "expected a notification, got {msg}"
+                );
+                Some(msg)
+            }
+            Ok(None) => panic!("the connection closed while waiting for a notification"),
+            Err(()) => None,
+        }
+    }
+
+    /// Notifications already received (while waiting for answers) and not yet taken.
+    pub fn buffered_notifications(&self) -> usize {
+        self.notifications.len()
     }
 
     /// Send a message without waiting (e.g. while not reading answers); false if it failed.
@@ -375,10 +405,17 @@ impl Client {
             json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
         )
         .await;
-        let resp = self
-            .recv()
-            .await
-            .expect("connection closed before the answer");
+        let resp = loop {
+            let msg = self
+                .recv()
+                .await
+                .expect("connection closed before the answer");
+            if msg.get("id").is_none() && msg.get("method").is_some() {
+                self.notifications.push_back(msg);
+                continue;
+            }
+            break msg;
+        };
         assert_eq!(resp["id"], id, "answer to another request: {resp}");
         match resp.get("error") {
             Some(e) => Err(e.clone()),

@@ -2,11 +2,13 @@
 //! mapping. It signs nothing real: `sign` returns `FAKE-SIG:` followed by the digest. Features are
 //! also tested end to end against SoftHSM (see `tests/`).
 
-use super::{Backend, CertificateObject, Credential, SignRequest};
+use super::{
+    Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait, TokenIdentity,
+};
 use crate::allowlist::AllowedModule;
 use crate::error::{AgentError, Result};
 use keyport_protocol::{ErrorReason, InfoResult, PinState, SlotInfo, TokenInfo};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -24,6 +26,10 @@ pub struct FakeBackend {
     pub sign_gate: Gate,
     /// The token has a PIN pad: what the person "types" on it (None: they press Cancel).
     pub pin_pad: Option<Option<String>>,
+    /// Whether the token is in its slot (for the slot watcher; the other methods ignore it).
+    pub present: AtomicBool,
+    /// How many times `slot_presence` looked.
+    pub presence_calls: AtomicUsize,
 }
 
 /// A gate a test shuts to hold calls and opens to let them go. A held call gives up after
@@ -65,6 +71,8 @@ impl Default for FakeBackend {
             sign_calls: AtomicUsize::new(0),
             sign_gate: Gate::default(),
             pin_pad: None,
+            present: AtomicBool::new(true),
+            presence_calls: AtomicUsize::new(0),
         }
     }
 }
@@ -178,6 +186,29 @@ impl Backend for FakeBackend {
         let mut sig = b"FAKE-SIG:".to_vec();
         sig.extend_from_slice(req.digest);
         Ok(sig)
+    }
+
+    fn slot_presence(&self, _module: &AllowedModule) -> Result<Vec<SlotPresence>> {
+        self.presence_calls.fetch_add(1, Ordering::SeqCst);
+        let token = self.present.load(Ordering::SeqCst).then(|| TokenIdentity {
+            label: "fake".into(),
+            serial: "0001".into(),
+        });
+        Ok(vec![
+            SlotPresence {
+                slot_id: self.slot_id,
+                token,
+            },
+            SlotPresence {
+                slot_id: self.empty_slot_id,
+                token: None,
+            },
+        ])
+    }
+
+    /// The fake has no events of its own: the watcher polls it.
+    fn wait_slot_event(&self, _module: &AllowedModule, _timeout: Duration) -> Result<SlotWait> {
+        Ok(SlotWait::Unsupported)
     }
 
     fn logout_all(&self) {}

@@ -13,6 +13,8 @@ pub mod pkcs11;
 use crate::allowlist::AllowedModule;
 use crate::error::Result;
 use keyport_protocol::{AlgorithmReference, InfoResult, Pin, SlotInfo, TokenInfo};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// A certificate object on a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,32 @@ pub struct CertificateObject {
     pub id: Vec<u8>,
     /// CKA_VALUE: the DER.
     pub der: Vec<u8>,
+}
+
+/// A token as the slot watcher tells one from another: a different label or serial number in
+/// the same slot is a different token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenIdentity {
+    pub label: String,
+    pub serial: String,
+}
+
+/// One slot of a module, and the token in it (none: empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotPresence {
+    pub slot_id: u64,
+    pub token: Option<TokenIdentity>,
+}
+
+/// What [`Backend::wait_slot_event`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlotWait {
+    /// The module reported a slot event: look at [`Backend::slot_presence`] again.
+    Event,
+    /// Nothing within the time given.
+    Quiet,
+    /// The module cannot report events (no `C_WaitForSlotEvent`): poll instead.
+    Unsupported,
 }
 
 /// How the token learns the PIN for a signature.
@@ -88,6 +116,12 @@ pub trait Backend: Send + Sync + 'static {
     /// certificate on the token does not sign: CERTIFICATE_NOT_FOUND): RSA keys sign the
     /// DigestInfo with CKM_RSA_PKCS, EC keys the digest with CKM_ECDSA (raw r||s).
     fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<u8>>;
+    /// Every slot of the module and the token in it. What was kept of a token that left its
+    /// slot, or was replaced by another, is dropped (login, sessions, key handles, certificates).
+    fn slot_presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>>;
+    /// Wait at most `timeout` for the module to report a token inserted or removed
+    /// (`C_WaitForSlotEvent`). What was kept of a slot it names is dropped.
+    fn wait_slot_event(&self, module: &AllowedModule, timeout: Duration) -> Result<SlotWait>;
     /// Forget every login (pause, idle, shutdown). Idempotent.
     fn logout_all(&self);
     /// Log out, close sessions, finalise the modules. Called once at shutdown.

@@ -148,7 +148,33 @@ impl TrayModel {
 
     /// Call `f` whenever what [`Self::view`] shows may have changed, from any thread.
     pub fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
-        self.state.consent.on_change(f);
+        let f = Arc::new(f);
+        let g = f.clone();
+        self.state.consent.on_change(move || f());
+        self.state.tokens.on_change(move || g());
+    }
+
+    /// The "Tokens" submenu: each token present, by label, with its library and slot.
+    fn token_entries(&self) -> Vec<MenuEntry> {
+        let tokens = self.state.tokens.list();
+        if tokens.is_empty() {
+            return vec![MenuEntry::Label("No token inserted".into())];
+        }
+        tokens
+            .into_iter()
+            .map(|(module, slot, label)| {
+                let library = Path::new(&module)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or(module);
+                let label = if label.is_empty() {
+                    "(no label)".to_string()
+                } else {
+                    label
+                };
+                MenuEntry::Label(format!("{label} ({library}, slot {slot})"))
+            })
+            .collect()
     }
 
     pub fn view(&self) -> TrayView {
@@ -189,6 +215,10 @@ impl TrayModel {
             MenuEntry::Submenu {
                 label: "Always-allowed sites".into(),
                 entries: site_entries,
+            },
+            MenuEntry::Submenu {
+                label: "Tokens".into(),
+                entries: self.token_entries(),
             },
         ];
         if let Some(folder) = &self.folder {
@@ -309,6 +339,19 @@ mod tests {
         ) -> Result<Vec<u8>> {
             nothing()
         }
+        fn slot_presence(
+            &self,
+            _: &crate::allowlist::AllowedModule,
+        ) -> Result<Vec<crate::backend::SlotPresence>> {
+            nothing()
+        }
+        fn wait_slot_event(
+            &self,
+            _: &crate::allowlist::AllowedModule,
+            _: Duration,
+        ) -> Result<crate::backend::SlotWait> {
+            nothing()
+        }
         fn logout_all(&self) {
             self.logouts.fetch_add(1, Ordering::SeqCst);
         }
@@ -409,6 +452,51 @@ mod tests {
     }
 
     #[test]
+    fn the_menu_lists_the_tokens_present_and_redraws_when_they_change() {
+        use crate::backend::{SlotPresence, TokenIdentity};
+        let f = fixture(None);
+        let redraws = Arc::new(AtomicUsize::new(0));
+        let r = redraws.clone();
+        f.model.on_change(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        let token = |label: &str| {
+            Some(TokenIdentity {
+                label: label.into(),
+                serial: "1".into(),
+            })
+        };
+        f.state.tokens.set(
+            "/usr/lib/softhsm/libsofthsm2.so",
+            &[
+                SlotPresence {
+                    slot_id: 7,
+                    token: token("keyport-demo"),
+                },
+                SlotPresence {
+                    slot_id: 8,
+                    token: None,
+                },
+                SlotPresence {
+                    slot_id: 9,
+                    token: token(""),
+                },
+            ],
+        );
+        assert!(redraws.load(Ordering::SeqCst) >= 1);
+        let menu = labels(&f.model.view().menu);
+        assert!(
+            menu.contains(
+                &"Tokens > keyport-demo (libsofthsm2.so, slot 7) | (no label) (libsofthsm2.so, slot 9)"
+                    .to_string()
+            ),
+            "{menu:?}"
+        );
+        f.state.tokens.set("/usr/lib/softhsm/libsofthsm2.so", &[]);
+        assert!(labels(&f.model.view().menu).contains(&"Tokens > No token inserted".to_string()));
+    }
+
+    #[test]
     fn the_menu_shows_address_version_state_and_actions() {
         let f = fixture(None);
         let view = f.model.view();
@@ -422,6 +510,7 @@ mod tests {
                 "---".into(),
                 "Pause signing [false]".into(),
                 "Always-allowed sites > No site is always allowed".into(),
+                "Tokens > No token inserted".into(),
                 "Open settings and log folder (/home/p/.local/state/keyport)".into(),
                 "---".into(),
                 "Quit Keyport".into(),

@@ -6,6 +6,7 @@
 
 mod certificates;
 mod discovery;
+mod events;
 mod signing;
 mod token;
 
@@ -111,6 +112,30 @@ where
         .expect("unique method name");
 }
 
+/// [`register`], for a handler that also needs the connection's [`crate::events::Notifier`]
+/// (None: called outside a connection, e.g. in process by a test).
+pub(crate) fn register_with_notifier<M, F, Fut>(module: &mut RpcModule<Agent>, handler: F)
+where
+    M: Method,
+    F: Fn(M::Params, Arc<Agent>, Option<crate::events::Notifier>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = Result<M::Result>> + Send + 'static,
+{
+    module
+        .register_async_method(M::NAME, move |params, state, ext| {
+            let handler = handler.clone();
+            async move {
+                let p: M::Params = parse(&params)?;
+                let notifier = ext.get::<crate::events::Notifier>().cloned();
+                MethodResult::Ok(handler(p, state, notifier).await?)
+            }
+        })
+        .expect("unique method name");
+}
+
 /// Every method of the wire contract.
 pub fn rpc_module(state: Arc<Agent>) -> RpcModule<Agent> {
     let mut module = RpcModule::from_arc(state);
@@ -118,6 +143,7 @@ pub fn rpc_module(state: Arc<Agent>) -> RpcModule<Agent> {
     certificates::register_all(&mut module);
     signing::register_all(&mut module);
     discovery::register_all(&mut module);
+    events::register_all(&mut module);
     module
 }
 

@@ -10,6 +10,7 @@
 use super::rpc::{binary_reply, oversize_reply, ConnContext};
 use super::{Admitted, Shared};
 use crate::consent::Caller;
+use crate::events::Notifier;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,12 +58,6 @@ pub(super) async fn serve<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &shared.limits;
-    let ctx = ConnContext {
-        caller,
-        id: shared.next_conn_id.fetch_add(1, Ordering::Relaxed),
-        in_flight: Arc::new(Semaphore::new(limits.max_in_flight_per_connection)),
-    };
-    tracing::debug!(conn = ctx.id, caller = %crate::logging::quote(ctx.caller.label(), 80), "connected");
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let outbox = Arc::new(Outbox {
@@ -71,6 +66,23 @@ pub(super) async fn serve<S>(
         max: limits.max_reply_backlog_bytes,
         overflow: CancellationToken::new(),
     });
+    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    // Notifications share the answers' queue and its bound; held weakly, so that a
+    // subscription never keeps a closed connection's queue alive.
+    let weak = Arc::downgrade(&outbox);
+    let ctx = ConnContext {
+        caller,
+        id,
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight_per_connection)),
+        notifier: Some(Notifier::new(id, move |text| match weak.upgrade() {
+            Some(outbox) if !outbox.overflow.is_cancelled() => {
+                outbox.push(Message::text(text));
+                true
+            }
+            _ => false,
+        })),
+    };
+    tracing::debug!(conn = ctx.id, caller = %crate::logging::quote(ctx.caller.label(), 80), "connected");
 
     let queued = outbox.bytes.clone();
     let mut writer = tokio::spawn(async move {
@@ -137,6 +149,8 @@ pub(super) async fn serve<S>(
         }
     };
     tracing::debug!(conn = ctx.id, "disconnected: {why}");
+    // Its subscriptions end with it.
+    shared.agent.events.drop_connection(ctx.id);
     // Requests still running are abandoned; answers already queued go out if the client reads.
     requests.abort_all();
     drop(requests);

@@ -137,6 +137,7 @@ impl Admission {
 
 /// What every connection task shares.
 pub(crate) struct Shared {
+    pub agent: Arc<Agent>,
     pub guard: Guard,
     pub rpc: rpc::Rpc,
     pub limits: Limits,
@@ -224,6 +225,7 @@ pub async fn start(
 
     let limits = Limits::from(config);
     let shared = Arc::new(Shared {
+        agent: state.clone(),
         guard,
         rpc: rpc::Rpc::new(rpc_module(state.clone()), MAX_RESPONSE_BYTES, MAX_BATCH),
         admission: Arc::new(Admission {

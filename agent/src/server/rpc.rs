@@ -51,6 +51,9 @@ pub struct ConnContext {
     pub id: usize,
     /// Requests running at once on this connection.
     pub in_flight: Arc<Semaphore>,
+    /// Sends the connection a notification outside any request (slot events). None: nowhere
+    /// to send (in-process tests).
+    pub notifier: Option<crate::events::Notifier>,
 }
 
 /// The method table and the framing limits.
@@ -282,6 +285,9 @@ impl Rpc {
         let mut ext = Extensions::new();
         ext.insert(conn.caller.clone());
         ext.insert(ConnectionId(conn.id));
+        if let Some(n) = &conn.notifier {
+            ext.insert(n.clone());
+        }
         match self.methods.method(method) {
             Some(MethodCallback::Async(cb)) => {
                 cb(
@@ -344,6 +350,7 @@ mod tests {
             caller: Caller::Local { trusted: false },
             id: 1,
             in_flight: Arc::new(Semaphore::new(in_flight)),
+            notifier: None,
         }
     }
 

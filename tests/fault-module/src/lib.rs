@@ -35,15 +35,17 @@
 //! | `pinpad=cancel` | the person cancels on the PIN-pad: `C_Login` returns CKR_FUNCTION_CANCELED |
 //! | `pinpad_delay_ms=N` | the PIN-pad takes N ms before the PIN or the cancel |
 //! | `hide_tokens=1` | a pulled card: `C_GetSlotList(tokenPresent=TRUE)` returns no slot, `C_GetSlotInfo` clears CKF_TOKEN_PRESENT, `C_GetTokenInfo`, `C_OpenSession`, `C_Login`, `C_FindObjectsInit` and `C_Sign` return CKR_TOKEN_NOT_PRESENT; sessions stay valid, so once the key is removed the card is back as it was |
+//! | `token_epoch=N` | a card pulled out and put back: the first intercepted call that sees a new `N` closes every session of the real module (which logs its tokens out, as a card losing power does), so every handle from before is stale. With `hide_tokens` this models the whole cycle: `hide_tokens=1` + a new epoch (pulled), then `hide_tokens=0` (back) |
+//! | `slot_events=1` | `C_WaitForSlotEvent` works (else it is the real module's: SoftHSM has none): a change of `hide_tokens` or `token_epoch` is an event for every slot of the real module. Blocking waits look at the control file every 10 ms and end with CKR_CRYPTOKI_NOT_INITIALIZED at `C_Finalize`; `CKF_DONT_BLOCK` answers CKR_NO_EVENT when nothing changed |
 //! | `log=/abs/path` | append one line per intercepted call, e.g. `C_Login user_type=1 pin_len=8 rv=0x0`, `C_Logout rv=0x30 (injected)`, `C_Sign segv (injected)`; never a PIN |
 //!
 //! `<rv>` is hexadecimal, with or without `0x` (`initialize=0x30`); booleans are `1` or `0`.
 //! Without `pinpad_pin` or `pinpad=cancel`, a NULL PIN goes to the real module unchanged.
 //! A fault has priority over a delay; `hide_tokens` has priority over everything.
 //!
-//! Intercepted: `C_Initialize`, `C_GetSlotList`, `C_GetSlotInfo`, `C_GetTokenInfo`,
-//! `C_OpenSession`, `C_Login`, `C_Logout`, `C_FindObjectsInit`, `C_Sign` (and
-//! `C_GetFunctionList`, which returns this module's list). Only the PKCS #11 2.x interface is
+//! Intercepted: `C_Initialize`, `C_Finalize`, `C_GetSlotList`, `C_GetSlotInfo`,
+//! `C_GetTokenInfo`, `C_OpenSession`, `C_Login`, `C_Logout`, `C_FindObjectsInit`, `C_Sign`,
+//! `C_WaitForSlotEvent` (and `C_GetFunctionList`, which returns this module's list). Only the PKCS #11 2.x interface is
 //! offered: there is no `C_GetInterface`, so callers fall back to `C_GetFunctionList`.
 //!
 //! Wrappers never let a panic cross the FFI boundary (it becomes CKR_GENERAL_ERROR); the crash
@@ -52,13 +54,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use cryptoki_sys::*;
+use std::collections::VecDeque;
 use std::ffi::{c_void, CStr, OsStr};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// The real module when the control file names none.
@@ -93,6 +97,8 @@ pub struct Faults {
     pub pinpad_cancel: bool,
     pub pinpad_delay_ms: u64,
     pub hide_tokens: bool,
+    pub token_epoch: u64,
+    pub slot_events: bool,
     pub log: Option<PathBuf>,
 }
 
@@ -129,6 +135,8 @@ impl Faults {
                 "pinpad" => put(&mut f.pinpad_cancel, parse_pinpad(value)),
                 "pinpad_delay_ms" => put(&mut f.pinpad_delay_ms, value.parse().ok()),
                 "hide_tokens" => put(&mut f.hide_tokens, parse_bool(value)),
+                "token_epoch" => put(&mut f.token_epoch, value.parse().ok()),
+                "slot_events" => put(&mut f.slot_events, parse_bool(value)),
                 "log" => put(&mut f.log, Some(Some(value.into()))),
                 _ => {
                     problems.push(format!("line {}: unknown key {key:?}", i + 1));
@@ -142,8 +150,15 @@ impl Faults {
         (f, problems)
     }
 
-    /// The faults `fault.conf` beside this module asks for now (none if there is no such file).
+    /// The faults `fault.conf` beside this module asks for now (none if there is no such file),
+    /// after acting on a new `token_epoch` (see [`observe`]).
     pub fn load() -> Faults {
+        let f = Self::read();
+        observe(&f);
+        f
+    }
+
+    fn read() -> Faults {
         let Some(path) = control_file() else {
             return Faults::default();
         };
@@ -276,7 +291,7 @@ struct Module {
 static MODULE: OnceLock<Result<Module, String>> = OnceLock::new();
 
 fn load_module() -> Result<Module, String> {
-    let faults = Faults::load();
+    let faults = Faults::read();
     if let Some(conf) = &faults.softhsm_conf {
         // Before the real module loads (SoftHSM reads it in C_Initialize). The module host
         // loads us before it starts any thread that reads the environment.
@@ -316,6 +331,8 @@ fn load_module() -> Result<Module, String> {
     ours.C_Logout = Some(logout);
     ours.C_FindObjectsInit = Some(find_objects_init);
     ours.C_Sign = Some(sign);
+    ours.C_Finalize = Some(finalize);
+    ours.C_WaitForSlotEvent = Some(wait_for_slot_event);
     Ok(Module {
         _lib: lib,
         real,
@@ -387,6 +404,9 @@ unsafe extern "C" fn initialize(args: *mut c_void) -> CK_RV {
             return f.report("C_Initialize", "", rv, true);
         }
         let rv = forward!(C_Initialize(args));
+        if rv == CKR_OK {
+            FINALIZED.store(false, Ordering::SeqCst);
+        }
         f.report("C_Initialize", "", rv, false)
     })
 }
@@ -528,7 +548,13 @@ unsafe extern "C" fn sign(
     signature_len: CK_ULONG_PTR,
 ) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let mut f = Faults::load();
+        if !signature.is_null() && f.sign_delay_ms > 0 && f.sign.is_none() && !f.hide_tokens {
+            sleep_ms(f.sign_delay_ms);
+            // The card may have been pulled meanwhile.
+            f = Faults::load();
+            f.sign_delay_ms = 0;
+        }
         if f.hide_tokens {
             end_real_sign(session, data, data_len);
             return f.report("C_Sign", "", CKR_TOKEN_NOT_PRESENT, true);
@@ -549,6 +575,117 @@ unsafe extern "C" fn sign(
         }
         let rv = forward!(C_Sign(session, data, data_len, signature, signature_len));
         f.report("C_Sign", "", rv, false)
+    })
+}
+
+/// Set by `C_Finalize`: blocked `C_WaitForSlotEvent` calls return.
+static FINALIZED: AtomicBool = AtomicBool::new(false);
+
+/// What the module has acted on and reported.
+#[derive(Default)]
+struct Seen {
+    /// The last `token_epoch` acted on.
+    epoch: u64,
+    /// The (hide_tokens, token_epoch) last turned into events, once the first wait saw one.
+    reported: Option<(bool, u64)>,
+    /// Slots with an event not yet returned.
+    queue: VecDeque<CK_SLOT_ID>,
+}
+
+fn seen() -> std::sync::MutexGuard<'static, Seen> {
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    SEEN.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The real module's slots (with or without a token).
+fn real_slots() -> Vec<CK_SLOT_ID> {
+    let mut count: CK_ULONG = 0;
+    if forward!(C_GetSlotList(CK_FALSE, ptr::null_mut(), &mut count)) != CKR_OK {
+        return Vec::new();
+    }
+    let mut slots = vec![0; count as usize];
+    if forward!(C_GetSlotList(CK_FALSE, slots.as_mut_ptr(), &mut count)) != CKR_OK {
+        return Vec::new();
+    }
+    slots.truncate(count as usize);
+    slots
+}
+
+/// Act on a new `token_epoch`: the card was pulled (and perhaps put back), so every session
+/// of the real module is closed, which also logs its tokens out.
+fn observe(f: &Faults) {
+    if MODULE.get().is_none() || FINALIZED.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut s = seen();
+    if s.epoch == f.token_epoch {
+        return;
+    }
+    s.epoch = f.token_epoch;
+    drop(s);
+    for slot in real_slots() {
+        forward!(C_CloseAllSessions(slot));
+    }
+    f.log(&format!(
+        "card epoch {}: every session closed",
+        f.token_epoch
+    ));
+}
+
+unsafe extern "C" fn finalize(args: *mut c_void) -> CK_RV {
+    guard(|| {
+        FINALIZED.store(true, Ordering::SeqCst);
+        let f = Faults::read();
+        let rv = forward!(C_Finalize(args));
+        f.report("C_Finalize", "", rv, false)
+    })
+}
+
+unsafe extern "C" fn wait_for_slot_event(
+    flags: CK_FLAGS,
+    slot: CK_SLOT_ID_PTR,
+    reserved: *mut c_void,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        if !f.slot_events {
+            let rv = forward!(C_WaitForSlotEvent(flags, slot, reserved));
+            return f.report("C_WaitForSlotEvent", "", rv, false);
+        }
+        if slot.is_null() {
+            return f.report("C_WaitForSlotEvent", "", CKR_ARGUMENTS_BAD, true);
+        }
+        loop {
+            if FINALIZED.load(Ordering::SeqCst) {
+                return f.report("C_WaitForSlotEvent", "", CKR_CRYPTOKI_NOT_INITIALIZED, true);
+            }
+            let now = Faults::load();
+            let state = (now.hide_tokens, now.token_epoch);
+            let mut s = seen();
+            match s.reported {
+                None => s.reported = Some(state),
+                Some(before) if before != state => {
+                    s.reported = Some(state);
+                    drop(s);
+                    let slots = real_slots();
+                    s = seen();
+                    s.queue.extend(slots);
+                }
+                Some(_) => {}
+            }
+            if let Some(id) = s.queue.pop_front() {
+                // SAFETY: `slot` is non-NULL and, by contract, valid for a write.
+                unsafe { *slot = id };
+                return now.report("C_WaitForSlotEvent", &format!("slot={id}"), CKR_OK, true);
+            }
+            drop(s);
+            if flags & CKF_DONT_BLOCK != 0 {
+                return now.report("C_WaitForSlotEvent", "dont_block", CKR_NO_EVENT, true);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     })
 }
 

@@ -16,7 +16,7 @@ use super::server::HostArgs;
 use super::wire::{self, Call, Hello, Reply, Request, WireCertificate};
 use crate::allowlist::{AllowedModule, ModuleIdentity};
 use crate::backend::pkcs11::LoginPolicy;
-use crate::backend::{Backend, CertificateObject, Credential, SignRequest};
+use crate::backend::{Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait};
 use crate::error::{AgentError, Result};
 use crate::logging::quote;
 use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
@@ -699,6 +699,17 @@ impl Backend for HostBackend {
         };
         let sig: String = self.host(module)?.call(sign, timeout)?;
         hex::decode(sig).map_err(|_| AgentError::new(ErrorReason::Internal))
+    }
+
+    fn slot_presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>> {
+        self.call(module, Request::SlotPresence)
+    }
+
+    fn wait_slot_event(&self, module: &AllowedModule, timeout: Duration) -> Result<SlotWait> {
+        let wait = Request::WaitSlotEvent {
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        self.host(module)?.call(wait, self.call_timeout + timeout)
     }
 
     fn logout_all(&self) {

@@ -24,6 +24,8 @@ use std::time::Duration;
 pub const HOST_ARG: &str = "__module-host";
 /// Calls running at once in one host.
 const WORKERS: usize = 16;
+/// The longest wait for a slot event one call may ask for.
+const MAX_WAIT_MS: u64 = 10_000;
 
 /// What the agent passes on the command line.
 #[derive(Debug, Clone)]
@@ -293,6 +295,11 @@ fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
             };
             reply(id, backend.sign(module, &request).map(hex::encode))
         }
+        Request::SlotPresence => reply(id, backend.slot_presence(module)),
+        Request::WaitSlotEvent { timeout_ms } => reply(
+            id,
+            backend.wait_slot_event(module, Duration::from_millis(timeout_ms.min(MAX_WAIT_MS))),
+        ),
         Request::LogoutAll => {
             backend.logout_all();
             reply(id, Ok(()))

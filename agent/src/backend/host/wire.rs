@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use zeroize::Zeroizing;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// What a frame's buffer starts at; it grows as the bytes arrive.
@@ -62,6 +62,12 @@ pub enum Request {
         algorithm: AlgorithmReference,
         #[serde(with = "hex_bytes")]
         digest: Vec<u8>,
+    },
+    /// Every slot and the token in it ([`crate::backend::Backend::slot_presence`]).
+    SlotPresence,
+    /// Wait for a slot event, at most this long ([`crate::backend::Backend::wait_slot_event`]).
+    WaitSlotEvent {
+        timeout_ms: u64,
     },
     LogoutAll,
     /// Log out, finalise the module and exit.

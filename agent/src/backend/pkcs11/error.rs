@@ -91,6 +91,24 @@ pub(super) fn invalidates_token_state(err: &cryptoki::error::Error) -> bool {
     )
 }
 
+/// Whether an error means the handles Keyport kept are stale (the token was removed, perhaps
+/// put back): the request is worth one retry on fresh state.
+pub(super) fn is_stale_handle(err: &cryptoki::error::Error) -> bool {
+    use cryptoki::error::{Error, RvError as Rv};
+    matches!(
+        err,
+        Error::Pkcs11(
+            Rv::DeviceRemoved
+                | Rv::SessionHandleInvalid
+                | Rv::SessionClosed
+                | Rv::ObjectHandleInvalid
+                | Rv::KeyHandleInvalid
+                | Rv::TokenNotPresent,
+            _
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,16 @@ impl PinVerifier {
 #[derive(Default)]
 pub(super) struct Login {
     pub(super) verifier: Option<PinVerifier>,
+    /// The token state's generation when the verifier was set: after the token left (a new
+    /// generation) the verifier proves nothing, and the next signature logs in again.
+    pub(super) generation: u64,
+}
+
+impl Login {
+    /// Whether `pin` is the PIN that logged this generation of the token in.
+    pub(super) fn vouches_for(&self, pin: &Pin, generation: u64) -> bool {
+        self.generation == generation && self.verifier.as_ref().is_some_and(|v| v.matches(pin))
+    }
 }
 
 impl TokenState {
@@ -141,10 +151,10 @@ impl TokenState {
                 Err(e) => {
                     if invalidates_token_state(&e) {
                         drop(session);
-                        self.forget_sessions();
                     } else {
                         self.put_session(session);
                     }
+                    self.note_error(&e);
                     if pin.is_none() && matches!(e, CkError::Pkcs11(RvError::FunctionCanceled, _)) {
                         return Err(ErrorReason::PinEntryCancelled.into());
                     }
@@ -185,7 +195,7 @@ impl CryptokiBackend {
         let result = (|| {
             if self.policy.keep_logged_in {
                 let login = t.login.read().unwrap_or_else(|e| e.into_inner());
-                if login.verifier.as_ref().is_some_and(|v| v.matches(pin)) {
+                if login.vouches_for(pin, t.generation()) {
                     match t.sign_logged_in(&m.ctx, req) {
                         Ok(sig) => return Ok(sig),
                         Err(SignFailure::Error(e)) => return Err(e),
@@ -274,7 +284,7 @@ impl CryptokiBackend {
 
         let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
         // Another request may have logged in with this very PIN while we waited for the lock.
-        if self.policy.keep_logged_in && login.verifier.as_ref().is_some_and(|v| v.matches(pin)) {
+        if self.policy.keep_logged_in && login.vouches_for(pin, t.generation()) {
             match t.sign_logged_in(&m.ctx, req) {
                 Ok(sig) => return Ok(sig),
                 Err(SignFailure::Error(e)) => return Err(e),
@@ -282,9 +292,12 @@ impl CryptokiBackend {
             }
         }
         t.logout_locked(&m.ctx, &mut login);
+        let generation = t.generation();
         t.login_verified(&m.ctx, Some(pin))?;
-        // Only now, with the token's own yes, is this PIN the one that logged it in.
+        // Only now, with the token's own yes, is this PIN the one that logged it in (this
+        // generation of it: if the token left meanwhile, the next signature logs in again).
         login.verifier = Some(PinVerifier::new(pin));
+        login.generation = generation;
 
         let result = match t.sign_logged_in(&m.ctx, req) {
             Ok(sig) => Ok(sig),

@@ -11,6 +11,7 @@
 //! * `error`: cryptoki's errors as [`AgentError`]s.
 
 mod error;
+mod events;
 mod gate;
 mod info;
 mod login;
@@ -18,7 +19,9 @@ mod token;
 
 pub use login::LoginPolicy;
 
-use super::{Backend, CertificateObject, Credential, SignRequest};
+use super::{
+    Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait, TokenIdentity,
+};
 use crate::allowlist::{AllowedModule, ModuleIdentity};
 use crate::error::{AgentError, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -27,7 +30,7 @@ use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass};
 use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use token::TokenState;
 
 /// Slots whose state one module keeps (a real module has a handful; ids that name no slot
@@ -57,6 +60,10 @@ struct Module {
     name: String,
     ctx: Pkcs11,
     tokens: Mutex<HashMap<u64, Arc<TokenState>>>,
+    /// What [`Backend::slot_presence`] last saw in each slot.
+    presence: Mutex<HashMap<u64, Option<TokenIdentity>>>,
+    /// The module's own slot events (`C_WaitForSlotEvent`).
+    waiter: events::Waiter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -194,6 +201,8 @@ impl CryptokiBackend {
             name,
             ctx,
             tokens: Mutex::new(HashMap::new()),
+            presence: Mutex::new(HashMap::new()),
+            waiter: events::Waiter::default(),
         });
         modules.by_identity.insert(identity, m.clone());
         modules.by_path.insert(path.to_string(), m.clone());
@@ -216,24 +225,9 @@ impl CryptokiBackend {
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
-}
 
-impl Backend for CryptokiBackend {
-    fn info(&self, module: &AllowedModule) -> Result<InfoResult> {
-        info::library_info(&self.module(module)?.ctx)
-    }
-
-    fn slots(&self, module: &AllowedModule, token_present: bool) -> Result<Vec<SlotInfo>> {
-        info::slots(&self.module(module)?.ctx, token_present)
-    }
-
-    fn token(&self, module: &AllowedModule, slot_id: u64) -> Result<TokenInfo> {
-        info::token_info(&self.module(module)?.ctx, slot_id)
-    }
-
-    fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>> {
-        let m = self.module(module)?;
-        let t = m.token_state(slot_id)?;
+    /// Every certificate on the token (and the certificate cache refreshed).
+    fn read_certificates(m: &Module, t: &TokenState) -> Result<Vec<CertificateObject>> {
         let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
         t.with_session(&m.ctx, |s| {
             let template = [
@@ -264,14 +258,8 @@ impl Backend for CryptokiBackend {
         })
     }
 
-    fn certificate(
-        &self,
-        module: &AllowedModule,
-        slot_id: u64,
-        id: &[u8],
-    ) -> Result<CertificateObject> {
-        let m = self.module(module)?;
-        let t = m.token_state(slot_id)?;
+    /// The certificate with CKA_ID `id` (from the cache when read recently).
+    fn read_certificate(m: &Module, t: &TokenState, id: &[u8]) -> Result<CertificateObject> {
         if let Some(der) = t.cached_cert(id) {
             return Ok(CertificateObject {
                 id: id.to_vec(),
@@ -306,22 +294,90 @@ impl Backend for CryptokiBackend {
         }
     }
 
-    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
-        // The key must be that of a certificate on the token (usually cached).
-        self.certificate(module, req.slot_id, req.key_id)?;
-        let m = self.module(module)?;
-        let t = m.token_state(req.slot_id)?;
-        let signature = match req.credential {
-            Credential::Pin(pin) => {
-                let _turn = self.signing.enter();
-                self.sign_with_policy(&m, &t, req, pin)
+    /// Run `op` on the state of the token in `slot_id`. If it failed on stale handles (the
+    /// token was removed, and perhaps put back), run it once more on the fresh state when the
+    /// token is there, or answer TOKEN_NOT_PRESENT when it is not: a page never sees a
+    /// stale-handle error.
+    fn on_token<T>(
+        &self,
+        m: &Module,
+        slot_id: u64,
+        op: impl Fn(&TokenState) -> Result<T>,
+    ) -> Result<T> {
+        let t = m.token_state(slot_id)?;
+        let stale = t.stale_count();
+        match op(&t) {
+            Err(e) if t.stale_count() != stale => {
+                if events::token_absent(&m.ctx, slot_id) {
+                    return Err(AgentError::new(ErrorReason::TokenNotPresent));
+                }
+                tracing::info!(
+                    slot = slot_id,
+                    reason = %e.reason,
+                    "the token's handles were stale (it was removed, perhaps put back): once more on fresh state"
+                );
+                op(&t)
             }
-            // The wait for the person at the reader must not hold a turn at signing.
-            Credential::PinPad => self.sign_with_pin_pad(&m, &t, req, &self.signing),
-        };
+            other => other,
+        }
+    }
+}
+
+impl Backend for CryptokiBackend {
+    fn info(&self, module: &AllowedModule) -> Result<InfoResult> {
+        info::library_info(&self.module(module)?.ctx)
+    }
+
+    fn slots(&self, module: &AllowedModule, token_present: bool) -> Result<Vec<SlotInfo>> {
+        info::slots(&self.module(module)?.ctx, token_present)
+    }
+
+    fn token(&self, module: &AllowedModule, slot_id: u64) -> Result<TokenInfo> {
+        info::token_info(&self.module(module)?.ctx, slot_id)
+    }
+
+    fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>> {
+        let m = self.module(module)?;
+        self.on_token(&m, slot_id, |t| Self::read_certificates(&m, t))
+    }
+
+    fn certificate(
+        &self,
+        module: &AllowedModule,
+        slot_id: u64,
+        id: &[u8],
+    ) -> Result<CertificateObject> {
+        let m = self.module(module)?;
+        self.on_token(&m, slot_id, |t| Self::read_certificate(&m, t, id))
+    }
+
+    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+        let m = self.module(module)?;
+        let signature = self.on_token(&m, req.slot_id, |t| {
+            // The key must be that of a certificate on the token (usually cached).
+            Self::read_certificate(&m, t, req.key_id)?;
+            match req.credential {
+                Credential::Pin(pin) => {
+                    let _turn = self.signing.enter();
+                    self.sign_with_policy(&m, t, req, pin)
+                }
+                // The wait for the person at the reader must not hold a turn at signing.
+                Credential::PinPad => self.sign_with_pin_pad(&m, t, req, &self.signing),
+            }
+        });
         // Hashing the PIN (the login cache's verifier) left a copy in a popped frame.
         crate::secret::scrub_stack();
         signature
+    }
+
+    fn slot_presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>> {
+        let m = self.module(module)?;
+        self.presence(&m)
+    }
+
+    fn wait_slot_event(&self, module: &AllowedModule, timeout: Duration) -> Result<SlotWait> {
+        let m = self.module(module)?;
+        Ok(self.wait_events(&m, timeout))
     }
 
     fn logout_all(&self) {

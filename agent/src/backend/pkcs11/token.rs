@@ -3,8 +3,17 @@
 //!
 //! Private key handles are cached per CKA_ID while logged in (SoftHSM invalidates them at
 //! logout, so the cache is cleared at every logout).
+//!
+//! # When the token goes away
+//! A card pulled out (and perhaps put back) leaves every session handle, key handle and login
+//! of it dead. [`TokenState::invalidate`] drops them all and starts a new *generation*: a login
+//! verified in an older generation no longer takes the fast path, so the next signature logs in
+//! again. It runs when the slot watcher sees the token leave or change, and on the first error
+//! that says the handles are stale ([`TokenState::note_error`]); the backend then retries the
+//! request once on fresh state ([`TokenState::stale_count`]), so a page never sees a
+//! stale-handle error.
 
-use super::error::invalidates_token_state;
+use super::error::{invalidates_token_state, is_stale_handle};
 use super::lock;
 use super::login::Login;
 use crate::backend::SignRequest;
@@ -18,7 +27,7 @@ use cryptoki::session::{Session, SessionState};
 use cryptoki::slot::Slot;
 use keyport_protocol::ErrorReason;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -37,6 +46,10 @@ pub(super) struct TokenState {
     /// Certificates by CKA_ID, read at most `CERT_TTL` ago (public objects: no login needed).
     pub(super) certs: Mutex<HashMap<Vec<u8>, CachedCert>>,
     pub(super) last_used_ms: AtomicU64,
+    /// Bumped by [`TokenState::invalidate`]: what was kept before is dead.
+    generation: AtomicU64,
+    /// Errors seen that say the handles were stale (see [`TokenState::note_error`]).
+    stale: AtomicU64,
 }
 
 /// A certificate's DER and when it was read.
@@ -67,6 +80,37 @@ impl TokenState {
             keys: Mutex::new(HashMap::new()),
             certs: Mutex::new(HashMap::new()),
             last_used_ms: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// How many stale-handle errors this token has seen: a request that sees it change while
+    /// it ran failed on stale state, and may be retried once.
+    pub(super) fn stale_count(&self) -> u64 {
+        self.stale.load(Ordering::SeqCst)
+    }
+
+    /// The token left (or may have): drop its sessions, key handles and certificates, and
+    /// start a new generation, so that a login verified before does not count any more. Needs
+    /// no lock: sessions in use elsewhere fail on their own and are not pooled again for long.
+    pub(super) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.forget_sessions();
+    }
+
+    /// Look at an error from the token: one that says its sessions are dead invalidates the
+    /// state, and one that says the handles are stale is counted (the request may be retried).
+    pub(super) fn note_error(&self, err: &CkError) {
+        if invalidates_token_state(err) {
+            self.invalidate();
+        }
+        if is_stale_handle(err) {
+            self.stale.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -74,7 +118,10 @@ impl TokenState {
         if let Some(s) = lock(&self.pool).pop() {
             return Ok(s);
         }
-        Ok(ctx.open_ro_session(self.slot)?)
+        ctx.open_ro_session(self.slot).map_err(|e| {
+            self.note_error(&e);
+            e.into()
+        })
     }
 
     pub(super) fn put_session(&self, session: Session) {
@@ -99,10 +146,10 @@ impl TokenState {
             Err(e) => {
                 if invalidates_token_state(&e) {
                     drop(session);
-                    self.forget_sessions();
                 } else {
                     self.put_session(session);
                 }
+                self.note_error(&e);
                 Err(e.into())
             }
         }
@@ -140,7 +187,7 @@ impl TokenState {
         ];
         let found = session
             .find_objects(&template)
-            .map_err(|e| SignFailure::Error(e.into()))?;
+            .map_err(|e| self.failure(e))?;
         let Some(handle) = found.first().copied() else {
             // Private objects are invisible to a session that is not logged in.
             let logged_in = session
@@ -160,7 +207,7 @@ impl TokenState {
         };
         let attrs = session
             .get_attributes(handle, &[AttributeType::KeyType])
-            .map_err(|e| SignFailure::Error(e.into()))?;
+            .map_err(|e| self.failure(e))?;
         let kind = attrs
             .into_iter()
             .find_map(|a| match a {
@@ -225,7 +272,13 @@ impl TokenState {
                 lock(&self.keys).clear();
                 self.sign_on(session, req, false)
             }
-            Err(e) => Err(SignFailure::Error(e.into())),
+            Err(e) => Err(self.failure(e)),
         }
+    }
+
+    /// A token error as a failure, noted first (see [`TokenState::note_error`]).
+    fn failure(&self, e: CkError) -> SignFailure {
+        self.note_error(&e);
+        SignFailure::Error(e.into())
     }
 }
