@@ -115,6 +115,28 @@ async function loadTokens() {
   await loadCertificates();
 }
 
+/** Reload the token list once things settle (several events often come together). */
+let reloading = Promise.resolve();
+let reloadTimer;
+function reloadSoon() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => {
+    reloading = reloading.then(() => loadTokens()).catch(showError);
+  }, 150);
+}
+
+/** A token came or went: say so, and list the tokens again. */
+function tokenEvent(e) {
+  const box = $("token-events");
+  const label = e.token_label || "A token";
+  box.textContent = `${label} ${e.event === "inserted" ? "was inserted into" : "was removed from"} slot ${e.slot_id}.`;
+  box.dataset.count = String(Number(box.dataset.count || 0) + 1);
+  // Every event so far, for whoever wants to check (the browser test does).
+  box.dataset.events = `${box.dataset.events || ""} ${e.event}:${e.slot_id}`.trim();
+  box.hidden = false;
+  reloadSoon();
+}
+
 function describeKey(p) {
   return p.public_key_algorithm === "EC" ? `EC ${p.curve || p.public_key_size + " bits"}` : `${p.public_key_algorithm} ${p.public_key_size}`;
 }
@@ -235,6 +257,8 @@ async function start() {
       url: agentUrl,
       onStatus: (status) => {
         if (STATUS_TEXT[status]) setStatus(status, STATUS_TEXT[status]);
+        // Back after the agent restarted: what changed meanwhile was not sent.
+        if (status === "connected" && pkcs11) reloadSoon();
         showPermission();
       },
     });
@@ -246,6 +270,11 @@ async function start() {
     );
     setStatus("loading", `Connected to ${agentUrl}: ${info.manufacturer_id} ${info.library_description} ${info.library_version}.`);
     await loadTokens();
+    // Live updates: the agent says when a token comes or goes (no polling here).
+    if (features.includes("slot_events")) {
+      pkcs11.onTokenEvent(tokenEvent, { onError: (err) => console.warn("token events:", err.reason) });
+      $("refresh").title = "The list also updates by itself when a token is inserted or removed.";
+    }
     setStatus("ready", $("status").textContent);
   } catch (err) {
     setStatus("error", "Not connected.");

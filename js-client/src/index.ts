@@ -30,6 +30,13 @@ export {
   type RequestOf,
 } from "./pkcs11.js";
 export { detectOs, type ModuleConfig, type OsName } from "./platform.js";
+export {
+  SLOT_EVENT,
+  RESUBSCRIBE_MAX_DELAY_MS,
+  type TokenEvent,
+  type TokenEventListener,
+  type TokenEventOptions,
+} from "./events.js";
 export { loopbackPermission } from "./transport.js";
 export type { WebSocketLike, WebSocketConstructor, ConnectionStatus, LoopbackPermission } from "./transport.js";
 export * from "./protocol.js";

@@ -12,6 +12,7 @@ import {
   type VerifySignedDataParams,
 } from "./protocol.js";
 import type { Connection } from "./transport.js";
+import { TokenEventFeed, type TokenEventListener, type TokenEventOptions } from "./events.js";
 
 /** A successful answer: `data` is the agent's result. */
 export interface DataResult<T> {
@@ -111,9 +112,37 @@ export function withCallback<T>(promise: Promise<T>, callback: Callback<T> | und
 export class Pkcs11 implements AbstractPkcs11 {
   /** The module path sent with every request (`undefined`: the agent's default). */
   readonly module: string | undefined;
+  private readonly feed: TokenEventFeed;
 
   constructor(private readonly options: Pkcs11Options) {
     this.module = options.module;
+    this.feed = new TokenEventFeed(
+      options.connection,
+      () => (this.module !== undefined ? { module: this.module } : {}),
+      options.timeout,
+    );
+  }
+
+  /**
+   * Be told when a token is inserted into or removed from a slot of this library, instead of
+   * polling `slotsWithTokenPresent`. Returns a function that stops listening.
+   *
+   * The first listener subscribes (`pkcs11.subscribeSlotEvents`), the last one to stop
+   * unsubscribes. If the connection closes (the agent stopped or restarted), the client
+   * subscribes again by itself, waiting 0.5 s, then 1 s, 2 s… up to 10 s between tries, and tells
+   * `onError` each time it cannot. Events that happened while no connection was open are not
+   * replayed: list the tokens again after `onStatus("connected")`.
+   *
+   * ```ts
+   * const stop = pkcs11.onTokenEvent((e) => {
+   *   if (e.event === "inserted") console.log(`${e.token_label} is in slot ${e.slot_id}`);
+   *   else console.log(`the token left slot ${e.slot_id}`);
+   * });
+   * // later: stop();
+   * ```
+   */
+  onTokenEvent(listener: TokenEventListener, options?: TokenEventOptions): () => void {
+    return this.feed.add(listener, options);
   }
 
   info(callback?: Callback<InfoResponse>): Promise<InfoResponse> {

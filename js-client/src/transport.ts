@@ -138,11 +138,16 @@ async function webSocketClass(options: ConnectionOptions): Promise<WebSocketCons
   }
 }
 
+/** Told of each notification (a message with a `method` and no `id`) the agent sends. */
+export type NotificationHandler = (params: unknown) => void;
+
 export class Connection {
   private socket: WebSocketLike | null = null;
   private opening: Promise<WebSocketLike> | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private readonly notificationHandlers = new Map<string, Set<NotificationHandler>>();
+  private readonly closeHandlers = new Set<() => void>();
 
   constructor(private readonly options: ConnectionOptions) {}
 
@@ -207,6 +212,32 @@ export class Connection {
     });
   }
 
+  /** Be told of every notification `method` the agent sends; returns a function that stops it. */
+  onNotification(method: string, handler: NotificationHandler): () => void {
+    let handlers = this.notificationHandlers.get(method);
+    if (!handlers) {
+      handlers = new Set();
+      this.notificationHandlers.set(method, handlers);
+    }
+    handlers.add(handler);
+    return () => {
+      handlers.delete(handler);
+    };
+  }
+
+  /** Be told when an open connection closes (the agent stopped, or `close()`); returns a function that stops it. */
+  onClose(handler: () => void): () => void {
+    this.closeHandlers.add(handler);
+    return () => {
+      this.closeHandlers.delete(handler);
+    };
+  }
+
+  /** Whether a connection to the agent is open now. */
+  get isOpen(): boolean {
+    return this.socket !== null && this.socket.readyState === OPEN;
+  }
+
   /** Close the connection; requests in flight fail with AGENT_UNAVAILABLE. */
   close(): void {
     const socket = this.socket;
@@ -217,6 +248,17 @@ export class Connection {
         socket.close(1000, "client closed");
       } catch {
         // already closing
+      }
+      this.closed();
+    }
+  }
+
+  private closed(): void {
+    for (const handler of [...this.closeHandlers]) {
+      try {
+        handler();
+      } catch {
+        // one listener must not stop the others
       }
     }
   }
@@ -322,12 +364,14 @@ export class Connection {
           );
           return;
         }
-        if (this.socket === socket) {
+        const current = this.socket === socket;
+        if (current) {
           this.socket = null;
           this.status("closed");
         }
         const code = event && typeof event.code === "number" ? ` (close code ${event.code})` : "";
         this.failRequestsOn(socket, agentUnavailable(`The connection to the agent closed before it answered${code}.`));
+        if (current) this.closed();
       };
       socket.onmessage = (event: { data?: unknown }) => {
         this.receive(event.data, socket);
@@ -370,7 +414,17 @@ export class Connection {
     }
     for (const response of Array.isArray(message) ? message : [message]) {
       if (typeof response !== "object" || response === null) continue;
-      const r = response as { id?: unknown; result?: unknown; error?: unknown };
+      const r = response as { id?: unknown; result?: unknown; error?: unknown; method?: unknown; params?: unknown };
+      if (!("id" in r) && typeof r.method === "string") {
+        for (const handler of [...(this.notificationHandlers.get(r.method) ?? [])]) {
+          try {
+            handler(r.params);
+          } catch {
+            // the page's listener must not break the connection
+          }
+        }
+        continue;
+      }
       let id = r.id;
       if (id === null && typeof r.error === "object" && r.error !== null) {
         id = this.matchNullId(socket, (r.error as { code?: unknown }).code);

@@ -14,3 +14,5 @@ declare const signature: string;
 declare const slotId: number;
 /** The page's own PIN field (the PIN paths example). */
 declare function askThePersonForThePin(): string;
+/** The page's own way to list the tokens again (the onTokenEvent example). */
+declare function refreshTheTokenList(): void;

@@ -19,7 +19,7 @@
 
 use super::error::invalidates_token_state;
 use super::info::pin_state;
-use super::token::{SignFailure, TokenState};
+use super::token::{discard, SignFailure, TokenState};
 use super::{lock, CryptokiBackend, Module};
 use crate::backend::SignRequest;
 use crate::error::{AgentError, Result};
@@ -111,7 +111,7 @@ impl TokenState {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => self.put_session(session),
             Err(e) => {
                 tracing::warn!(slot = self.slot.id(), error = %e, "C_Logout failed; closing the token's sessions to end its login");
-                drop(session);
+                discard(session);
                 self.close_sessions();
             }
         }
@@ -145,12 +145,12 @@ impl TokenState {
                         attempt,
                         "C_Login: already logged in after a logout; the PIN is unverified, closing the token's sessions"
                     );
-                    drop(session);
+                    discard(session);
                     self.close_sessions();
                 }
                 Err(e) => {
                     if invalidates_token_state(&e) {
-                        drop(session);
+                        discard(session);
                     } else {
                         self.put_session(session);
                     }

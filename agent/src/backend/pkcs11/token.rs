@@ -52,6 +52,14 @@ pub(super) struct TokenState {
     stale: AtomicU64,
 }
 
+/// Close a session we no longer trust. It may already be dead (the token left): that is
+/// expected, and not worth the error cryptoki would log when dropping it.
+pub(super) fn discard(session: Session) {
+    if let Err(e) = session.close() {
+        tracing::debug!(error = %e, "closing a dead session");
+    }
+}
+
 /// A certificate's DER and when it was read.
 type CachedCert = (Instant, Arc<Vec<u8>>);
 
@@ -145,7 +153,7 @@ impl TokenState {
             }
             Err(e) => {
                 if invalidates_token_state(&e) {
-                    drop(session);
+                    discard(session);
                 } else {
                     self.put_session(session);
                 }
@@ -156,7 +164,10 @@ impl TokenState {
     }
 
     pub(super) fn forget_sessions(&self) {
-        lock(&self.pool).clear();
+        let pooled: Vec<Session> = lock(&self.pool).drain(..).collect();
+        for session in pooled {
+            discard(session);
+        }
         lock(&self.keys).clear();
         lock(&self.certs).clear();
     }
@@ -231,7 +242,7 @@ impl TokenState {
         match self.sign_on(&session, req, true) {
             Err(SignFailure::Error(e)) if e.reason == ErrorReason::DeviceError => {
                 // The session may be dead; do not pool it.
-                drop(session);
+                discard(session);
                 self.forget_sessions();
                 Err(SignFailure::Error(e))
             }
