@@ -87,19 +87,39 @@ impl Allowlist {
                 .ok_or_else(|| {
                     AgentError::with_message(
                         ErrorReason::ModuleNotAllowed,
-                        "The agent has no PKCS #11 library configured: start it with --module PATH.",
+                        "The agent has no PKCS #11 library configured: start it with --module PATH \
+                         (or list `modules` in its configuration).",
                     )
                 }),
-            Some(path) => match self.paths.iter().find(|m| ***m == *path) {
-                Some(p) => Ok(AllowedModule { path: p.clone() }),
-                None => {
-                    tracing::warn!(
-                        module = %quote(path, 80),
-                        "request for a module outside the allowlist refused"
-                    );
-                    Err(AgentError::new(ErrorReason::ModuleNotAllowed))
+            Some(path) => {
+                if let Some(p) = self.paths.iter().find(|m| ***m == *path) {
+                    return Ok(AllowedModule { path: p.clone() });
                 }
-            },
+                // A p11-kit name ("softhsm2", or "p11-kit:softhsm2"): the allowlisted library
+                // registered under it, if any.
+                if !path.starts_with('/') {
+                    let name = crate::p11kit::name_in(path).unwrap_or(path);
+                    if let Some(registered) = crate::p11kit::lookup(name) {
+                        if let Some(p) = self.paths.iter().find(|m| {
+                            crate::p11kit::same_file(std::path::Path::new(&***m), &registered.path)
+                        }) {
+                            return Ok(AllowedModule { path: p.clone() });
+                        }
+                    }
+                }
+                tracing::warn!(
+                    module = %quote(path, 80),
+                    "request for a module outside the allowlist refused"
+                );
+                if self.paths.is_empty() {
+                    return Err(AgentError::with_message(
+                        ErrorReason::ModuleNotAllowed,
+                        "The agent has no PKCS #11 library configured: start it with --module PATH \
+                         (or list `modules` in its configuration).",
+                    ));
+                }
+                Err(AgentError::new(ErrorReason::ModuleNotAllowed))
+            }
         }
     }
 }

@@ -25,7 +25,22 @@ pub fn run(mut config: Config) -> ExitCode {
         config.state_file = shell.default_state_file();
     }
     let consent = shell.consent_ui();
+    tracing::info!("{}", config.summary());
     tracing::info!("{}", consent.note);
+    if config.modules.is_empty() {
+        tracing::warn!(
+            "no PKCS #11 library is configured: add `modules` to the configuration (see `keyport \
+             modules`) or start with --module PATH; every request will fail"
+        );
+    }
+    for m in &config.modules {
+        if let Err(e) = std::fs::metadata(m) {
+            tracing::warn!(
+                "the PKCS #11 library {m} cannot be used ({e}): requests naming it get \
+                 MODULE_LOAD_FAILED; the other libraries are served"
+            );
+        }
+    }
     let folder = config
         .state_file
         .as_ref()
@@ -111,11 +126,6 @@ async fn serve(
     quit: Arc<Notify>,
     listening: impl FnOnce(Arc<Agent>, String),
 ) -> ExitCode {
-    if config.modules.is_empty() {
-        tracing::warn!(
-            "no PKCS #11 library allowed: start with --module PATH (every request will fail)"
-        );
-    }
     let backend = crate::backend::for_config(&config);
     let state = Agent::with_prompts(&config, backend, consent_ui, pin_ui);
     let files = match (&config.demo_dir, config.demo) {

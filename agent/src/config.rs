@@ -1,11 +1,17 @@
 //! Settings: command-line flags (clap) over a TOML file. Every key is documented in the README.
 
 use crate::origin::Origin;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The administrator's file (policy), unless `KEYPORT_SYSTEM_CONFIG` names another (tests,
+/// packagers).
+pub const SYSTEM_CONFIG: &str = "/etc/keyport/keyport.toml";
+pub const SYSTEM_CONFIG_VAR: &str = "KEYPORT_SYSTEM_CONFIG";
 
 /// What happens to a WebSocket client that sends no `Origin` header (not a browser: a local
 /// program, which could load the PKCS #11 library itself).
@@ -41,68 +47,93 @@ pub enum ConsentMode {
 #[command(
     name = "keyport",
     version,
-    about = "Keyport: PKCS #11 tokens for web pages, with the person's consent"
+    about = "Keyport: PKCS #11 tokens for web pages, with the person's consent",
+    long_about = "Keyport: PKCS #11 tokens for web pages, with the person's consent.\n\n\
+        Without a command it runs the agent. Settings come from flags, then the person's \
+        $XDG_CONFIG_HOME/keyport/keyport.toml (or --config FILE), then the administrator's \
+        /etc/keyport/keyport.toml, which is policy: the modules and origins it lists cannot be \
+        widened unless it says so. `keyport config` shows what is in force and why."
 )]
 pub struct Cli {
-    /// Address to listen on (loopback only); port 0 picks a free port.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Address to listen on: a loopback address and port (127.0.0.1:10443, [::1]:10443,
+    /// localhost:10443); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub listen: Option<String>,
     /// Allowed PKCS #11 library (exact path); repeat for more. The first is the default.
-    #[arg(long = "module", value_name = "PATH")]
+    #[arg(long = "module", value_name = "PATH", global = true)]
     pub modules: Vec<String>,
     /// Origin (scheme://host[:port]) whose pages may connect; signing needs consent. Repeatable.
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    #[arg(long = "allow-origin", value_name = "ORIGIN", global = true)]
     pub allow_origins: Vec<String>,
     /// Origin pre-approved to connect and sign without a prompt. Repeatable.
-    #[arg(long = "trust-origin", value_name = "ORIGIN")]
+    #[arg(long = "trust-origin", value_name = "ORIGIN", global = true)]
     pub trust_origins: Vec<String>,
     /// TOML configuration file (flags win over it).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Clients without an Origin header: deny, consent (default) or trust.
-    #[arg(long, value_enum, value_name = "POLICY")]
+    #[arg(long, value_enum, value_name = "POLICY", global = true)]
     pub no_origin: Option<NoOriginPolicy>,
     /// Seconds the person has to answer a consent prompt (default 60).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", global = true)]
     pub consent_timeout: Option<u64>,
     /// Seconds of no signature after which a token is logged out (default 300).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", global = true)]
     pub idle_logout: Option<u64>,
     /// Log in and out for every signature instead of keeping the token logged in.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_login_cache: bool,
     /// Run without a tray icon.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_tray: bool,
     /// How to ask for consent: auto (default), notify, pinentry or none.
-    #[arg(long, value_enum, value_name = "UI")]
+    #[arg(long, value_enum, value_name = "UI", global = true)]
     pub consent: Option<ConsentMode>,
     /// The pinentry program for the agent's own PIN prompt and the pinentry consent dialog
     /// (default: `pinentry` on PATH).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub pinentry: Option<PathBuf>,
     /// Seconds a signature waits for the PIN typed on a PIN-pad reader (default 60).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", global = true)]
     pub pin_pad_timeout: Option<u64>,
     /// Demo mode: also allow the demo page origins http://127.0.0.1:PORT and http://localhost:PORT.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub demo: bool,
     /// File where "always allow" sites are remembered.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub state_file: Option<PathBuf>,
     /// Folder whose files the agent serves at /demo in demo mode (index.html, *.js, *.css).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub demo_dir: Option<PathBuf>,
     /// Also write the log to this file (capped at 4 MiB, then rotated to FILE.1).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub log_file: Option<PathBuf>,
+}
+
+/// What `keyport` does besides running the agent.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print the settings in force, and where each one comes from.
+    Config,
+    /// List the PKCS #11 modules registered with p11-kit, whether each loads, and whether it
+    /// is allowed.
+    Modules,
+    /// Check what Keyport needs here and explain what is missing (exit status 1 when something
+    /// stops signing).
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The TOML file. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
     pub modules: Option<Vec<String>>,
     pub allow_origins: Option<Vec<String>>,
     pub trust_origins: Option<Vec<String>>,
@@ -130,6 +161,10 @@ pub struct FileConfig {
     pub state_file: Option<PathBuf>,
     pub demo_dir: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    /// Administrator's file only: the person may add modules to the ones it lists.
+    pub user_may_add_modules: Option<bool>,
+    /// Administrator's file only: the person may add origins (allowed or trusted) to its own.
+    pub user_may_add_origins: Option<bool>,
 }
 
 /// The settings in force.
@@ -223,8 +258,37 @@ pub enum ConfigError {
     Origin(String),
     #[error("refusing to listen on {0}: Keyport listens on loopback addresses only")]
     NotLoopback(SocketAddr),
-    #[error("invalid module path {0:?}: give the absolute path of the PKCS #11 library")]
+    #[error("invalid module path {0:?}: give the absolute path of the PKCS #11 library, or p11-kit:NAME")]
     Module(String),
+    #[error("module {entry:?}: {message}")]
+    P11Kit { entry: String, message: String },
+    #[error("invalid listen address {0:?}: write a loopback address and port, e.g. 127.0.0.1:10443, [::1]:10443 or localhost:10443")]
+    Listen(String),
+    #[error("{0} must be at least 1 second: with 0 every request would time out at once")]
+    ZeroTimeout(&'static str),
+    #[error("--demo serves the demo page from --demo-dir (or `demo_dir`): give the folder that holds index.html (js-client/demo in the source tree)")]
+    DemoWithoutDir,
+    #[error("{key} can only be set in the administrator's file ({admin}), not in {path}")]
+    AdminOnly {
+        key: &'static str,
+        admin: String,
+        path: PathBuf,
+    },
+}
+
+/// An address to listen on: `IP:PORT`, or `localhost:PORT` (loopback). Anything else is refused
+/// later if it is not loopback.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = text
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(ConfigError::Listen(text.to_string()))
 }
 
 fn origins(list: Vec<String>) -> Result<Vec<Origin>, ConfigError> {
@@ -233,14 +297,393 @@ fn origins(list: Vec<String>) -> Result<Vec<Origin>, ConfigError> {
         .collect()
 }
 
+/// Where a setting in force comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    /// The administrator's file.
+    Admin(PathBuf),
+    /// The person's file.
+    User(PathBuf),
+    /// A command-line flag.
+    Flag,
+    /// The administrator's list, and the person's additions it allows.
+    AdminAndPerson(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::Admin(p) => write!(f, "administrator ({})", p.display()),
+            Source::User(p) => write!(f, "yours ({})", p.display()),
+            Source::Flag => write!(f, "command line"),
+            Source::AdminAndPerson(p) => {
+                write!(f, "administrator ({}) plus yours", p.display())
+            }
+        }
+    }
+}
+
+/// The settings in force, and how they came to be.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Each file key in force, and where it came from.
+    pub sources: BTreeMap<&'static str, Source>,
+    /// The files read: (path, "administrator" or "yours").
+    pub files: Vec<(PathBuf, &'static str)>,
+    /// What the administrator's policy overruled, for the log and `keyport config`.
+    pub notes: Vec<String>,
+}
+
 impl Config {
-    /// Flags over the file over the defaults.
-    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+    /// The value of file key `key` in force, as TOML (for `keyport config`).
+    pub fn value_of(&self, key: &str) -> toml::Value {
+        use toml::Value as V;
+        let secs = |d: Duration| V::Integer(d.as_secs() as i64);
+        let strings = |v: &[String]| V::Array(v.iter().cloned().map(V::String).collect());
+        let origins =
+            |v: &[Origin]| V::Array(v.iter().map(|o| V::String(o.as_str().into())).collect());
+        let path = |p: &Option<PathBuf>| match p {
+            Some(p) => V::String(p.display().to_string()),
+            None => V::String(String::new()),
         };
-        Self::merge(cli, file)
+        let lower = |d: &dyn std::fmt::Debug| V::String(format!("{d:?}").to_lowercase());
+        match key {
+            "listen" => V::String(self.listen.to_string()),
+            "modules" => strings(&self.modules),
+            "allow_origins" => origins(&self.allow_origins),
+            "trust_origins" => origins(&self.trust_origins),
+            "no_origin" => lower(&self.no_origin),
+            "consent" => lower(&self.consent),
+            "consent_timeout_secs" => secs(self.consent_timeout),
+            "request_timeout_secs" => secs(self.request_timeout),
+            "idle_logout_secs" => secs(self.idle_logout),
+            "keep_logged_in" => V::Boolean(self.keep_logged_in),
+            "pinentry" => path(&self.pinentry),
+            "pin_pad_timeout_secs" => secs(self.pin_pad_timeout),
+            "tray" => V::Boolean(self.tray),
+            "module_isolation" => V::Boolean(self.module_isolation),
+            "module_env" => strings(&self.module_env),
+            "max_connections" => V::Integer(self.max_connections.into()),
+            "max_connections_per_origin" => V::Integer(self.max_connections_per_origin as i64),
+            "max_message_bytes" => V::Integer(self.max_message_bytes.into()),
+            "max_in_flight_per_connection" => V::Integer(self.max_in_flight_per_connection as i64),
+            "max_reply_backlog_bytes" => V::Integer(self.max_reply_backlog_bytes as i64),
+            "ping_interval_secs" => secs(self.ping_interval),
+            "handshake_timeout_secs" => secs(self.handshake_timeout),
+            "max_pending_consent_per_origin" => {
+                V::Integer(self.max_pending_consent_per_origin as i64)
+            }
+            "max_pending_consent" => V::Integer(self.max_pending_consent as i64),
+            "demo" => V::Boolean(self.demo),
+            "demo_dir" => path(&self.demo_dir),
+            "state_file" => path(&self.state_file),
+            "log_file" => path(&self.log_file),
+            _ => V::String(String::new()),
+        }
+    }
+
+    /// One line for the log at start: modules, origins, consent mode.
+    pub fn summary(&self) -> String {
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        format!(
+            "modules: {}; allowed origins: {}; trusted origins: {}; clients without Origin: {}; consent: {}",
+            list(self.modules.clone()),
+            list(self.allow_origins.iter().map(|o| o.as_str().to_string()).collect()),
+            list(self.trust_origins.iter().map(|o| o.as_str().to_string()).collect()),
+            format!("{:?}", self.no_origin).to_lowercase(),
+            format!("{:?}", self.consent).to_lowercase(),
+        )
+    }
+}
+
+impl Loaded {
+    /// What `keyport config` prints: every setting in force as TOML, with where it came from.
+    pub fn report(&self) -> String {
+        let mut out = String::from("# Keyport's settings in force.\n");
+        if self.files.is_empty() {
+            out.push_str("# No configuration file was found; defaults and flags only.\n");
+        }
+        for (path, whose) in &self.files {
+            out.push_str(&format!("# Read: {} ({whose})\n", path.display()));
+        }
+        for note in &self.notes {
+            out.push_str(&format!("# Policy: {note}\n"));
+        }
+        for key in KEYS {
+            let value = self.config.value_of(key);
+            let source = self.sources.get(key).cloned().unwrap_or(Source::Default);
+            out.push_str(&format!("{key} = {value}  # {source}\n"));
+        }
+        out
+    }
+}
+
+/// The administrator's file.
+pub fn system_config_path() -> PathBuf {
+    std::env::var_os(SYSTEM_CONFIG_VAR)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG))
+}
+
+/// The person's file when no `--config` is given: `$XDG_CONFIG_HOME/keyport/keyport.toml`.
+pub fn user_config_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("keyport").join("keyport.toml"))
+}
+
+/// Every key a file may set, in the order `keyport config` prints them.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "modules",
+    "allow_origins",
+    "trust_origins",
+    "no_origin",
+    "consent",
+    "consent_timeout_secs",
+    "request_timeout_secs",
+    "idle_logout_secs",
+    "keep_logged_in",
+    "pinentry",
+    "pin_pad_timeout_secs",
+    "tray",
+    "module_isolation",
+    "module_env",
+    "max_connections",
+    "max_connections_per_origin",
+    "max_message_bytes",
+    "max_in_flight_per_connection",
+    "max_reply_backlog_bytes",
+    "ping_interval_secs",
+    "handshake_timeout_secs",
+    "max_pending_consent_per_origin",
+    "max_pending_consent",
+    "demo",
+    "demo_dir",
+    "state_file",
+    "log_file",
+];
+
+/// The keys a flag of `cli` sets.
+fn flag_keys(cli: &Cli) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut set = |on: bool, key| {
+        if on {
+            keys.push(key)
+        }
+    };
+    set(cli.listen.is_some(), "listen");
+    set(!cli.modules.is_empty(), "modules");
+    set(!cli.allow_origins.is_empty(), "allow_origins");
+    set(!cli.trust_origins.is_empty(), "trust_origins");
+    set(cli.no_origin.is_some(), "no_origin");
+    set(cli.consent.is_some(), "consent");
+    set(cli.consent_timeout.is_some(), "consent_timeout_secs");
+    set(cli.idle_logout.is_some(), "idle_logout_secs");
+    set(cli.no_login_cache, "keep_logged_in");
+    set(cli.pinentry.is_some(), "pinentry");
+    set(cli.pin_pad_timeout.is_some(), "pin_pad_timeout_secs");
+    set(cli.no_tray, "tray");
+    set(cli.demo, "demo");
+    set(cli.demo_dir.is_some(), "demo_dir");
+    set(cli.state_file.is_some(), "state_file");
+    set(cli.log_file.is_some(), "log_file");
+    keys
+}
+
+/// A file as a TOML table, and as settings (both `None` when an optional file is absent).
+fn read_table(path: &Path, required: bool) -> Result<Option<toml::Table>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let parse_error = |e: &dyn std::fmt::Display| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    // Checked as settings first: unknown keys and wrong types are refused with serde's words.
+    toml::from_str::<FileConfig>(&text).map_err(|e| parse_error(&e))?;
+    text.parse::<toml::Table>()
+        .map(Some)
+        .map_err(|e| parse_error(&e))
+}
+
+/// The strings of a list key in a table.
+fn strings(table: &toml::Table, key: &str) -> Option<Vec<String>> {
+    table.get(key).and_then(|v| v.as_array()).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+/// How permissive a no-Origin policy is (the administrator's is a ceiling).
+fn openness(p: NoOriginPolicy) -> u8 {
+    match p {
+        NoOriginPolicy::Deny => 0,
+        NoOriginPolicy::Consent => 1,
+        NoOriginPolicy::Trust => 2,
+    }
+}
+
+impl Config {
+    /// Flags over the person's file over the administrator's (policy) over the defaults.
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        Ok(Self::load_explained(cli)?.config)
+    }
+
+    /// [`Config::load`], with where each setting came from (`keyport config`).
+    pub fn load_explained(mut cli: Cli) -> Result<Loaded, ConfigError> {
+        let admin_path = system_config_path();
+        let admin = read_table(&admin_path, false)?;
+        let (user_path, user) = match &cli.config {
+            Some(path) => (Some(path.clone()), read_table(path, true)?),
+            None => match user_config_path() {
+                Some(path) => {
+                    let table = read_table(&path, false)?;
+                    (Some(path), table)
+                }
+                None => (None, None),
+            },
+        };
+        let mut files = Vec::new();
+        if admin.is_some() {
+            files.push((admin_path.clone(), "administrator"));
+        }
+        if let (Some(p), Some(_)) = (&user_path, &user) {
+            files.push((p.clone(), "yours"));
+        }
+        let admin = admin.unwrap_or_default();
+        let user = user.unwrap_or_default();
+        let user_path = user_path.unwrap_or_default();
+        for key in ["user_may_add_modules", "user_may_add_origins"] {
+            if user.contains_key(key) {
+                return Err(ConfigError::AdminOnly {
+                    key,
+                    admin: admin_path.display().to_string(),
+                    path: user_path,
+                });
+            }
+        }
+        let flags = flag_keys(&cli);
+        let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
+        for key in KEYS {
+            let source = if flags.contains(key) {
+                Source::Flag
+            } else if user.contains_key(*key) {
+                Source::User(user_path.clone())
+            } else if admin.contains_key(*key) {
+                Source::Admin(admin_path.clone())
+            } else {
+                Source::Default
+            };
+            sources.insert(key, source);
+        }
+
+        // The person's settings over the administrator's, key by key; then the policy.
+        let mut merged = admin.clone();
+        for (k, v) in &user {
+            merged.insert(k.clone(), v.clone());
+        }
+        let mut notes = Vec::new();
+        let allows = |key: &str| admin.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+        for (key, may) in [
+            ("modules", allows("user_may_add_modules")),
+            ("allow_origins", allows("user_may_add_origins")),
+            ("trust_origins", allows("user_may_add_origins")),
+        ] {
+            let Some(fixed) = strings(&admin, key) else {
+                continue;
+            };
+            let person = match key {
+                "modules" => std::mem::take(&mut cli.modules),
+                "allow_origins" => std::mem::take(&mut cli.allow_origins),
+                _ => std::mem::take(&mut cli.trust_origins),
+            };
+            let person = if person.is_empty() {
+                strings(&user, key).unwrap_or_default()
+            } else {
+                person
+            };
+            let extra: Vec<String> = person.into_iter().filter(|p| !fixed.contains(p)).collect();
+            let mut list = fixed.clone();
+            if may && !extra.is_empty() {
+                list.extend(extra);
+                sources.insert(key, Source::AdminAndPerson(admin_path.clone()));
+            } else {
+                if !extra.is_empty() {
+                    notes.push(format!(
+                        "{key}: {} not used: the administrator's {} sets them{}",
+                        extra.join(", "),
+                        admin_path.display(),
+                        if key == "modules" {
+                            " (user_may_add_modules = true there would allow yours)"
+                        } else {
+                            " (user_may_add_origins = true there would allow yours)"
+                        }
+                    ));
+                }
+                sources.insert(key, Source::Admin(admin_path.clone()));
+            }
+            merged.insert(
+                key.to_string(),
+                toml::Value::Array(list.into_iter().map(toml::Value::String).collect()),
+            );
+        }
+        let mut file: FileConfig =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: user_path.clone(),
+                    message: e.to_string(),
+                })?;
+        file.user_may_add_modules = None;
+        file.user_may_add_origins = None;
+        let admin_no_origin = admin
+            .get("no_origin")
+            .and_then(|v| v.as_str())
+            .and_then(|v| NoOriginPolicy::from_str(v, true).ok());
+        let admin_isolation = admin.get("module_isolation").and_then(|v| v.as_bool());
+        let mut config = Self::merge(cli, file)?;
+        if let Some(ceiling) = admin_no_origin {
+            if openness(config.no_origin) > openness(ceiling) {
+                notes.push(format!(
+                    "no_origin: {:?} not used: the administrator allows at most {ceiling:?}",
+                    config.no_origin
+                ));
+                config.no_origin = ceiling;
+                sources.insert("no_origin", Source::Admin(admin_path.clone()));
+            }
+        }
+        if admin_isolation == Some(true) && !config.module_isolation {
+            notes.push(
+                "module_isolation: false not used: the administrator requires libraries to run \
+                 in processes of their own"
+                    .into(),
+            );
+            config.module_isolation = true;
+            sources.insert("module_isolation", Source::Admin(admin_path.clone()));
+        }
+        Ok(Loaded {
+            config,
+            sources,
+            files,
+            notes,
+        })
     }
 
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
@@ -255,9 +698,20 @@ impl Config {
         let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
             flag.or(file).map(Duration::from_secs).unwrap_or(default)
         };
+        let listen = match cli.listen.as_deref().or(file.listen.as_deref()) {
+            Some(text) => parse_listen(text)?,
+            None => d.listen,
+        };
+        let modules = pick(cli.modules, file.modules)
+            .into_iter()
+            .map(|entry| {
+                crate::p11kit::resolve_entry(&entry)
+                    .map_err(|message| ConfigError::P11Kit { entry, message })
+            })
+            .collect::<Result<Vec<String>, ConfigError>>()?;
         let cfg = Config {
-            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
-            modules: pick(cli.modules, file.modules),
+            listen,
+            modules,
             allow_origins: origins(pick(cli.allow_origins, file.allow_origins))?,
             trust_origins: origins(pick(cli.trust_origins, file.trust_origins))?,
             no_origin: cli.no_origin.or(file.no_origin).unwrap_or(d.no_origin),
@@ -319,22 +773,27 @@ impl Config {
         if !cfg.listen.ip().is_loopback() {
             return Err(ConfigError::NotLoopback(cfg.listen));
         }
+        if cfg.request_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout("request_timeout_secs"));
+        }
+        if cfg.consent_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout(
+                "the consent timeout (--consent-timeout, consent_timeout_secs)",
+            ));
+        }
+        if cfg.idle_logout.is_zero() {
+            return Err(ConfigError::ZeroTimeout(
+                "the idle logout (--idle-logout, idle_logout_secs)",
+            ));
+        }
+        if cfg.demo && cfg.demo_dir.is_none() {
+            return Err(ConfigError::DemoWithoutDir);
+        }
         if let Some(m) = cfg.modules.iter().find(|m| !Path::new(m).is_absolute()) {
             return Err(ConfigError::Module(m.clone()));
         }
         Ok(cfg)
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -46,9 +46,12 @@ pub mod guard;
 pub mod logging;
 pub mod methods;
 pub mod origin;
+pub mod p11kit;
+pub mod ports;
 pub mod secret;
 pub mod server;
 pub mod state;
 #[doc(hidden)]
 pub mod testing;
+pub mod tools;
 pub mod x509;

@@ -57,22 +57,28 @@ pub fn quote(s: &str, max: usize) -> String {
 
 /// Start logging to stderr. `RUST_LOG` sets the level (default `info`).
 pub fn init() {
-    init_with(false)
+    init_with(false, "info")
+}
+
+/// Logging for `keyport config`, `modules`, `doctor`: warnings and errors only (unless
+/// `RUST_LOG` says otherwise), so that what they print is not drowned.
+pub fn init_quiet() {
+    init_with(false, "warn")
 }
 
 /// Logging for a module host: plain `LEVEL message fields` lines on stderr, which the agent
 /// reads and logs again as its own (with time, target `keyport::host`, module and pid).
 pub fn init_host() {
-    init_with(true)
+    init_with(true, "info")
 }
 
-fn init_with(host: bool) {
+fn init_with(host: bool, default_level: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{filter, EnvFilter, Layer};
 
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let quiet = filter::filter_fn(|meta| {
         let target = meta.target();
         // By prefix: jsonrpsee logs as `jsonrpsee-server`, `jsonrpsee_core::...` and more.

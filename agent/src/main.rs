@@ -1,5 +1,5 @@
 use clap::Parser;
-use keyport::config::{Cli, Config};
+use keyport::config::{Cli, Command, Config};
 use std::process::ExitCode;
 
 /// Every heap block is wiped when it is freed: request buffers, parser scratch space and frames
@@ -18,12 +18,65 @@ fn main() -> ExitCode {
         keyport::logging::flush();
         return code;
     }
+    let cli = Cli::parse();
+    if let Some(command) = cli.command.clone() {
+        return tool(command, cli);
+    }
     keyport::logging::init();
-    let code = match Config::load(Cli::parse()) {
-        Ok(config) => keyport::app::run(config),
+    let code = match Config::load_explained(cli) {
+        Ok(loaded) => {
+            for note in &loaded.notes {
+                tracing::warn!("administrator's policy: {note}");
+            }
+            keyport::app::run(loaded.config)
+        }
         Err(e) => {
             keyport::logging::stderr_line(&format!("keyport: {e}"));
             ExitCode::from(2)
+        }
+    };
+    keyport::logging::flush();
+    code
+}
+
+/// `keyport config`, `keyport modules`, `keyport doctor`: print, and exit.
+fn tool(command: Command, cli: Cli) -> ExitCode {
+    keyport::logging::init_quiet();
+    let loaded = Config::load_explained(cli);
+    let code = match command {
+        Command::Config => match loaded {
+            Ok(l) => {
+                keyport::logging::stdout_line(l.report().trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                keyport::logging::stderr_line(&format!("keyport: {e}"));
+                ExitCode::from(2)
+            }
+        },
+        Command::Modules => match loaded {
+            Ok(l) => {
+                keyport::logging::stdout_line(keyport::tools::modules_report(&l.config).trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                keyport::logging::stderr_line(&format!("keyport: {e}"));
+                ExitCode::from(2)
+            }
+        },
+        Command::Doctor { json } => {
+            let report = keyport::tools::doctor(loaded);
+            let text = if json {
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            } else {
+                report.text()
+            };
+            keyport::logging::stdout_line(text.trim_end());
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
     };
     keyport::logging::flush();

@@ -7,6 +7,7 @@
 
 pub mod desktop;
 pub mod fault;
+pub mod pcsc;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
@@ -198,6 +199,12 @@ impl Agent {
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
             .env("XDG_STATE_HOME", token.dir.path().join("state"))
+            // Neither the person's nor the administrator's configuration of this machine.
+            .env("XDG_CONFIG_HOME", token.dir.path().join("config"))
+            .env(
+                "KEYPORT_SYSTEM_CONFIG",
+                token.dir.path().join("etc-keyport").join("keyport.toml"),
+            )
             .env("SOFTHSM2_CONF", token.conf())
             .env("RUST_LOG", "keyport=debug,info");
     }

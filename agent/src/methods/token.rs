@@ -12,7 +12,12 @@ pub(super) fn register_all(m: &mut RpcModule<Agent>) {
     });
     register::<Slots, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
-        state.blocking(move |b| b.slots(&module, false)).await
+        let m = module.clone();
+        let slots = state.blocking(move |b| b.slots(&m, false)).await?;
+        if slots.is_empty() {
+            explain_no_slot(module.path());
+        }
+        Ok(slots)
     });
     register::<SlotsWithTokenPresent, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
@@ -22,6 +27,16 @@ pub(super) fn register_all(m: &mut RpcModule<Agent>) {
         let module = state.module(p.module.as_deref())?;
         state.blocking(move |b| b.token(&module, p.slot_id)).await
     });
+}
+
+/// Say once per library why it lists no slot (usually: no card reader, or pcscd not running).
+fn explain_no_slot(module: &str) {
+    static TOLD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut told = TOLD.lock().unwrap_or_else(|e| e.into_inner());
+    if !told.iter().any(|m| m == module) && told.len() < 64 {
+        told.push(module.to_string());
+        tracing::warn!(module, "{}", crate::tools::no_slot_hint());
+    }
 }
 
 #[cfg(test)]

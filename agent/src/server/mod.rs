@@ -188,6 +188,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr}: the port is in use, and {holder}")]
+    InUse { addr: SocketAddr, holder: String },
 }
 
 /// Start serving `state` on `config.listen` (port 0 = any free port).
@@ -200,9 +202,19 @@ pub async fn start(
         addr: config.listen,
         source,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(bind_err)?;
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let holder = crate::ports::holder(config.listen.port())
+                .map(|h| h.describe())
+                .unwrap_or_else(|| "which program holds it cannot be seen from here".into());
+            return Err(StartError::InUse {
+                addr: config.listen,
+                holder,
+            });
+        }
+        Err(e) => return Err(bind_err(e)),
+    };
     let addr = listener.local_addr().map_err(bind_err)?;
 
     let mut allowed: std::collections::HashSet<Origin> =

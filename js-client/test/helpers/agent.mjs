@@ -82,6 +82,9 @@ export async function startAgent({ conf, port = 0, args = [], env: extraEnv = {}
   const env = { ...process.env, SOFTHSM2_CONF: conf, RUST_LOG: process.env.RUST_LOG || "info" };
   for (const name of ["DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"]) delete env[name];
   env.XDG_STATE_HOME = join(dirname(conf), "state");
+  // Neither the person's nor the administrator's configuration of this machine.
+  env.XDG_CONFIG_HOME = join(dirname(conf), "config");
+  env.KEYPORT_SYSTEM_CONFIG = join(dirname(conf), "etc-keyport", "keyport.toml");
   Object.assign(env, extraEnv);
   const child = spawn(agentBinary(), argv, {
     env,

@@ -182,7 +182,7 @@ impl CryptokiBackend {
             tracing::warn!(module = %name, error = %e, "cannot load PKCS #11 module");
             AgentError::with_message(
                 ErrorReason::ModuleLoadFailed,
-                format!("The PKCS #11 library {path} could not be loaded."),
+                format!("The PKCS #11 library {path} could not be loaded: {e}."),
             )
         })?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {

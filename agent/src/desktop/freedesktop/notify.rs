@@ -166,6 +166,12 @@ impl ConsentUi for NotifyConsent {
     }
 }
 
+/// The notification server's capabilities (`actions` means it can ask), or why there is none
+/// (for `keyport doctor`).
+pub async fn capabilities() -> Result<Vec<String>, String> {
+    imp::capabilities().await
+}
+
 #[cfg(all(unix, not(target_os = "macos")))]
 mod imp {
     use super::*;
@@ -267,6 +273,10 @@ mod imp {
                 None
             }
         }
+    }
+
+    pub(super) async fn capabilities() -> Result<Vec<String>, String> {
+        connect_any().await.map(|s| s.caps)
     }
 
     /// A notification server, whatever it can show.
@@ -399,6 +409,10 @@ mod imp {
 
     pub(super) async fn notice(_request: &ConsentRequest) -> Option<Box<dyn Send>> {
         None
+    }
+
+    pub(super) async fn capabilities() -> Result<Vec<String>, String> {
+        Err("this platform's notifications have no buttons".to_string())
     }
 }
 

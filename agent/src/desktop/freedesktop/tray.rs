@@ -109,7 +109,7 @@ fn no_display() -> Option<String> {
 
 /// Why tray-icon cannot show an icon here (`None`: it may): it loads AppIndicator at run time
 /// and panics if it cannot.
-fn no_appindicator() -> Option<String> {
+pub fn no_appindicator() -> Option<String> {
     #[cfg(all(unix, not(target_os = "macos")))]
     {
         let names = [

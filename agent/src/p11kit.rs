@@ -1,0 +1,222 @@
+//! PKCS #11 modules by their p11-kit name: the registry of `*.module` files that distributions
+//! install (Debian: `/usr/share/p11-kit/modules/softhsm2.module` says
+//! `module: /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so`). A configuration may list
+//! `p11-kit:softhsm2` instead of a path that differs per distribution, and a page may send
+//! `module: "softhsm2"`; either way only a module on the allowlist is used.
+//!
+//! The registry is read from the system's folders (`/usr/share/p11-kit/modules`,
+//! `/etc/pkcs11/modules`) and the person's (`$XDG_CONFIG_HOME/pkcs11/modules`), later folders
+//! winning, as p11-kit does; `KEYPORT_P11KIT_MODULES` (folders separated by `:`) replaces them
+//! (tests). A relative `module:` is looked up in p11-kit's module folder
+//! (`/usr/lib/<multiarch>/pkcs11`). Other p11-kit options (`enable-in`, `priority`, …) are not
+//! used: Keyport loads a module only when its configuration says so.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How a configuration names a module by its p11-kit name.
+pub const PREFIX: &str = "p11-kit:";
+
+/// The environment variable that replaces the registry's folders.
+pub const DIRS_VAR: &str = "KEYPORT_P11KIT_MODULES";
+
+/// One registered module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// Its name: the registry file's name without `.module`.
+    pub name: String,
+    /// The library (absolute).
+    pub path: PathBuf,
+    /// The registry file that says so.
+    pub file: PathBuf,
+}
+
+/// The folders the registry is read from, in order (later ones win).
+pub fn folders() -> Vec<PathBuf> {
+    if let Some(dirs) = std::env::var_os(DIRS_VAR) {
+        return std::env::split_paths(&dirs).collect();
+    }
+    let mut out = vec![
+        PathBuf::from("/usr/share/p11-kit/modules"),
+        PathBuf::from("/etc/pkcs11/modules"),
+    ];
+    if let Some(config) = dirs::config_dir() {
+        out.push(config.join("pkcs11").join("modules"));
+    }
+    out
+}
+
+/// Where a relative `module:` is found.
+fn module_dirs() -> Vec<PathBuf> {
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    [
+        format!("/usr/lib/{triplet}/pkcs11"),
+        "/usr/lib64/pkcs11".into(),
+        "/usr/lib/pkcs11".into(),
+        "/usr/local/lib/pkcs11".into(),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .collect()
+}
+
+/// The `module:` line of a registry file, resolved to a path.
+fn module_of(text: &str) -> Option<PathBuf> {
+    let value = text.lines().find_map(|line| {
+        let line = line.trim();
+        if line.starts_with('#') {
+            return None;
+        }
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "module").then(|| value.trim().to_string())
+    })?;
+    if value.is_empty() {
+        return None;
+    }
+    let path = PathBuf::from(&value);
+    if path.is_absolute() {
+        return Some(path);
+    }
+    let dirs = module_dirs();
+    dirs.iter()
+        .map(|d| d.join(&path))
+        .find(|p| p.exists())
+        .or_else(|| dirs.first().map(|d| d.join(&path)))
+}
+
+/// Every registered module, by name.
+pub fn registry() -> BTreeMap<String, Registered> {
+    registry_in(&folders())
+}
+
+pub fn registry_in(folders: &[PathBuf]) -> BTreeMap<String, Registered> {
+    let mut out = BTreeMap::new();
+    for folder in folders {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for file in files {
+            if file.extension().and_then(|e| e.to_str()) != Some("module") {
+                continue;
+            }
+            let Some(name) = file.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            match module_of(&text) {
+                Some(path) => {
+                    out.insert(
+                        name.to_string(),
+                        Registered {
+                            name: name.to_string(),
+                            path,
+                            file: file.clone(),
+                        },
+                    );
+                }
+                // A file without `module:` disables the name (p11-kit: a user's empty file
+                // hides a system module).
+                None => {
+                    out.remove(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The library registered as `name`.
+pub fn lookup(name: &str) -> Option<Registered> {
+    registry().remove(name)
+}
+
+/// Whether `entry` is a configuration's `p11-kit:NAME`; the name.
+pub fn name_in(entry: &str) -> Option<&str> {
+    entry.strip_prefix(PREFIX).filter(|n| !n.is_empty())
+}
+
+/// A configuration's module entry as a path: absolute paths as they are, `p11-kit:NAME` through
+/// the registry. The error says what is registered.
+pub fn resolve_entry(entry: &str) -> Result<String, String> {
+    let Some(name) = name_in(entry) else {
+        return Ok(entry.to_string());
+    };
+    let registry = registry();
+    match registry.get(name) {
+        Some(r) => Ok(r.path.display().to_string()),
+        None => {
+            let names: Vec<&str> = registry.keys().map(String::as_str).collect();
+            Err(if names.is_empty() {
+                format!(
+                    "p11-kit has no module named {name:?} (no module is registered in {})",
+                    shown(&folders())
+                )
+            } else {
+                format!(
+                    "p11-kit has no module named {name:?}; registered: {}",
+                    names.join(", ")
+                )
+            })
+        }
+    }
+}
+
+fn shown(folders: &[PathBuf]) -> String {
+    folders
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `a` and `b` are the same file (a path and a symlink to it are).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_files_name_modules_and_later_folders_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let (system, user) = (dir.path().join("system"), dir.path().join("user"));
+        std::fs::create_dir_all(&system).unwrap();
+        std::fs::create_dir_all(&user).unwrap();
+        std::fs::write(
+            system.join("softhsm2.module"),
+            "# comment\n\nmodule: /usr/lib/softhsm/libsofthsm2.so\n",
+        )
+        .unwrap();
+        std::fs::write(system.join("opensc.module"), "module: opensc-pkcs11.so\n").unwrap();
+        std::fs::write(system.join("hidden.module"), "module: /x/hidden.so\n").unwrap();
+        std::fs::write(system.join("README"), "module: /x/not-a-module.so\n").unwrap();
+        std::fs::write(user.join("hidden.module"), "# disabled by the person\n").unwrap();
+        std::fs::write(user.join("softhsm2.module"), "module: /opt/softhsm.so\n").unwrap();
+        let r = registry_in(&[system, user]);
+        assert_eq!(
+            r.keys().collect::<Vec<_>>(),
+            ["opensc", "softhsm2"],
+            "{r:?}"
+        );
+        assert_eq!(r["softhsm2"].path, Path::new("/opt/softhsm.so"));
+        assert!(r["opensc"].path.is_absolute());
+        assert!(r["opensc"].path.ends_with("pkcs11/opensc-pkcs11.so"));
+    }
+
+    #[test]
+    fn entries_name_paths_or_registered_modules() {
+        assert_eq!(name_in("p11-kit:opensc"), Some("opensc"));
+        assert_eq!(name_in("p11-kit:"), None);
+        assert_eq!(name_in("/usr/lib/x.so"), None);
+        assert_eq!(resolve_entry("/usr/lib/x.so").unwrap(), "/usr/lib/x.so");
+    }
+}
