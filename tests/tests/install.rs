@@ -360,6 +360,22 @@ async fn papercuts_of_a_new_user() {
     drop(c);
     drop(agent);
 
+    // A smart-card library with no reader: an empty list, and the log says why.
+    const OPENSC: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+    let agent = Agent::start(&token, &["--module", OPENSC]);
+    let mut c = agent.trusted().await;
+    let slots = c.ok("pkcs11.slots", json!({"module": OPENSC})).await;
+    assert_eq!(slots, json!([]));
+    assert!(
+        agent
+            .wait_for_log("no card reader was found", Duration::from_secs(5))
+            .await,
+        "{}",
+        agent.log()
+    );
+    drop(c);
+    drop(agent);
+
     // No library configured: the answer says so.
     let agent = Agent::start_raw(
         &token,
