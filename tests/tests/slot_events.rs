@@ -174,6 +174,16 @@ async fn events_then_recovery(conf: &str) {
         "a second unsubscribe finds nothing"
     );
     assert!(!s.agent.log().contains(PIN));
+    drop(c);
+    let (_, log) = s.agent.stop();
+    assert!(
+        !log.contains("Failed to close session"),
+        "dead sessions are dropped quietly: {log}"
+    );
+    assert!(
+        !log.contains("not finalised"),
+        "a module that was watched is still finalised at shutdown: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

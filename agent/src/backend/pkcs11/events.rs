@@ -31,6 +31,8 @@ const MAX_QUEUED: usize = 64;
 
 #[derive(Default)]
 struct WaitState {
+    /// The backend is shutting down: waits end at once.
+    closed: bool,
     running: bool,
     /// The module cannot wait for events: callers poll.
     unsupported: bool,
@@ -53,10 +55,20 @@ pub(super) enum Waited {
 
 impl Waiter {
     /// Wait at most `timeout` for slot events of the module whose context is `ctx`.
+    /// End every wait now, and refuse new ones (the module is about to be finalised).
+    pub(super) fn close(&self) {
+        let (state, changed) = &*self.shared;
+        lock(state).closed = true;
+        changed.notify_all();
+    }
+
     pub(super) fn wait(&self, ctx: &Pkcs11, timeout: Duration) -> Waited {
         let (state, changed) = &*self.shared;
         {
             let mut s = lock(state);
+            if s.closed {
+                return Waited::Quiet;
+            }
             s.last_asked = Some(Instant::now());
             if s.unsupported {
                 return Waited::Unsupported;
@@ -95,7 +107,9 @@ impl Waiter {
         }
         let s = lock(state);
         let (mut s, _) = changed
-            .wait_timeout_while(s, timeout, |s| s.events.is_empty() && !s.unsupported)
+            .wait_timeout_while(s, timeout, |s| {
+                s.events.is_empty() && !s.unsupported && !s.closed
+            })
             .unwrap_or_else(|e| e.into_inner());
         if !s.events.is_empty() {
             Waited::Slots(s.events.drain(..).collect())
@@ -232,16 +246,23 @@ impl CryptokiBackend {
     }
 }
 
-/// For `info`: whether the error says the token is not (any more) in its slot.
+/// Whether the token is not (any more) in its slot. Asks `C_GetSlotInfo` first: some modules
+/// (OpenSC) notice a card that was swapped only there (or in `C_GetSlotList`), and until then
+/// keep answering for the old card.
 pub(super) fn token_absent(ctx: &Pkcs11, slot_id: u64) -> bool {
-    match info::slot_of(slot_id) {
-        Ok(slot) => matches!(
-            ctx.get_token_info(slot),
-            Err(CkError::Pkcs11(
-                RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::TokenNotRecognized,
-                _
-            ))
-        ),
-        Err(_) => false,
+    let Ok(slot) = info::slot_of(slot_id) else {
+        return false;
+    };
+    match ctx.get_slot_info(slot) {
+        Ok(info) if !info.token_present() => return true,
+        Err(CkError::Pkcs11(RvError::SlotIdInvalid, _)) => return true,
+        _ => {}
     }
+    matches!(
+        ctx.get_token_info(slot),
+        Err(CkError::Pkcs11(
+            RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::TokenNotRecognized,
+            _
+        ))
+    )
 }

@@ -33,6 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use token::TokenState;
 
+/// How many times a request that met stale handles is tried again on fresh state.
+const STALE_RETRIES: usize = 2;
+
 /// Slots whose state one module keeps (a real module has a handful; ids that name no slot
 /// never get state).
 const MAX_TOKENS_PER_MODULE: usize = 64;
@@ -305,21 +308,31 @@ impl CryptokiBackend {
         op: impl Fn(&TokenState) -> Result<T>,
     ) -> Result<T> {
         let t = m.token_state(slot_id)?;
-        let stale = t.stale_count();
-        match op(&t) {
-            Err(e) if t.stale_count() != stale => {
-                if events::token_absent(&m.ctx, slot_id) {
+        for attempt in 0.. {
+            let stale = t.stale_count();
+            match op(&t) {
+                Err(e) if t.stale_count() != stale && attempt < STALE_RETRIES => {
+                    if attempt > 0 {
+                        // OpenSC looks for a swapped card at most once a second per slot.
+                        std::thread::sleep(Duration::from_millis(1100));
+                    }
+                    if events::token_absent(&m.ctx, slot_id) {
+                        return Err(AgentError::new(ErrorReason::TokenNotPresent));
+                    }
+                    tracing::info!(
+                        slot = slot_id,
+                        reason = %e.reason,
+                        "the token's handles were stale (it was removed, perhaps put back): again on fresh state"
+                    );
+                }
+                Err(e) if t.stale_count() != stale && events::token_absent(&m.ctx, slot_id) => {
+                    tracing::debug!(slot = slot_id, reason = %e.reason, "the token left");
                     return Err(AgentError::new(ErrorReason::TokenNotPresent));
                 }
-                tracing::info!(
-                    slot = slot_id,
-                    reason = %e.reason,
-                    "the token's handles were stale (it was removed, perhaps put back): once more on fresh state"
-                );
-                op(&t)
+                other => return other,
             }
-            other => other,
         }
+        unreachable!("the loop returns")
     }
 }
 
@@ -398,6 +411,22 @@ impl Backend for CryptokiBackend {
                 t.forget_sessions();
             }
             lock(&m.tokens).clear();
+            // A wait for slot events holds the module for up to a second: end it, and give
+            // calls still running a moment to let go.
+            m.waiter.close();
+            let mut m = m;
+            for _ in 0..30 {
+                match Arc::try_unwrap(m) {
+                    Ok(module) => {
+                        m = Arc::new(module);
+                        break;
+                    }
+                    Err(shared) => {
+                        m = shared;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
             match Arc::try_unwrap(m) {
                 Ok(m) => match m.ctx.finalize() {
                     Ok(()) => tracing::info!(module = %path, "PKCS #11 module finalised"),

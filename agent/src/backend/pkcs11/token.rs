@@ -55,8 +55,22 @@ pub(super) struct TokenState {
 /// Close a session we no longer trust. It may already be dead (the token left): that is
 /// expected, and not worth the error cryptoki would log when dropping it.
 pub(super) fn discard(session: Session) {
-    if let Err(e) = session.close() {
-        tracing::debug!(error = %e, "closing a dead session");
+    match session.get_session_info() {
+        // Dead already (its token left): nothing to close. Dropping it would call
+        // C_CloseSession, and cryptoki logs that failure as an error, twice with `close()`.
+        Err(CkError::Pkcs11(
+            RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::CryptokiNotInitialized,
+            _,
+        )) => std::mem::forget(session),
+        _ => {
+            if let Err(e) = session.close() {
+                tracing::debug!(error = %e, "closing a session");
+            }
+        }
     }
 }
 
