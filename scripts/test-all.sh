@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: formatting, lints, Rust unit + in-process + end-to-end tests (real agent,
 # SoftHSM token, openssl as verifier), the benchmark in smoke mode, the TypeScript client's
-# type check, unit, integration and headless-Chromium tests, and the fuzz targets briefly.
+# type check, unit, integration and headless-Chromium tests, the Debian package (as root: built,
+# installed, run, removed; scripts/test-deb.sh), and the fuzz targets briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -22,6 +23,15 @@ fi
 if [ -x scripts/test-js.sh ]; then
   echo "== TypeScript client"
   scripts/test-js.sh
+fi
+if [ -x scripts/test-deb.sh ]; then
+  # Installs and removes a package: only where the run is root (CI); elsewhere run it with sudo.
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "== Debian package (build, lintian, install, run on SoftHSM, remove)"
+    scripts/test-deb.sh
+  else
+    echo "== Debian package: skipped (not root; scripts/test-deb.sh runs it, through sudo)"
+  fi
 fi
 echo "== fuzz targets (30 s each on their corpora)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh
