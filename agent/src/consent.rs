@@ -47,8 +47,25 @@ pub struct ConsentRequest {
     pub issuer: String,
     /// e.g. "SHA-256 with RSA" or "SHA-384 with ECDSA".
     pub algorithm: String,
-    /// Short fingerprint of the digest: its first 8 bytes in hex, in two groups.
+    /// Short fingerprint of the digest: its first 8 bytes in hex, in two groups. For a batch,
+    /// of the SHA-256 of all its digests in order.
     pub digest_fingerprint: String,
+    /// How many signatures (a batch signs many after one yes).
+    pub count: usize,
+}
+
+impl ConsentRequest {
+    /// "asks to sign" or "asks for 100 signatures", and the fingerprint's label.
+    pub fn what(&self) -> (String, &'static str) {
+        if self.count > 1 {
+            (
+                format!("asks for {} signatures with your certificate", self.count),
+                "Fingerprint of the set",
+            )
+        } else {
+            ("asks to sign with your certificate".to_string(), "Digest")
+        }
+    }
 }
 
 /// The person's answer.
@@ -558,6 +575,7 @@ mod tests {
             issuer: "CN=CA".into(),
             algorithm: "SHA-256 with RSA".into(),
             digest_fingerprint: "00".into(),
+            count: 1,
         }
     }
 

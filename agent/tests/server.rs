@@ -216,25 +216,71 @@ fn random_value(rng: &mut Rng, field: &str) -> Value {
             json!("/fake/../fake/module.so"),
         ]),
         "parse_certs" => rng.pick(&[json!(true), json!(false), json!("yes")]),
+        "signature_scheme" => rng.pick(&[json!("pkcs1"), json!("pss"), json!("PSS"), json!(1)]),
+        "signature_format" => rng.pick(&[json!("raw"), json!("der"), json!("ber"), json!(null)]),
+        "filter" => rng.pick(&[
+            json!({}),
+            json!({"key_usage": "nonRepudiation"}),
+            json!({"key_usage": "digitalSignature", "has_private_key": true}),
+            json!({"key_usage": "sign"}),
+            json!({"valid_at": "2026-11-27T12:00:00Z"}),
+            json!({"valid_at": "yesterday"}),
+            json!({"has_private_key": "yes"}),
+            json!({"surplus": 1}),
+            json!([1]),
+        ]),
+        "data_list" => {
+            let n = rng.pick(&[1usize, 2, 5, 0, 300]);
+            json!((0..n)
+                .map(|_| if rng.chance(90) {
+                    b64(rng, 32)
+                } else {
+                    "!!".to_string()
+                })
+                .collect::<Vec<_>>())
+        }
         _ => json!("surplus"),
     }
 }
 
 fn random_request(rng: &mut Rng, id: u64) -> Value {
-    const SIGN: &[&str] = &["slot_id", "cert_id", "pin", "data", "algorithm_reference"];
+    const SIGN: &[&str] = &[
+        "slot_id",
+        "cert_id",
+        "pin",
+        "data",
+        "algorithm_reference",
+        "signature_scheme",
+        "signature_format",
+    ];
+    const BATCH: &[&str] = &[
+        "slot_id",
+        "cert_id",
+        "pin",
+        "data_list",
+        "algorithm_reference",
+        "signature_scheme",
+        "signature_format",
+    ];
     const VERIFY: &[&str] = &[
         "slot_id",
         "cert_id",
         "data",
         "algorithm_reference",
         "signature",
+        "signature_scheme",
+        "signature_format",
     ];
     let (method, own): (&str, &[&str]) = rng.pick(&[
         ("pkcs11.info", &[][..]),
         ("pkcs11.slots", &[][..]),
         ("pkcs11.slotsWithTokenPresent", &[][..]),
         ("pkcs11.token", &["slot_id"][..]),
-        ("pkcs11.certificates", &["slot_id", "parse_certs"][..]),
+        (
+            "pkcs11.certificates",
+            &["slot_id", "parse_certs", "filter"][..],
+        ),
+        ("pkcs11.signDataBatch", BATCH),
         ("pkcs11.signData", SIGN),
         ("pkcs11.signData", SIGN),
         ("pkcs11.verifySignedData", VERIFY),
@@ -251,8 +297,18 @@ fn random_request(rng: &mut Rng, id: u64) -> Value {
             // Mostly the method's own fields; sometimes one missing, a module, or a field that
             // does not belong (a misspelling, another method's).
             for f in own {
-                if rng.chance(95) {
-                    p.insert(f.to_string(), random_value(rng, f));
+                // Optional fields half the time, the others nearly always.
+                let keep = match *f {
+                    "signature_scheme" | "signature_format" | "filter" => rng.chance(50),
+                    _ => rng.chance(95),
+                };
+                if keep {
+                    // A batch's `data` is a list.
+                    let (name, value) = match *f {
+                        "data_list" => ("data", random_value(rng, f)),
+                        _ => (*f, random_value(rng, f)),
+                    };
+                    p.insert(name.to_string(), value);
                 }
             }
             // Mostly a digest of the right length, so that requests get past validation.
@@ -263,7 +319,7 @@ fn random_request(rng: &mut Rng, id: u64) -> Value {
                 Some("sha512") => 64,
                 _ => 0,
             };
-            if len > 0 && p.contains_key("data") && rng.chance(80) {
+            if len > 0 && p.get("data").is_some_and(Value::is_string) && rng.chance(80) {
                 p.insert("data".into(), json!(b64(rng, len)));
             }
             if rng.chance(10) {

@@ -25,6 +25,8 @@ export {
   type CertificatesResponse,
   type DataResponse,
   type BoolDataResponse,
+  type DataListResponse,
+  type SignDataBatchRequest,
   type SignDataRequest,
   type VerifySignedDataRequest,
   type RequestOf,

@@ -3,6 +3,8 @@
 import type { RestException } from "./errors.js";
 import {
   METHODS,
+  type CertificateFilter,
+  type SignDataBatchParams,
   type CertificateEntry,
   type InfoResult,
   type MethodTable,
@@ -28,6 +30,8 @@ export type CertificatesResponse = DataResult<CertificateEntry[]>;
 export type DataResponse = DataResult<string>;
 /** `data` says whether the signature is valid. */
 export type BoolDataResponse = DataResult<boolean>;
+/** `data` is the base64 signatures, in the order of the digests. */
+export type DataListResponse = DataResult<string[]>;
 
 /**
  * A node-style callback: `(error, null)` on failure, `(null, response)` on success.
@@ -55,6 +59,11 @@ export type Callback<T> = {
 export interface CertificatesOptions {
   /** Ask the agent to parse each certificate (`parsed`: subject, issuer, validity, key...). */
   parseCerts?: boolean;
+  /**
+   * Only the certificates that pass every condition given: a key usage bit (e.g.
+   * `"nonRepudiation"`), valid at a time (RFC 3339), with or without a private key on the token.
+   */
+  filter?: CertificateFilter;
 }
 
 /**
@@ -65,6 +74,9 @@ export type RequestOf<M extends keyof MethodTable> = Omit<MethodTable[M]["params
 
 /** What `signData` takes: `data` is the base64 of a digest made with `algorithm_reference`. */
 export type SignDataRequest = Omit<SignDataParams, "module">;
+
+/** What `signDataBatch` takes: signData's fields, with `data` a list of 1 to 256 base64 digests. */
+export type SignDataBatchRequest = Omit<SignDataBatchParams, "module">;
 
 /** What `verifySignedData` takes: the signData fields plus the base64 `signature`. */
 export type VerifySignedDataRequest = Omit<VerifySignedDataParams, "module">;
@@ -178,6 +190,7 @@ export class Pkcs11 implements AbstractPkcs11 {
     }
     const params: RequestOf<typeof METHODS.certificates> = { slot_id: slotId };
     if (options && options.parseCerts !== undefined) params.parse_certs = options.parseCerts;
+    if (options && options.filter !== undefined) params.filter = options.filter;
     return this.run(METHODS.certificates, params, callback);
   }
 
@@ -187,6 +200,15 @@ export class Pkcs11 implements AbstractPkcs11 {
 
   verifySignedData(data: VerifySignedDataRequest, callback?: Callback<BoolDataResponse>): Promise<BoolDataResponse> {
     return this.run(METHODS.verifySignedData, data, callback);
+  }
+
+  /**
+   * Sign 1 to 256 digests with one certificate's key after one consent prompt (which says how
+   * many) and one login; the signatures in the same order. One bad digest fails the request
+   * before anything is signed (INVALID_PARAMS naming `data[i]`). Not part of `AbstractPkcs11`.
+   */
+  signDataBatch(data: SignDataBatchRequest, callback?: Callback<DataListResponse>): Promise<DataListResponse> {
+    return this.run(METHODS.signDataBatch, data, callback, this.options.signTimeout);
   }
 
   private run<M extends keyof MethodTable, T extends MethodTable[M]["result"] = MethodTable[M]["result"]>(

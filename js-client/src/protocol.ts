@@ -15,6 +15,7 @@ export const METHODS = {
   verifySignedData: "pkcs11.verifySignedData",
   version: "keyport.version",
   discover: "rpc.discover",
+  signDataBatch: "pkcs11.signDataBatch",
   subscribeSlotEvents: "pkcs11.subscribeSlotEvents",
   unsubscribeSlotEvents: "pkcs11.unsubscribeSlotEvents",
 } as const;
@@ -30,6 +31,7 @@ export interface MethodTable {
   "pkcs11.verifySignedData": { params: VerifySignedDataParams; result: boolean };
   "keyport.version": { params: NoParams; result: VersionResult };
   "rpc.discover": { params: NoParams; result: JsonValue };
+  "pkcs11.signDataBatch": { params: SignDataBatchParams; result: Array<string> };
   "pkcs11.subscribeSlotEvents": { params: ModuleParams; result: number };
   "pkcs11.unsubscribeSlotEvents": { params: UnsubscribeParams; result: boolean };
 }
@@ -60,12 +62,50 @@ export type CertificatesParams = { slot_id: number,
 /**
  * When true each entry also carries `parsed`.
  */
-parse_certs?: boolean, module?: string, };
+parse_certs?: boolean, 
+/**
+ * Only the certificates that pass every condition given.
+ */
+filter?: CertificateFilter, module?: string, };
 
 /**
  * The digest algorithm of the data a page asks to sign.
  */
 export type AlgorithmReference = "sha1" | "sha256" | "sha384" | "sha512";
+
+/**
+ * Conditions on the certificates `pkcs11.certificates` lists; each one given must hold.
+ */
+export type CertificateFilter = { 
+/**
+ * The certificate's key usage extension has this bit. A certificate without the
+ * extension does not pass (it names no usage).
+ */
+key_usage?: KeyUsage, 
+/**
+ * The certificate is valid at this time (RFC 3339, e.g. `2026-11-27T12:00:00Z`).
+ */
+valid_at?: string, 
+/**
+ * The token has (true) or lacks (false) a private key with the certificate's CKA_ID, as far
+ * as it shows its private keys (see PROTOCOL.md).
+ */
+has_private_key?: boolean, };
+
+/**
+ * A bit of the X.509 key usage extension (RFC 5280, 4.2.1.3).
+ */
+export type KeyUsage = "digitalSignature" | "nonRepudiation" | "keyEncipherment" | "dataEncipherment" | "keyAgreement" | "keyCertSign" | "cRLSign" | "encipherOnly" | "decipherOnly";
+
+/**
+ * How an RSA key signs.
+ */
+export type SignatureScheme = "pkcs1" | "pss";
+
+/**
+ * How an ECDSA signature is encoded.
+ */
+export type SignatureFormat = "raw" | "der";
 
 /**
  * Params of `pkcs11.signData`.
@@ -84,7 +124,26 @@ pin?: string,
 /**
  * Base64 of the digest to sign.
  */
-data: string, algorithm_reference: AlgorithmReference, module?: string, };
+data: string, algorithm_reference: AlgorithmReference, 
+/**
+ * RSA keys: `pkcs1` (PKCS #1 v1.5, the default) or `pss` (RSASSA-PSS, MGF1 with the same
+ * hash, salt as long as the hash). EC keys: absent or `pkcs1` only.
+ */
+signature_scheme?: SignatureScheme, 
+/**
+ * EC keys: `raw` (r||s, the default) or `der` (an ASN.1 `ECDSA-Sig-Value`, what OpenSSL,
+ * CMS and XAdES/PAdES tools expect). RSA signatures are the same either way.
+ */
+signature_format?: SignatureFormat, module?: string, };
+
+/**
+ * Params of `pkcs11.signDataBatch`: `pkcs11.signData`'s, with `data` a list.
+ */
+export type SignDataBatchParams = { slot_id: number, cert_id: string, pin?: string, 
+/**
+ * 1 to 256 base64 digests, all made with `algorithm_reference`.
+ */
+data: Array<string>, algorithm_reference: AlgorithmReference, signature_scheme?: SignatureScheme, signature_format?: SignatureFormat, module?: string, };
 
 /**
  * Params of `pkcs11.verifySignedData`: the signData fields plus the signature.
@@ -97,9 +156,10 @@ export type VerifySignedDataParams = { slot_id: number, cert_id: string, pin?: s
  */
 data: string, algorithm_reference: AlgorithmReference, 
 /**
- * Base64 of the signature (PKCS #1 v1.5 for RSA, raw r||s for ECDSA).
+ * Base64 of the signature (PKCS #1 v1.5 or PSS for RSA, as `signature_scheme` says; for
+ * ECDSA raw r||s or DER, as `signature_format` says).
  */
-signature: string, module?: string, };
+signature: string, signature_scheme?: SignatureScheme, signature_format?: SignatureFormat, module?: string, };
 
 /**
  * Result of `pkcs11.info`.

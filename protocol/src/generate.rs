@@ -76,7 +76,12 @@ pub fn typescript() -> String {
     decl::<TokenParams>(&cfg, &mut out);
     decl::<CertificatesParams>(&cfg, &mut out);
     decl::<AlgorithmReference>(&cfg, &mut out);
+    decl::<CertificateFilter>(&cfg, &mut out);
+    decl::<KeyUsage>(&cfg, &mut out);
+    decl::<SignatureScheme>(&cfg, &mut out);
+    decl::<SignatureFormat>(&cfg, &mut out);
     decl::<SignDataParams>(&cfg, &mut out);
+    decl::<SignDataBatchParams>(&cfg, &mut out);
     decl::<VerifySignedDataParams>(&cfg, &mut out);
     decl::<InfoResult>(&cfg, &mut out);
     decl::<SlotInfo>(&cfg, &mut out);

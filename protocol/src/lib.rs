@@ -43,6 +43,7 @@ pub mod method {
     pub const VERSION: &str = "keyport.version";
     /// The OpenRPC service discovery method (<https://spec.open-rpc.org/#service-discovery-method>).
     pub const DISCOVER: &str = "rpc.discover";
+    pub const SIGN_DATA_BATCH: &str = "pkcs11.signDataBatch";
     pub const SUBSCRIBE_SLOT_EVENTS: &str = "pkcs11.subscribeSlotEvents";
     pub const UNSUBSCRIBE_SLOT_EVENTS: &str = "pkcs11.unsubscribeSlotEvents";
     /// The notification (no `id`) the agent sends to a subscriber of slot events: params
@@ -60,6 +61,7 @@ pub mod method {
         VERIFY_SIGNED_DATA,
         VERSION,
         DISCOVER,
+        SIGN_DATA_BATCH,
         SUBSCRIBE_SLOT_EVENTS,
         UNSUBSCRIBE_SLOT_EVENTS,
     ];
@@ -70,8 +72,10 @@ pub mod method {
 /// LOCAL_NETWORK_BLOCKED and AGENT_OUTDATED. 1.2: `signData` without `pin` (PIN pad or the
 /// agent's PIN prompt), `token.protected_authentication_path`, PIN_ENTRY_CANCELLED and
 /// PIN_ENTRY_UNAVAILABLE. 1.3: slot events (`pkcs11.subscribeSlotEvents`,
-/// `pkcs11.unsubscribeSlotEvents`, the `pkcs11.slotEvent` notification).
-pub const PROTOCOL_VERSION: &str = "1.3.0";
+/// `pkcs11.unsubscribeSlotEvents`, the `pkcs11.slotEvent` notification). 1.4:
+/// `pkcs11.signDataBatch`, `signature_scheme` (RSA-PSS), `signature_format` (DER ECDSA),
+/// certificate filters.
+pub const PROTOCOL_VERSION: &str = "1.4.0";
 
 /// Optional capabilities an agent announces in `keyport.version`.
 pub mod feature {
@@ -142,6 +146,9 @@ methods! {
     Version = method::VERSION, "version", NoParams => VersionResult;
     /// `rpc.discover`: this contract as an OpenRPC document ([`openrpc::document`]).
     Discover = method::DISCOVER, "discover", NoParams => DiscoverResult;
+    /// `pkcs11.signDataBatch`: sign 1 to 256 digests with one certificate's key, after one
+    /// consent and one login; the signatures in the same order.
+    SignDataBatch = method::SIGN_DATA_BATCH, "signDataBatch", SignDataBatchParams => SignDataBatchResult;
     /// `pkcs11.subscribeSlotEvents`: be told when a token is inserted or removed (the answer is
     /// the subscription id; then `pkcs11.slotEvent` notifications until unsubscribed or closed).
     SubscribeSlotEvents = method::SUBSCRIBE_SLOT_EVENTS, "subscribeSlotEvents", ModuleParams => SubscriptionId;
@@ -190,9 +197,49 @@ pub struct CertificatesParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub parse_certs: Option<bool>,
+    /// Only the certificates that pass every condition given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub filter: Option<CertificateFilter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub module: Option<String>,
+}
+
+/// Conditions on the certificates `pkcs11.certificates` lists; each one given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFilter {
+    /// The certificate's key usage extension has this bit. A certificate without the
+    /// extension does not pass (it names no usage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub key_usage: Option<KeyUsage>,
+    /// The certificate is valid at this time (RFC 3339, e.g. `2026-11-27T12:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub valid_at: Option<String>,
+    /// The token has (true) or lacks (false) a private key with the certificate's CKA_ID, as far
+    /// as it shows its private keys (see PROTOCOL.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub has_private_key: Option<bool>,
+}
+
+/// A bit of the X.509 key usage extension (RFC 5280, 4.2.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyUsage {
+    DigitalSignature,
+    /// Also called contentCommitment.
+    NonRepudiation,
+    KeyEncipherment,
+    DataEncipherment,
+    KeyAgreement,
+    KeyCertSign,
+    CRLSign,
+    EncipherOnly,
+    DecipherOnly,
 }
 
 /// The digest algorithm of the data a page asks to sign.
@@ -244,10 +291,68 @@ pub struct SignDataParams {
     /// Base64 of the digest to sign.
     pub data: String,
     pub algorithm_reference: AlgorithmReference,
+    /// RSA keys: `pkcs1` (PKCS #1 v1.5, the default) or `pss` (RSASSA-PSS, MGF1 with the same
+    /// hash, salt as long as the hash). EC keys: absent or `pkcs1` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub signature_scheme: Option<SignatureScheme>,
+    /// EC keys: `raw` (r||s, the default) or `der` (an ASN.1 `ECDSA-Sig-Value`, what OpenSSL,
+    /// CMS and XAdES/PAdES tools expect). RSA signatures are the same either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub signature_format: Option<SignatureFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub module: Option<String>,
 }
+
+/// How an RSA key signs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureScheme {
+    /// PKCS #1 v1.5 (CKM_RSA_PKCS over the DigestInfo).
+    #[default]
+    Pkcs1,
+    /// RSASSA-PSS (CKM_RSA_PKCS_PSS): MGF1 with the digest's hash, salt length = hash length.
+    Pss,
+}
+
+/// How an ECDSA signature is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureFormat {
+    /// r||s, each as long as the curve's order (what PKCS #11 returns).
+    #[default]
+    Raw,
+    /// DER: `SEQUENCE { r INTEGER, s INTEGER }`.
+    Der,
+}
+
+/// Params of `pkcs11.signDataBatch`: `pkcs11.signData`'s, with `data` a list.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignDataBatchParams {
+    pub slot_id: u64,
+    pub cert_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "string")]
+    pub pin: Option<Pin>,
+    /// 1 to 256 base64 digests, all made with `algorithm_reference`.
+    pub data: Vec<String>,
+    pub algorithm_reference: AlgorithmReference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub signature_scheme: Option<SignatureScheme>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub signature_format: Option<SignatureFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub module: Option<String>,
+}
+
+/// The most digests one `pkcs11.signDataBatch` signs.
+pub const MAX_BATCH_DIGESTS: usize = 256;
 
 /// Params of `pkcs11.verifySignedData`: the signData fields plus the signature.
 ///
@@ -263,8 +368,15 @@ pub struct VerifySignedDataParams {
     /// Base64 of the digest that was signed.
     pub data: String,
     pub algorithm_reference: AlgorithmReference,
-    /// Base64 of the signature (PKCS #1 v1.5 for RSA, raw r||s for ECDSA).
+    /// Base64 of the signature (PKCS #1 v1.5 or PSS for RSA, as `signature_scheme` says; for
+    /// ECDSA raw r||s or DER, as `signature_format` says).
     pub signature: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub signature_scheme: Option<SignatureScheme>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub signature_format: Option<SignatureFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub module: Option<String>,
@@ -418,6 +530,8 @@ pub type CertificatesResult = Vec<CertificateEntry>;
 pub type SignDataResult = String;
 /// Result of `pkcs11.verifySignedData`.
 pub type VerifySignedDataResult = bool;
+/// Result of `pkcs11.signDataBatch`: the base64 signatures, in the order of `data`.
+pub type SignDataBatchResult = Vec<String>;
 
 /// The id of a slot-event subscription, unique within its connection.
 pub type SubscriptionId = u64;

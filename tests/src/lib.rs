@@ -608,6 +608,28 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Vec<u8> {
 /// Verify with the openssl command line and the certificate's public key: the independent check.
 /// RSA: PKCS #1 v1.5 over the DigestInfo of `alg`. EC: raw r||s over the digest.
 pub fn openssl_verify(cert_der: &[u8], alg: &str, digest: &[u8], signature: &[u8]) -> bool {
+    openssl_verify_as(cert_der, alg, digest, signature, Encoding::Plain)
+}
+
+/// How a signature given to [`openssl_verify_as`] was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// RSA PKCS #1 v1.5; ECDSA raw r||s (converted to DER for openssl here).
+    Plain,
+    /// RSA-PSS, MGF1 with the digest's hash, salt as long as the digest.
+    Pss,
+    /// ECDSA already DER, given to openssl as it is.
+    Der,
+}
+
+/// [`openssl_verify`] for a signature made as `encoding` says.
+pub fn openssl_verify_as(
+    cert_der: &[u8],
+    alg: &str,
+    digest: &[u8],
+    signature: &[u8],
+    encoding: Encoding,
+) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     std::fs::write(p("cert.der"), cert_der).unwrap();
@@ -627,7 +649,7 @@ pub fn openssl_verify(cert_der: &[u8], alg: &str, digest: &[u8], signature: &[u8
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("ASN1 OID"))
         .unwrap();
     assert!(pem.contains("PUBLIC KEY"));
-    let sig = if is_ec {
+    let sig = if is_ec && encoding != Encoding::Der {
         ecdsa_raw_to_der(signature)
     } else {
         signature.to_vec()
@@ -643,6 +665,16 @@ pub fn openssl_verify(cert_der: &[u8], alg: &str, digest: &[u8], signature: &[u8
         .arg(p("sig"));
     if !is_ec {
         cmd.args(["-pkeyopt", &format!("digest:{alg}")]);
+        if encoding == Encoding::Pss {
+            cmd.args([
+                "-pkeyopt",
+                "rsa_padding_mode:pss",
+                "-pkeyopt",
+                "rsa_pss_saltlen:digest",
+                "-pkeyopt",
+                &format!("rsa_mgf1_md:{alg}"),
+            ]);
+        }
     }
     let out = cmd.output().unwrap();
     out.status.success()

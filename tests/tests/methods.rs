@@ -34,6 +34,7 @@ async fn every_method_answers_with_its_protocol_types() {
     );
     let certs = c
         .call_typed::<p::Certificates>(&p::CertificatesParams {
+            filter: None,
             slot_id: slot,
             parse_certs: Some(true),
             module: None,
@@ -51,6 +52,8 @@ async fn every_method_answers_with_its_protocol_types() {
     let digest = sha("sha256", b"typed");
     let sig = c
         .call_typed::<p::SignData>(&p::SignDataParams {
+            signature_scheme: None,
+            signature_format: None,
             slot_id: slot,
             cert_id: p256.id.clone(),
             pin: Some(p::Pin::new(PIN)),
@@ -68,6 +71,8 @@ async fn every_method_answers_with_its_protocol_types() {
     ));
     let valid = c
         .call_typed::<p::VerifySignedData>(&p::VerifySignedDataParams {
+            signature_scheme: None,
+            signature_format: None,
             slot_id: slot,
             cert_id: p256.id.clone(),
             pin: None,

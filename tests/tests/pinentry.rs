@@ -122,6 +122,7 @@ fn request(origin: Option<&str>, subject: &str) -> ConsentRequest {
         issuer: "CN=Example Issuing CA, O=Example, C=BE".into(),
         algorithm: "SHA-256 with ECDSA".into(),
         digest_fingerprint: "3A7BD3E2 360A3D29".into(),
+        count: 1,
     }
 }
 
@@ -714,6 +715,7 @@ fn pinentry_gtk2_for_real_get_pin() {
         issuer: "CN=Example Issuing CA 2, O=Example Corp, C=BE".into(),
         algorithm: "SHA-256 with ECDSA".into(),
         digest_fingerprint: "3A7BD3E2 360A3D29".into(),
+        count: 1,
     };
 
     // (a) Type the PIN, press Enter: it comes back exactly.

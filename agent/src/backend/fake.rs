@@ -154,6 +154,17 @@ impl Backend for FakeBackend {
         Ok(self.certificates.clone())
     }
 
+    /// The fake's key: the first certificate's id.
+    fn key_ids(&self, _module: &AllowedModule, slot_id: u64) -> Result<Vec<Vec<u8>>> {
+        self.check_slot(slot_id)?;
+        Ok(self
+            .certificates
+            .iter()
+            .take(1)
+            .map(|c| c.id.clone())
+            .collect())
+    }
+
     fn certificate(
         &self,
         module: &AllowedModule,
@@ -166,7 +177,7 @@ impl Backend for FakeBackend {
             .ok_or_else(|| ErrorReason::CertificateNotFound.into())
     }
 
-    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<Vec<u8>>> {
         self.certificate(module, req.slot_id, req.key_id)?;
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
         self.sign_gate.pass();
@@ -183,9 +194,15 @@ impl Backend for FakeBackend {
                 AgentError::new(ErrorReason::PinIncorrect).with_pin_state(PinState::CountLow)
             );
         }
-        let mut sig = b"FAKE-SIG:".to_vec();
-        sig.extend_from_slice(req.digest);
-        Ok(sig)
+        Ok(req
+            .digests
+            .iter()
+            .map(|d| {
+                let mut sig = b"FAKE-SIG:".to_vec();
+                sig.extend_from_slice(d);
+                sig
+            })
+            .collect())
     }
 
     fn slot_presence(&self, _module: &AllowedModule) -> Result<Vec<SlotPresence>> {

@@ -12,9 +12,10 @@ pub mod pkcs11;
 
 use crate::allowlist::AllowedModule;
 use crate::error::Result;
-use keyport_protocol::{AlgorithmReference, InfoResult, Pin, SlotInfo, TokenInfo};
+use keyport_protocol::{AlgorithmReference, InfoResult, Pin, SignatureScheme, SlotInfo, TokenInfo};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// A certificate object on a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,8 @@ pub enum Credential<'a> {
     PinPad,
 }
 
-/// What a signature request hands the backend.
+/// What a signature request hands the backend: one key, one credential, one or more digests
+/// (a batch signs them all after one login).
 #[derive(Debug)]
 pub struct SignRequest<'a> {
     pub slot_id: u64,
@@ -69,8 +71,10 @@ pub struct SignRequest<'a> {
     pub key_id: &'a [u8],
     pub credential: Credential<'a>,
     pub algorithm: AlgorithmReference,
-    /// The digest to sign (its length already checked against `algorithm`).
-    pub digest: &'a [u8],
+    /// How an RSA key signs (PKCS #1 v1.5 or PSS); EC keys take `Pkcs1` only.
+    pub scheme: SignatureScheme,
+    /// The digests to sign, their lengths already checked against `algorithm`.
+    pub digests: &'a [Zeroizing<Vec<u8>>],
 }
 
 /// The backend `config` asks for: libraries in processes of their own (the default), or in
@@ -105,6 +109,9 @@ pub trait Backend: Send + Sync + 'static {
     fn token(&self, module: &AllowedModule, slot_id: u64) -> Result<TokenInfo>;
     /// Every X.509 certificate object on the token.
     fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>>;
+    /// The CKA_IDs of the key objects the token shows: its private keys, and where it hides
+    /// those until login (and is not logged in), its public keys.
+    fn key_ids(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<Vec<u8>>>;
     /// The certificate with this CKA_ID (CERTIFICATE_NOT_FOUND if none).
     fn certificate(
         &self,
@@ -112,10 +119,12 @@ pub trait Backend: Send + Sync + 'static {
         slot_id: u64,
         id: &[u8],
     ) -> Result<CertificateObject>;
-    /// Sign with the private key of the certificate whose CKA_ID is `key_id` (a key without a
-    /// certificate on the token does not sign: CERTIFICATE_NOT_FOUND): RSA keys sign the
-    /// DigestInfo with CKM_RSA_PKCS, EC keys the digest with CKM_ECDSA (raw r||s).
-    fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<u8>>;
+    /// Sign each digest with the private key of the certificate whose CKA_ID is `key_id` (a key
+    /// without a certificate on the token does not sign: CERTIFICATE_NOT_FOUND), after one
+    /// login: RSA keys sign the DigestInfo with CKM_RSA_PKCS (or the digest with
+    /// CKM_RSA_PKCS_PSS), EC keys the digest with CKM_ECDSA (raw r||s). One signature per
+    /// digest, in order; any failure fails the whole request.
+    fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<Vec<u8>>>;
     /// Every slot of the module and the token in it. What was kept of a token that left its
     /// slot, or was replaced by another, is dropped (login, sessions, key handles, certificates).
     fn slot_presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>>;

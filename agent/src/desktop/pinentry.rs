@@ -360,12 +360,13 @@ fn consent_description(request: &ConsentRequest, timeout: Duration) -> String {
 /// Who asks to sign what. Each field is cleaned and capped, so the whole always fits one Assuan
 /// line with room to spare and the origin, first, is never cut off by a long subject.
 fn describe(request: &ConsentRequest) -> String {
+    let (asks, fingerprint) = request.what();
     format!(
-        "{} asks to sign with your certificate.\n\n\
+        "{} {asks}.\n\n\
          Certificate: {}\n\
          Issued by: {}\n\
          Algorithm: {}\n\
-         Digest: {}",
+         {fingerprint}: {}",
         field(request.caller.label(), 200),
         field(&request.subject, 200),
         field(&request.issuer, 200),
@@ -1012,6 +1013,7 @@ mod tests {
             issuer: "CN=Demo CA".into(),
             algorithm: "SHA-256 with RSA".into(),
             digest_fingerprint: "ABABABAB ABABABAB".into(),
+            count: 1,
         }
     }
 

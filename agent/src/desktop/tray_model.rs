@@ -336,7 +336,10 @@ mod tests {
             &self,
             _: &crate::allowlist::AllowedModule,
             _: &SignRequest<'_>,
-        ) -> Result<Vec<u8>> {
+        ) -> Result<Vec<Vec<u8>>> {
+            nothing()
+        }
+        fn key_ids(&self, _: &crate::allowlist::AllowedModule, _: u64) -> Result<Vec<Vec<u8>>> {
             nothing()
         }
         fn slot_presence(
@@ -448,6 +451,7 @@ mod tests {
             issuer: "CN=A".into(),
             algorithm: "SHA-256 with RSA".into(),
             digest_fingerprint: "00".into(),
+            count: 1,
         }
     }
 

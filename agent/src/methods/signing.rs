@@ -1,4 +1,4 @@
-//! `pkcs11.signData` and `pkcs11.verifySignedData`.
+//! `pkcs11.signData`, `pkcs11.signDataBatch` and `pkcs11.verifySignedData`.
 
 use super::register;
 use crate::allowlist::AllowedModule;
@@ -10,8 +10,10 @@ use crate::x509;
 use base64::Engine;
 use jsonrpsee::RpcModule;
 use keyport_protocol::{
-    AlgorithmReference, ErrorReason, Pin, PinState, SignData, SignDataParams, VerifySignedData,
+    AlgorithmReference, ErrorReason, Pin, PinState, SignData, SignDataBatch, SignatureFormat,
+    SignatureScheme, VerifySignedData, MAX_BATCH_DIGESTS,
 };
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 fn b64(field: &str, value: &str) -> Result<Vec<u8>> {
@@ -22,12 +24,12 @@ fn b64(field: &str, value: &str) -> Result<Vec<u8>> {
         })
 }
 
-/// The digest in `data`, checked against the algorithm's length.
-fn digest(data: &str, alg: AlgorithmReference) -> Result<Zeroizing<Vec<u8>>> {
-    let digest = Zeroizing::new(b64("data", data)?);
+/// The digest in `field`, checked against the algorithm's length.
+fn digest(field: &str, data: &str, alg: AlgorithmReference) -> Result<Zeroizing<Vec<u8>>> {
+    let digest = Zeroizing::new(b64(field, data)?);
     if digest.len() != alg.digest_len() {
         return Err(AgentError::invalid_params(format!(
-            "Invalid params: `data` must be the base64 of a {} digest ({} bytes), not {} bytes. \
+            "Invalid params: `{field}` must be the base64 of a {} digest ({} bytes), not {} bytes. \
              Hash the document first; Keyport signs digests.",
             alg.as_str(),
             alg.digest_len(),
@@ -46,12 +48,13 @@ fn key_id(cert_id: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// What the person is asked to approve, from the certificate (parsed once).
+/// What the person is asked to approve, from the certificate (parsed once). For a batch the
+/// fingerprint is that of the whole set: the SHA-256 of its digests in order.
 fn consent_request(
     caller: &Caller,
     der: &[u8],
     alg: AlgorithmReference,
-    digest: &[u8],
+    digests: &[Zeroizing<Vec<u8>>],
 ) -> ConsentRequest {
     let hash = match alg {
         AlgorithmReference::Sha1 => "SHA-1",
@@ -70,12 +73,24 @@ fn consent_request(
             "the token's key",
         ),
     };
+    let fingerprint = match digests {
+        [one] => digest_fingerprint(one),
+        many => {
+            use sha2::Digest;
+            let mut set = sha2::Sha256::new();
+            for d in many {
+                set.update(d.as_slice());
+            }
+            digest_fingerprint(&set.finalize())
+        }
+    };
     ConsentRequest {
         caller: caller.clone(),
         subject,
         issuer,
         algorithm: format!("{hash} with {key}"),
-        digest_fingerprint: digest_fingerprint(digest),
+        digest_fingerprint: fingerprint,
+        count: digests.len(),
     }
 }
 
@@ -107,21 +122,32 @@ fn retry_text(e: &AgentError) -> String {
     }
 }
 
+/// What `signData` and `signDataBatch` share: which key, how, and with which PIN.
+struct Job {
+    slot_id: u64,
+    cert_id: String,
+    pin: Option<Pin>,
+    algorithm: AlgorithmReference,
+    scheme: SignatureScheme,
+    format: SignatureFormat,
+    module: Option<String>,
+}
+
 /// Sign on a blocking thread, with `pin` (None: the reader's PIN pad).
 async fn sign(
     state: &Agent,
     module: &AllowedModule,
-    p: &SignDataParams,
+    job: &Job,
     id: &[u8],
-    digest: &Zeroizing<Vec<u8>>,
+    digests: &Arc<Vec<Zeroizing<Vec<u8>>>>,
     pin: Option<Pin>,
-) -> Result<Vec<u8>> {
+) -> Result<Vec<Vec<u8>>> {
     let limit = match pin {
         Some(_) => state.request_timeout,
         None => state.request_timeout + state.pin_pad_timeout,
     };
-    let (module, id, digest) = (module.clone(), id.to_vec(), digest.clone());
-    let (slot_id, algorithm) = (p.slot_id, p.algorithm_reference);
+    let (module, id, digests) = (module.clone(), id.to_vec(), digests.clone());
+    let (slot_id, algorithm, scheme) = (job.slot_id, job.algorithm, job.scheme);
     state
         .blocking_within(limit, move |b| {
             // The backend signs only with the key of a certificate on the token.
@@ -130,102 +156,180 @@ async fn sign(
                 key_id: &id,
                 credential: pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
                 algorithm,
-                digest: &digest,
+                scheme,
+                digests: &digests,
             };
             b.sign(&module, &req)
         })
         .await
 }
 
-pub(super) fn register_all(m: &mut RpcModule<Agent>) {
-    register::<SignData, _, _>(m, |mut p, state, caller| async move {
-        let digest = digest(&p.data, p.algorithm_reference)?;
-        let id = key_id(&p.cert_id)?;
-        let module = state.module(p.module.as_deref())?;
-        let pre_approved = state.consent.pre_approved(&caller)?;
-        let source = match p.pin.take() {
-            Some(pin) => PinSource::Page(pin),
-            None => {
-                let (m, slot) = (module.clone(), p.slot_id);
-                let token = state.blocking(move |b| b.token(&m, slot)).await?;
-                if token.protected_authentication_path {
-                    PinSource::PinPad
-                } else if state.consent.has_pin_ui() {
-                    PinSource::Prompt
-                } else {
-                    return Err(AgentError::new(ErrorReason::PinEntryUnavailable));
-                }
+/// Consent, the PIN (from the page, the reader's keypad or the agent's own window), and the
+/// signatures, one per digest, encoded as the job asks.
+async fn sign_all(
+    state: Arc<Agent>,
+    caller: Caller,
+    mut job: Job,
+    digests: Vec<Zeroizing<Vec<u8>>>,
+) -> Result<Vec<String>> {
+    let digests = Arc::new(digests);
+    let id = key_id(&job.cert_id)?;
+    let module = state.module(job.module.as_deref())?;
+    let pre_approved = state.consent.pre_approved(&caller)?;
+    let source = match job.pin.take() {
+        Some(pin) => PinSource::Page(pin),
+        None => {
+            let (m, slot) = (module.clone(), job.slot_id);
+            let token = state.blocking(move |b| b.token(&m, slot)).await?;
+            if token.protected_authentication_path {
+                PinSource::PinPad
+            } else if state.consent.has_pin_ui() {
+                PinSource::Prompt
+            } else {
+                return Err(AgentError::new(ErrorReason::PinEntryUnavailable));
             }
-        };
+        }
+    };
 
-        // What the person is shown (the certificate is read for it): for consent, unless
-        // pre-approved, and in the agent's own PIN prompt and PIN-pad notice, always.
-        let shown = || async {
-            let (m, id, slot) = (module.clone(), id.clone(), p.slot_id);
-            let cert = state
-                .blocking(move |b| b.certificate(&m, slot, &id))
-                .await?;
-            Ok::<_, AgentError>(consent_request(
-                &caller,
-                &cert.der,
-                p.algorithm_reference,
-                &digest,
-            ))
-        };
+    // The certificate, read only when needed (a trusted page's signature skips this round
+    // trip): for what the person is shown (consent, the agent's PIN window, the PIN-pad
+    // notice) and for how an EC signature is encoded.
+    let certificate = || async {
+        let (m, cert_id, slot) = (module.clone(), id.clone(), job.slot_id);
+        state
+            .blocking(move |b| b.certificate(&m, slot, &cert_id))
+            .await
+    };
+    let shown = || async {
+        let cert = certificate().await?;
+        Ok::<_, AgentError>(consent_request(&caller, &cert.der, job.algorithm, &digests))
+    };
 
-        let signature = match source {
-            PinSource::Page(pin) => {
-                if !pre_approved {
-                    // On refusal `pin` and `digest` are dropped here, and zeroized.
-                    state.consent.authorize(&caller, &shown().await?).await?;
-                }
-                sign(&state, &module, &p, &id, &digest, Some(pin)).await?
+    let signatures = match source {
+        PinSource::Page(pin) => {
+            if !pre_approved {
+                // On refusal `pin` and the digests are dropped here, and zeroized.
+                state.consent.authorize(&caller, &shown().await?).await?;
             }
-            PinSource::PinPad => {
-                let request = shown().await?;
-                state.consent.authorize(&caller, &request).await?;
-                let _notice = state.consent.pin_pad_notice(&request).await;
-                tracing::info!(origin = caller.label(), "waiting for the PIN on the reader");
-                sign(&state, &module, &p, &id, &digest, None).await?
-            }
-            PinSource::Prompt => {
-                // Typing the PIN in the prompt that names the site is the consent.
-                let request = shown().await?;
-                let mut error: Option<String> = None;
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let pin = state
-                        .consent
-                        .ask_pin(&caller, &request, error.as_deref())
-                        .await?;
-                    match sign(&state, &module, &p, &id, &digest, Some(pin)).await {
-                        Err(e)
-                            if matches!(
-                                e.reason,
-                                ErrorReason::PinIncorrect | ErrorReason::PinLenRange
-                            ) && attempt < MAX_PIN_PROMPTS =>
-                        {
-                            error = Some(retry_text(&e));
-                        }
-                        other => break other?,
+            sign(&state, &module, &job, &id, &digests, Some(pin)).await?
+        }
+        PinSource::PinPad => {
+            let request = shown().await?;
+            state.consent.authorize(&caller, &request).await?;
+            let _notice = state.consent.pin_pad_notice(&request).await;
+            tracing::info!(origin = caller.label(), "waiting for the PIN on the reader");
+            sign(&state, &module, &job, &id, &digests, None).await?
+        }
+        PinSource::Prompt => {
+            // Typing the PIN in the prompt that names the site is the consent.
+            let request = shown().await?;
+            let mut error: Option<String> = None;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let pin = state
+                    .consent
+                    .ask_pin(&caller, &request, error.as_deref())
+                    .await?;
+                match sign(&state, &module, &job, &id, &digests, Some(pin)).await {
+                    Err(e)
+                        if matches!(
+                            e.reason,
+                            ErrorReason::PinIncorrect | ErrorReason::PinLenRange
+                        ) && attempt < MAX_PIN_PROMPTS =>
+                    {
+                        error = Some(retry_text(&e));
                     }
+                    other => break other?,
                 }
             }
+        }
+    };
+    let ec = job.format == SignatureFormat::Der
+        && matches!(
+            x509::certificate_key_kind(&certificate().await?.der),
+            Ok(x509::KeyKind::P256 | x509::KeyKind::P384 | x509::KeyKind::P521)
+        );
+    tracing::info!(
+        origin = caller.label(),
+        count = signatures.len(),
+        "signature made"
+    );
+    signatures
+        .into_iter()
+        .map(|sig| {
+            let sig = match (ec, job.format) {
+                (true, SignatureFormat::Der) => x509::ecdsa_raw_to_der(&sig)?,
+                _ => sig,
+            };
+            Ok(base64::engine::general_purpose::STANDARD.encode(sig))
+        })
+        .collect()
+}
+
+pub(super) fn register_all(m: &mut RpcModule<Agent>) {
+    register::<SignData, _, _>(m, |p, state, caller| async move {
+        let digest = digest("data", &p.data, p.algorithm_reference)?;
+        let job = Job {
+            slot_id: p.slot_id,
+            cert_id: p.cert_id,
+            pin: p.pin,
+            algorithm: p.algorithm_reference,
+            scheme: p.signature_scheme.unwrap_or_default(),
+            format: p.signature_format.unwrap_or_default(),
+            module: p.module,
         };
-        tracing::info!(origin = caller.label(), "signature made");
-        Ok(base64::engine::general_purpose::STANDARD.encode(signature))
+        let mut sigs = sign_all(state, caller, job, vec![digest]).await?;
+        sigs.pop()
+            .ok_or_else(|| AgentError::new(ErrorReason::Internal))
+    });
+
+    register::<SignDataBatch, _, _>(m, |p, state, caller| async move {
+        if p.data.is_empty() || p.data.len() > MAX_BATCH_DIGESTS {
+            return Err(AgentError::invalid_params(format!(
+                "Invalid params: `data` must hold 1 to {MAX_BATCH_DIGESTS} digests, not {}.",
+                p.data.len()
+            )));
+        }
+        // Every digest is checked before anything is signed.
+        let digests = p
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| digest(&format!("data[{i}]"), d, p.algorithm_reference))
+            .collect::<Result<Vec<_>>>()?;
+        let job = Job {
+            slot_id: p.slot_id,
+            cert_id: p.cert_id,
+            pin: p.pin,
+            algorithm: p.algorithm_reference,
+            scheme: p.signature_scheme.unwrap_or_default(),
+            format: p.signature_format.unwrap_or_default(),
+            module: p.module,
+        };
+        sign_all(state, caller, job, digests).await
     });
 
     register::<VerifySignedData, _, _>(m, |p, state, _| async move {
-        let digest = digest(&p.data, p.algorithm_reference)?;
+        let digest = digest("data", &p.data, p.algorithm_reference)?;
         let signature = b64("signature", &p.signature)?;
         let id = key_id(&p.cert_id)?;
         let module = state.module(p.module.as_deref())?;
+        let (scheme, format) = (
+            p.signature_scheme.unwrap_or_default(),
+            p.signature_format.unwrap_or_default(),
+        );
         state
             .blocking(move |b| {
                 let cert = b.certificate(&module, p.slot_id, &id)?;
-                x509::verify(&cert.der, p.algorithm_reference, &digest, &signature)
+                x509::verify_with(
+                    &cert.der,
+                    p.algorithm_reference,
+                    scheme,
+                    format,
+                    &digest,
+                    &signature,
+                )
             })
             .await
     });

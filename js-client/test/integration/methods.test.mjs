@@ -176,6 +176,30 @@ describe("signing", () => {
     }
   }
 
+  test("signDataBatch: three signatures in order, each verified by openssl", async () => {
+    const key = KEYS[1];
+    const messages = ["one", "two", "three"].map((m) => `batch ${m} ${randomBytes(4).toString("hex")}`);
+    const { pin, slot_id, cert_id, algorithm_reference } = signRequest(key, messages[0], "sha256");
+    const res = await pkcs11.signDataBatch({
+      slot_id,
+      cert_id,
+      pin,
+      algorithm_reference,
+      data: messages.map((m) => digestOf(m, "sha256").toString("base64")),
+    });
+    assert.equal(res.success, true);
+    assert.equal(res.data.length, 3);
+    for (const [i, m] of messages.entries()) {
+      const ok = await opensslVerify({
+        certDer: certs.get(key.id),
+        digest: digestOf(m, "sha256"),
+        signature: Buffer.from(res.data[i], "base64"),
+        algorithm: "sha256",
+      });
+      assert.equal(ok, true, `signature ${i}`);
+    }
+  });
+
   test("signData with a callback", async () => {
     const key = KEYS[1];
     const request = signRequest(key, "callback");

@@ -16,3 +16,5 @@ declare const slotId: number;
 declare function askThePersonForThePin(): string;
 /** The page's own way to list the tokens again (the onTokenEvent example). */
 declare function refreshTheTokenList(): void;
+/** The base64 digests of the documents to sign (the signDataBatch example). */
+declare const invoiceDigests: string[];

@@ -37,6 +37,7 @@
 //! | `hide_tokens=1` | a pulled card: `C_GetSlotList(tokenPresent=TRUE)` returns no slot, `C_GetSlotInfo` clears CKF_TOKEN_PRESENT, `C_GetTokenInfo`, `C_OpenSession`, `C_Login`, `C_FindObjectsInit` and `C_Sign` return CKR_TOKEN_NOT_PRESENT; sessions stay valid, so once the key is removed the card is back as it was |
 //! | `token_epoch=N` | a card pulled out and put back: the first intercepted call that sees a new `N` closes every session of the real module (which logs its tokens out, as a card losing power does), so every handle from before is stale. With `hide_tokens` this models the whole cycle: `hide_tokens=1` + a new epoch (pulled), then `hide_tokens=0` (back) |
 //! | `slot_events=1` | `C_WaitForSlotEvent` works (else it is the real module's: SoftHSM has none): a change of `hide_tokens` or `token_epoch` is an event for every slot of the real module. Blocking waits look at the control file every 10 ms and end with CKR_CRYPTOKI_NOT_INITIALIZED at `C_Finalize`; `CKF_DONT_BLOCK` answers CKR_NO_EVENT when nothing changed |
+//! | `no_pss=1` | a token without RSA-PSS: `C_GetMechanismList` leaves out CKM_RSA_PKCS_PSS |
 //! | `log=/abs/path` | append one line per intercepted call, e.g. `C_Login user_type=1 pin_len=8 rv=0x0`, `C_Logout rv=0x30 (injected)`, `C_Sign segv (injected)`; never a PIN |
 //!
 //! `<rv>` is hexadecimal, with or without `0x` (`initialize=0x30`); booleans are `1` or `0`.
@@ -99,6 +100,7 @@ pub struct Faults {
     pub hide_tokens: bool,
     pub token_epoch: u64,
     pub slot_events: bool,
+    pub no_pss: bool,
     pub log: Option<PathBuf>,
 }
 
@@ -137,6 +139,7 @@ impl Faults {
                 "hide_tokens" => put(&mut f.hide_tokens, parse_bool(value)),
                 "token_epoch" => put(&mut f.token_epoch, value.parse().ok()),
                 "slot_events" => put(&mut f.slot_events, parse_bool(value)),
+                "no_pss" => put(&mut f.no_pss, parse_bool(value)),
                 "log" => put(&mut f.log, Some(Some(value.into()))),
                 _ => {
                     problems.push(format!("line {}: unknown key {key:?}", i + 1));
@@ -332,6 +335,7 @@ fn load_module() -> Result<Module, String> {
     ours.C_FindObjectsInit = Some(find_objects_init);
     ours.C_Sign = Some(sign);
     ours.C_Finalize = Some(finalize);
+    ours.C_GetMechanismList = Some(get_mechanism_list);
     ours.C_WaitForSlotEvent = Some(wait_for_slot_event);
     Ok(Module {
         _lib: lib,
@@ -632,6 +636,46 @@ fn observe(f: &Faults) {
         "card epoch {}: every session closed",
         f.token_epoch
     ));
+}
+
+unsafe extern "C" fn get_mechanism_list(
+    slot: CK_SLOT_ID,
+    list: CK_MECHANISM_TYPE_PTR,
+    count: CK_ULONG_PTR,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::load();
+        if !f.no_pss || count.is_null() {
+            let rv = forward!(C_GetMechanismList(slot, list, count));
+            return f.report("C_GetMechanismList", &format!("slot={slot}"), rv, false);
+        }
+        // The real list, without CKM_RSA_PKCS_PSS.
+        let mut n: CK_ULONG = 0;
+        let rv = forward!(C_GetMechanismList(slot, ptr::null_mut(), &mut n));
+        if rv != CKR_OK {
+            return f.report("C_GetMechanismList", "", rv, false);
+        }
+        let mut all = vec![0; n as usize];
+        let rv = forward!(C_GetMechanismList(slot, all.as_mut_ptr(), &mut n));
+        if rv != CKR_OK {
+            return f.report("C_GetMechanismList", "", rv, false);
+        }
+        all.truncate(n as usize);
+        all.retain(|m| *m != CKM_RSA_PKCS_PSS);
+        // SAFETY: `count` is non-NULL and, by contract, valid for reads and writes; `list`, when
+        // non-NULL, holds `*count` entries.
+        unsafe {
+            if !list.is_null() {
+                if (*count as usize) < all.len() {
+                    *count = all.len() as CK_ULONG;
+                    return f.report("C_GetMechanismList", "no_pss", CKR_BUFFER_TOO_SMALL, true);
+                }
+                ptr::copy_nonoverlapping(all.as_ptr(), list, all.len());
+            }
+            *count = all.len() as CK_ULONG;
+        }
+        f.report("C_GetMechanismList", "no_pss", CKR_OK, true)
+    })
 }
 
 unsafe extern "C" fn finalize(args: *mut c_void) -> CK_RV {

@@ -259,6 +259,37 @@ async fn agent_rows(agent: &Agent, key: Key, clients: usize, ops: usize, slot: u
     )
 }
 
+/// signDataBatch: batches of `size` ECDSA P-256 digests on one connection; a row's ops are
+/// signatures (so its ratio compares signatures per second with raw best's).
+async fn batch_row(agent: &Agent, slot: u64, size: usize, batches: usize, best: &Row) -> Row {
+    let digests: Vec<String> = (0..size)
+        .map(|i| b64(&sha("sha256", format!("batch {i}").as_bytes())))
+        .collect();
+    let params = json!({"slot_id": slot, "cert_id": Key::Ecdsa.id(), "pin": PIN,
+                        "data": digests, "algorithm_reference": "sha256"});
+    let mut c = agent.client(None).await;
+    c.ok("pkcs11.signDataBatch", params.clone()).await;
+    let started = Instant::now();
+    let mut lat = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let t = Instant::now();
+        let sigs = c.ok("pkcs11.signDataBatch", params.clone()).await;
+        assert_eq!(sigs.as_array().map(Vec::len), Some(size));
+        lat.push(t.elapsed());
+    }
+    let wall = started.elapsed();
+    let mut r = row(
+        format!("agent signDataBatch ×{size} ECDSA P-256 (1 client, module host; per batch)"),
+        lat,
+        wall,
+    );
+    // Signatures per second, against raw best's.
+    r.ops = batches * size;
+    r.ops_per_sec = r.ops as f64 / wall.as_secs_f64();
+    r.ratio_vs_raw_best = Some(r.ops_per_sec / best.ops_per_sec);
+    r
+}
+
 type ByKey = std::collections::HashMap<(&'static str, usize), Row>;
 
 /// signData rows, ECDSA and RSA, 1 and 8 clients, with their ratios to the raw rows;
@@ -566,6 +597,9 @@ async fn main() {
     rows.push(round_trips(&agent, "pkcs11.info", json!({}), rt_ops).await);
     rows.push(round_trips(&agent, "pkcs11.slots", json!({}), rt_ops).await);
     rows.push(round_trips(&agent, "pkcs11.token", json!({"slot_id": slot}), rt_ops).await);
+    // 256 signatures in one request: against 256 raw C_Sign calls on a logged-in session.
+    let batches = (ec_ops / 256).max(2);
+    rows.push(batch_row(&agent, slot, 256, batches, &best[&(Key::Ecdsa.name(), 1)]).await);
 
     // Leak check: N requests (signatures and parsed certificate listings) after everything
     // above, twice. Growth in the first round can be warm-up; a leak also grows in the second.

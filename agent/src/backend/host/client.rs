@@ -668,6 +668,13 @@ impl Backend for HostBackend {
         Ok(certs.into_iter().map(CertificateObject::from).collect())
     }
 
+    fn key_ids(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<Vec<u8>>> {
+        let ids: Vec<String> = self.call(module, Request::KeyIds { slot_id })?;
+        ids.iter()
+            .map(|h| hex::decode(h).map_err(|_| AgentError::new(ErrorReason::Internal)))
+            .collect()
+    }
+
     fn certificate(
         &self,
         module: &AllowedModule,
@@ -684,7 +691,7 @@ impl Backend for HostBackend {
         Ok(cert.into())
     }
 
-    fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<u8>> {
+    fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<Vec<u8>>> {
         let (pin, timeout) = match request.credential {
             Credential::Pin(pin) => (Some(pin.clone()), self.call_timeout),
             // The person types on the reader: that wait has its own bound.
@@ -695,10 +702,13 @@ impl Backend for HostBackend {
             key_id: request.key_id.to_vec(),
             pin,
             algorithm: request.algorithm,
-            digest: request.digest.to_vec(),
+            scheme: request.scheme,
+            digests: request.digests.iter().map(hex::encode).collect(),
         };
-        let sig: String = self.host(module)?.call(sign, timeout)?;
-        hex::decode(sig).map_err(|_| AgentError::new(ErrorReason::Internal))
+        let sigs: Vec<String> = self.host(module)?.call(sign, timeout)?;
+        sigs.iter()
+            .map(|s| hex::decode(s).map_err(|_| AgentError::new(ErrorReason::Internal)))
+            .collect()
     }
 
     fn slot_presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>> {

@@ -13,12 +13,14 @@ use crate::allowlist::{AllowedModule, Allowlist};
 use crate::backend::pkcs11::{CryptokiBackend, LoginPolicy};
 use crate::backend::{Backend, Credential, SignRequest};
 use crate::error::{AgentError, Result};
+use keyport_protocol::ErrorReason;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// The argument that selects host mode (hidden from `--help`).
 pub const HOST_ARG: &str = "__module-host";
@@ -273,6 +275,12 @@ fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
                     .collect::<Vec<_>>()
             }),
         ),
+        Request::KeyIds { slot_id } => reply(
+            id,
+            backend
+                .key_ids(module, slot_id)
+                .map(|ids| ids.into_iter().map(hex::encode).collect::<Vec<_>>()),
+        ),
         Request::Certificate { slot_id, id: cert } => reply(
             id,
             backend
@@ -284,16 +292,30 @@ fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
             key_id,
             pin,
             algorithm,
-            digest,
+            scheme,
+            digests,
         } => {
+            let digests: Option<Vec<Zeroizing<Vec<u8>>>> = digests
+                .iter()
+                .map(|d| hex::decode(d).ok().map(Zeroizing::new))
+                .collect();
+            let Some(digests) = digests else {
+                return reply::<()>(id, Err(AgentError::new(ErrorReason::Internal)));
+            };
             let request = SignRequest {
                 slot_id,
                 key_id: &key_id,
                 credential: pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
                 algorithm,
-                digest: &digest,
+                scheme,
+                digests: &digests,
             };
-            reply(id, backend.sign(module, &request).map(hex::encode))
+            reply(
+                id,
+                backend
+                    .sign(module, &request)
+                    .map(|sigs| sigs.iter().map(hex::encode).collect::<Vec<_>>()),
+            )
         }
         Request::SlotPresence => reply(id, backend.slot_presence(module)),
         Request::WaitSlotEvent { timeout_ms } => reply(

@@ -48,6 +48,9 @@ pub enum Request {
     Certificates {
         slot_id: u64,
     },
+    KeyIds {
+        slot_id: u64,
+    },
     Certificate {
         slot_id: u64,
         #[serde(with = "hex_bytes")]
@@ -60,8 +63,10 @@ pub enum Request {
         /// None: the reader's PIN pad ([`crate::backend::Credential::PinPad`]).
         pin: Option<Pin>,
         algorithm: AlgorithmReference,
-        #[serde(with = "hex_bytes")]
-        digest: Vec<u8>,
+        #[serde(default)]
+        scheme: keyport_protocol::SignatureScheme,
+        /// Hex digests, signed in order after one login.
+        digests: Vec<String>,
     },
     /// Every slot and the token in it ([`crate::backend::Backend::slot_presence`]).
     SlotPresence,
@@ -309,7 +314,8 @@ mod tests {
                 key_id: vec![0x02],
                 pin: Some(Pin::new("kpWire9")),
                 algorithm: AlgorithmReference::Sha256,
-                digest: vec![0xAB; 32],
+                scheme: keyport_protocol::SignatureScheme::Pss,
+                digests: vec!["ab".repeat(32), "cd".repeat(32)],
             },
         };
         let json = serde_json::to_string(&call).unwrap();
@@ -318,12 +324,14 @@ mod tests {
             Request::Sign {
                 key_id,
                 pin,
-                digest,
+                scheme,
+                digests,
                 ..
             } => {
                 assert_eq!(key_id, [2]);
                 assert_eq!(pin.unwrap().expose(), "kpWire9");
-                assert_eq!(digest, [0xAB; 32]);
+                assert_eq!(scheme, keyport_protocol::SignatureScheme::Pss);
+                assert_eq!(digests, ["ab".repeat(32), "cd".repeat(32)]);
             }
             other => panic!("{other:?}"),
         }
@@ -336,7 +344,8 @@ mod tests {
                 key_id: vec![2],
                 pin: None,
                 algorithm: AlgorithmReference::Sha256,
-                digest: vec![0xAB; 32],
+                scheme: Default::default(),
+                digests: vec!["ab".repeat(32)],
             })
             .unwrap(),
         )

@@ -191,7 +191,7 @@ impl CryptokiBackend {
         t: &TokenState,
         req: &SignRequest<'_>,
         pin: &Pin,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Vec<Vec<u8>>> {
         let result = (|| {
             if self.policy.keep_logged_in {
                 let login = t.login.read().unwrap_or_else(|e| e.into_inner());
@@ -221,7 +221,7 @@ impl CryptokiBackend {
         t: &TokenState,
         req: &SignRequest<'_>,
         gate: &super::gate::Gate,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Vec<Vec<u8>>> {
         let info = m.ctx.get_token_info(t.slot)?;
         if !info.protected_authentication_path() {
             return Err(AgentError::with_message(
@@ -260,7 +260,7 @@ impl CryptokiBackend {
         t: &TokenState,
         req: &SignRequest<'_>,
         pin: &Pin,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Vec<Vec<u8>>> {
         // Never spend a PIN try, nor drop everyone's login, on a PIN the token cannot accept.
         // Best effort: if the token cannot say, the login below still decides.
         if let Ok(info) = m.ctx.get_token_info(t.slot) {

@@ -354,6 +354,34 @@ impl Backend for CryptokiBackend {
         self.on_token(&m, slot_id, |t| Self::read_certificates(&m, t))
     }
 
+    fn key_ids(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<Vec<u8>>> {
+        let m = self.module(module)?;
+        self.on_token(&m, slot_id, |t| {
+            let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
+            t.with_session(&m.ctx, |s| {
+                let ids_of = |class| -> std::result::Result<Vec<Vec<u8>>, CkError> {
+                    let mut ids = Vec::new();
+                    for handle in s.find_objects(&[Attribute::Class(class)])? {
+                        for attr in s.get_attributes(handle, &[AttributeType::Id])? {
+                            if let Attribute::Id(id) = attr {
+                                ids.push(id);
+                            }
+                        }
+                    }
+                    Ok(ids)
+                };
+                let mut ids = ids_of(ObjectClass::PRIVATE_KEY)?;
+                if ids.is_empty() {
+                    // Private keys hidden until login (SoftHSM does): their public halves.
+                    ids = ids_of(ObjectClass::PUBLIC_KEY)?;
+                }
+                ids.sort();
+                ids.dedup();
+                Ok(ids)
+            })
+        })
+    }
+
     fn certificate(
         &self,
         module: &AllowedModule,
@@ -364,11 +392,30 @@ impl Backend for CryptokiBackend {
         self.on_token(&m, slot_id, |t| Self::read_certificate(&m, t, id))
     }
 
-    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+    fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<Vec<u8>>> {
         let m = self.module(module)?;
         let signature = self.on_token(&m, req.slot_id, |t| {
             // The key must be that of a certificate on the token (usually cached).
-            Self::read_certificate(&m, t, req.key_id)?;
+            let cert = Self::read_certificate(&m, t, req.key_id)?;
+            if req.scheme == keyport_protocol::SignatureScheme::Pss {
+                // Refused before any login: an EC key, or a token without the mechanism.
+                if !matches!(
+                    crate::x509::certificate_key_kind(&cert.der),
+                    Ok(crate::x509::KeyKind::Rsa { .. })
+                ) {
+                    return Err(AgentError::with_message(
+                        ErrorReason::UnsupportedAlgorithm,
+                        "RSA-PSS needs an RSA key; this certificate's key is not RSA.",
+                    ));
+                }
+                let mechanisms = m.ctx.get_mechanism_list(t.slot)?;
+                if !mechanisms.contains(&cryptoki::mechanism::MechanismType::RSA_PKCS_PSS) {
+                    return Err(AgentError::with_message(
+                        ErrorReason::UnsupportedAlgorithm,
+                        "This token does not offer RSA-PSS (CKM_RSA_PKCS_PSS).",
+                    ));
+                }
+            }
             match req.credential {
                 Credential::Pin(pin) => {
                     let _turn = self.signing.enter();

@@ -21,11 +21,13 @@ use crate::error::{AgentError, Result};
 use crate::x509::digest_info;
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
 use cryptoki::slot::Slot;
 use keyport_protocol::ErrorReason;
+use keyport_protocol::{AlgorithmReference, SignatureScheme};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -71,6 +73,21 @@ pub(super) fn discard(session: Session) {
                 tracing::debug!(error = %e, "closing a session");
             }
         }
+    }
+}
+
+/// RSASSA-PSS as Keyport makes it: MGF1 with the digest's own hash, salt as long as the hash.
+pub(super) fn pss_params(alg: AlgorithmReference) -> PkcsPssParams {
+    let (hash_alg, mgf) = match alg {
+        AlgorithmReference::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
+        AlgorithmReference::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        AlgorithmReference::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+        AlgorithmReference::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    };
+    PkcsPssParams {
+        hash_alg,
+        mgf,
+        s_len: (alg.digest_len() as u64).into(),
     }
 }
 
@@ -246,14 +263,20 @@ impl TokenState {
         Ok((handle, kind))
     }
 
-    /// Sign on a token that is logged in (as far as we know).
+    /// Sign every digest of `req`, on one session of a token that is logged in (as far as we
+    /// know).
     pub(super) fn sign_logged_in(
         &self,
         ctx: &Pkcs11,
         req: &SignRequest<'_>,
-    ) -> std::result::Result<Vec<u8>, SignFailure> {
+    ) -> std::result::Result<Vec<Vec<u8>>, SignFailure> {
         let session = self.take_session(ctx)?;
-        match self.sign_on(&session, req, true) {
+        let signed = req
+            .digests
+            .iter()
+            .map(|digest| self.sign_on(&session, req, digest, true))
+            .collect::<std::result::Result<Vec<_>, _>>();
+        match signed {
             Err(SignFailure::Error(e)) if e.reason == ErrorReason::DeviceError => {
                 // The session may be dead; do not pool it.
                 discard(session);
@@ -271,16 +294,30 @@ impl TokenState {
         &self,
         session: &Session,
         req: &SignRequest<'_>,
+        digest: &[u8],
         retry: bool,
     ) -> std::result::Result<Vec<u8>, SignFailure> {
         let (key, kind) = self.find_key(session, req.key_id)?;
         let (mechanism, data) = if kind == KeyType::RSA {
-            (
-                Mechanism::RsaPkcs,
-                Zeroizing::new(digest_info(req.algorithm, req.digest)),
-            )
+            match req.scheme {
+                SignatureScheme::Pkcs1 => (
+                    Mechanism::RsaPkcs,
+                    Zeroizing::new(digest_info(req.algorithm, digest)),
+                ),
+                SignatureScheme::Pss => (
+                    Mechanism::RsaPkcsPss(pss_params(req.algorithm)),
+                    Zeroizing::new(digest.to_vec()),
+                ),
+            }
         } else if kind == KeyType::EC {
-            (Mechanism::Ecdsa, Zeroizing::new(req.digest.to_vec()))
+            if req.scheme == SignatureScheme::Pss {
+                return Err(AgentError::with_message(
+                    ErrorReason::UnsupportedAlgorithm,
+                    "RSA-PSS needs an RSA key; this certificate's key is EC.",
+                )
+                .into());
+            }
+            (Mechanism::Ecdsa, Zeroizing::new(digest.to_vec()))
         } else {
             return Err(AgentError::with_message(
                 ErrorReason::UnsupportedAlgorithm,
@@ -295,7 +332,7 @@ impl TokenState {
                 if retry =>
             {
                 lock(&self.keys).clear();
-                self.sign_on(session, req, false)
+                self.sign_on(session, req, digest, false)
             }
             Err(e) => Err(self.failure(e)),
         }

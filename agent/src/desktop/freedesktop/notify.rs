@@ -57,12 +57,13 @@ pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) ->
         "Signature request from {}",
         request.caller.label().replace('\n', " ")
     );
+    let (asks, fingerprint) = request.what();
     let mut body = format!(
-        "{origin} asks to sign with your certificate.\n\
+        "{origin} {asks}.\n\
          Certificate: {}\n\
          Issued by: {}\n\
          Algorithm: {}\n\
-         Digest: {}\n\
+         {fingerprint}: {}\n\
          No answer within {} s is a refusal.",
         clean(&request.subject),
         clean(&request.issuer),
@@ -430,6 +431,7 @@ mod tests {
             issuer: "CN=Demo CA".into(),
             algorithm: "SHA-256 with RSA".into(),
             digest_fingerprint: "ABABABAB ABABABAB".into(),
+            count: 1,
         }
     }
 
