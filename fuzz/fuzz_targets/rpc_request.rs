@@ -64,6 +64,8 @@ fuzz_target!(|data: &[u8]| {
         caller: Caller::Local { trusted: true },
         id: 1,
         in_flight: Arc::new(tokio::sync::Semaphore::new(4)),
+        // Notifications (slot events) go nowhere; subscriptions are bounded per connection.
+        notifier: Some(keyport::events::Notifier::new(1, |_| true)),
     };
     let Some(reply) = w.runtime.block_on(w.rpc.handle(text, &conn)) else {
         return;
