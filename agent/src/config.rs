@@ -397,7 +397,13 @@ impl Config {
         format!(
             "modules: {}; allowed origins: {}; trusted origins: {}; clients without Origin: {}; consent: {}",
             list(self.modules.clone()),
-            list(self.allow_origins.iter().map(|o| o.as_str().to_string()).collect()),
+            list(
+                self.allow_origins
+                    .iter()
+                    .map(|o| o.as_str().to_string())
+                    .chain(self.demo.then(|| "the demo page's own origin".to_string()))
+                    .collect()
+            ),
             list(self.trust_origins.iter().map(|o| o.as_str().to_string()).collect()),
             format!("{:?}", self.no_origin).to_lowercase(),
             format!("{:?}", self.consent).to_lowercase(),
