@@ -14,7 +14,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo clippy (headless agent: no tray feature, no GTK)"
 cargo clippy -p keyport --no-default-features -- -D warnings
 echo "== cargo test"
-cargo build --workspace --bins
+# Libraries too: the fault module's cdylib lands in target/debug/, where the JS tests load it.
+cargo build --workspace
 cargo test --workspace --no-fail-fast
 if [ -x scripts/bench-smoke.sh ]; then
   echo "== benchmark (smoke mode)"

@@ -15,6 +15,11 @@ if [ ! -x "$bin" ]; then
 fi
 KEYPORT_BIN=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 export KEYPORT_BIN
+# The browser tests also load the fault-injecting PKCS #11 module (a simulated PIN pad, a card
+# pulled and put back) and run the scripted pinentry: build them where the tests look.
+if [ -z "${KEYPORT_FAULT_MODULE:-}" ] || [ -z "${KEYPORT_FAKE_PINENTRY:-}" ]; then
+  cargo build -p keyport-fault-module -p keyport-e2e --bin fake-pinentry
+fi
 
 cd js-client
 npm ci --no-audit --no-fund --loglevel=error
