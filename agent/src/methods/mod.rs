@@ -94,25 +94,38 @@ pub(crate) fn caller(ext: &Extensions) -> Caller {
 pub(crate) type MethodResult<T> = std::result::Result<T, ErrorObjectOwned>;
 
 /// Register the handler of method `M`: it gets `M::Params` (parsed by name, with errors that
-/// name the field), the agent and the caller, and answers `M::Result` or an [`AgentError`].
+/// name the field), the agent and what it takes from the request's extensions (`from_ext`),
+/// and answers `M::Result` or an [`AgentError`].
+fn register_using<M, X, G, F, Fut>(module: &mut RpcModule<Agent>, from_ext: G, handler: F)
+where
+    M: Method,
+    X: Send + 'static,
+    G: Fn(&Extensions) -> X + Clone + Send + Sync + 'static,
+    F: Fn(M::Params, Arc<Agent>, X) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<M::Result>> + Send + 'static,
+{
+    module
+        .register_async_method(M::NAME, move |params, state, ext| {
+            let (handler, x) = (handler.clone(), from_ext(&ext));
+            async move {
+                let p: M::Params = parse(&params)?;
+                MethodResult::Ok(handler(p, state, x).await?)
+            }
+        })
+        .expect("unique method name");
+}
+
+/// [`register_using`] for a handler that takes the caller.
 pub(crate) fn register<M, F, Fut>(module: &mut RpcModule<Agent>, handler: F)
 where
     M: Method,
     F: Fn(M::Params, Arc<Agent>, Caller) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<M::Result>> + Send + 'static,
 {
-    module
-        .register_async_method(M::NAME, move |params, state, ext| {
-            let handler = handler.clone();
-            async move {
-                let p: M::Params = parse(&params)?;
-                MethodResult::Ok(handler(p, state, caller(&ext)).await?)
-            }
-        })
-        .expect("unique method name");
+    register_using::<M, _, _, _, _>(module, caller, handler)
 }
 
-/// [`register`], for a handler that also needs the connection's [`crate::events::Notifier`]
+/// [`register_using`] for a handler that needs the connection's [`crate::events::Notifier`]
 /// (None: called outside a connection, e.g. in process by a test).
 pub(crate) fn register_with_notifier<M, F, Fut>(module: &mut RpcModule<Agent>, handler: F)
 where
@@ -124,16 +137,11 @@ where
         + 'static,
     Fut: std::future::Future<Output = Result<M::Result>> + Send + 'static,
 {
-    module
-        .register_async_method(M::NAME, move |params, state, ext| {
-            let handler = handler.clone();
-            async move {
-                let p: M::Params = parse(&params)?;
-                let notifier = ext.get::<crate::events::Notifier>().cloned();
-                MethodResult::Ok(handler(p, state, notifier).await?)
-            }
-        })
-        .expect("unique method name");
+    register_using::<M, _, _, _, _>(
+        module,
+        |ext: &Extensions| ext.get::<crate::events::Notifier>().cloned(),
+        handler,
+    )
 }
 
 /// Every method of the wire contract.

@@ -133,6 +133,21 @@ struct Job {
     module: Option<String>,
 }
 
+/// The [`Job`] of `signData`'s or `signDataBatch`'s params (the same fields but `data`).
+macro_rules! job {
+    ($p:expr) => {
+        Job {
+            slot_id: $p.slot_id,
+            cert_id: $p.cert_id,
+            pin: $p.pin,
+            algorithm: $p.algorithm_reference,
+            scheme: $p.signature_scheme.unwrap_or_default(),
+            format: $p.signature_format.unwrap_or_default(),
+            module: $p.module,
+        }
+    };
+}
+
 /// Sign on a blocking thread, with `pin` (None: the reader's PIN pad).
 async fn sign(
     state: &Agent,
@@ -270,15 +285,7 @@ async fn sign_all(
 pub(super) fn register_all(m: &mut RpcModule<Agent>) {
     register::<SignData, _, _>(m, |p, state, caller| async move {
         let digest = digest("data", &p.data, p.algorithm_reference)?;
-        let job = Job {
-            slot_id: p.slot_id,
-            cert_id: p.cert_id,
-            pin: p.pin,
-            algorithm: p.algorithm_reference,
-            scheme: p.signature_scheme.unwrap_or_default(),
-            format: p.signature_format.unwrap_or_default(),
-            module: p.module,
-        };
+        let job = job!(p);
         let mut sigs = sign_all(state, caller, job, vec![digest]).await?;
         sigs.pop()
             .ok_or_else(|| AgentError::new(ErrorReason::Internal))
@@ -298,16 +305,7 @@ pub(super) fn register_all(m: &mut RpcModule<Agent>) {
             .enumerate()
             .map(|(i, d)| digest(&format!("data[{i}]"), d, p.algorithm_reference))
             .collect::<Result<Vec<_>>>()?;
-        let job = Job {
-            slot_id: p.slot_id,
-            cert_id: p.cert_id,
-            pin: p.pin,
-            algorithm: p.algorithm_reference,
-            scheme: p.signature_scheme.unwrap_or_default(),
-            format: p.signature_format.unwrap_or_default(),
-            module: p.module,
-        };
-        sign_all(state, caller, job, digests).await
+        sign_all(state, caller, job!(p), digests).await
     });
 
     register::<VerifySignedData, _, _>(m, |p, state, _| async move {
