@@ -95,6 +95,20 @@ async fn the_administrators_file_is_policy_and_the_persons_file_is_found_without
         "{report}"
     );
     assert!(report.contains("# Policy: modules:"), "{report}");
+    // A flag is the person's too: it cannot widen the administrator's list either.
+    let (code, report, _) = run(&token, &["config", "--module", fault.path_str()]);
+    assert_eq!(code, 0);
+    assert!(
+        !config_line(&report, "modules").contains(fault.path_str()),
+        "{report}"
+    );
+    // But flags win where the administrator's file is not policy.
+    let (_, report, _) = run(&token, &["config", "--consent-timeout", "9"]);
+    assert!(
+        config_line(&report, "consent_timeout_secs")
+            .starts_with("consent_timeout_secs = 9  # command line"),
+        "{report}"
+    );
 
     let agent = Agent::start_raw(&token, &["--listen", "127.0.0.1:0", "--no-tray"], &[]);
     assert!(
