@@ -731,6 +731,69 @@ mod tests {
         assert_eq!(err.reason, ErrorReason::SigningPaused);
     }
 
+    /// A PIN window that stays up until the test lets it go.
+    struct HeldPin(tokio::sync::Semaphore);
+
+    #[async_trait::async_trait]
+    impl PinUi for HeldPin {
+        async fn ask_pin(
+            &self,
+            _: &ConsentRequest,
+            _: Option<&str>,
+            _: Duration,
+        ) -> std::result::Result<PinAnswer, String> {
+            let _ = self.0.acquire().await;
+            Ok(PinAnswer::Cancelled)
+        }
+    }
+
+    #[tokio::test]
+    async fn pin_windows_count_against_the_same_pending_bound() {
+        let pin = Arc::new(HeldPin(tokio::sync::Semaphore::new(0)));
+        let p = Arc::new(
+            ConsentPolicy::new(
+                Vec::<Origin>::new(),
+                None,
+                Duration::from_secs(60),
+                RememberedSites::default(),
+            )
+            .with_pin_ui(Some(pin.clone() as Arc<dyn PinUi>))
+            .with_pending_limits(PendingLimits {
+                per_origin: 2,
+                total: 8,
+            }),
+        );
+        let a = origin("https://a.example");
+        let mut up = Vec::new();
+        for _ in 0..2 {
+            let (p, a) = (p.clone(), a.clone());
+            up.push(tokio::spawn(async move {
+                p.ask_pin(&a, &request(), None).await
+            }));
+        }
+        // Both windows are up (held), then a third from the same page is refused at once.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while p.pending() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("two PIN windows up");
+        let err = tokio::time::timeout(Duration::from_secs(10), p.ask_pin(&a, &request(), None))
+            .await
+            .expect("refused at once")
+            .unwrap_err();
+        assert_eq!(err.reason, ErrorReason::ConsentBusy);
+        pin.0.add_permits(2);
+        for w in up {
+            assert_eq!(
+                w.await.unwrap().unwrap_err().reason,
+                ErrorReason::ConsentDenied
+            );
+        }
+        assert_eq!(p.pending(), 0);
+    }
+
     #[tokio::test]
     async fn pending_prompts_are_bounded_per_origin() {
         let (p, mut prompts) = held(PendingLimits {
