@@ -19,7 +19,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct Allowlist {
     paths: Vec<Arc<str>>,
+    /// The p11-kit names of the listed libraries, read from the registry once, the first time
+    /// a request names a library that way.
+    names: Arc<std::sync::OnceLock<Vec<Named>>>,
 }
+
+/// A p11-kit name, and the listed library it names.
+type Named = (String, Arc<str>);
 
 /// A library on the allowlist, as a request named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +71,7 @@ impl Allowlist {
     pub fn new(paths: impl IntoIterator<Item = String>) -> Self {
         Allowlist {
             paths: paths.into_iter().map(Arc::from).collect(),
+            names: Default::default(),
         }
     }
 
@@ -99,12 +106,8 @@ impl Allowlist {
                 // registered under it, if any.
                 if !path.starts_with('/') {
                     let name = crate::p11kit::name_in(path).unwrap_or(path);
-                    if let Some(registered) = crate::p11kit::lookup(name) {
-                        if let Some(p) = self.paths.iter().find(|m| {
-                            crate::p11kit::same_file(std::path::Path::new(&***m), &registered.path)
-                        }) {
-                            return Ok(AllowedModule { path: p.clone() });
-                        }
+                    if let Some((_, p)) = self.names().iter().find(|(n, _)| n == name) {
+                        return Ok(AllowedModule { path: p.clone() });
                     }
                 }
                 tracing::warn!(
@@ -121,6 +124,24 @@ impl Allowlist {
                 Err(AgentError::new(ErrorReason::ModuleNotAllowed))
             }
         }
+    }
+}
+
+impl Allowlist {
+    /// The registered p11-kit names that are one of the listed libraries (the same file).
+    fn names(&self) -> &[Named] {
+        self.names.get_or_init(|| {
+            crate::p11kit::registry()
+                .into_values()
+                .filter_map(|r| {
+                    let listed = self
+                        .paths
+                        .iter()
+                        .find(|m| crate::p11kit::same_file(std::path::Path::new(&***m), &r.path))?;
+                    Some((r.name, listed.clone()))
+                })
+                .collect()
+        })
     }
 }
 

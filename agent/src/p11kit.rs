@@ -129,11 +129,6 @@ pub fn registry_in(folders: &[PathBuf]) -> BTreeMap<String, Registered> {
     out
 }
 
-/// The library registered as `name`.
-pub fn lookup(name: &str) -> Option<Registered> {
-    registry().remove(name)
-}
-
 /// Whether `entry` is a configuration's `p11-kit:NAME`; the name.
 pub fn name_in(entry: &str) -> Option<&str> {
     entry.strip_prefix(PREFIX).filter(|n| !n.is_empty())

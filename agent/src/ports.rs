@@ -38,14 +38,15 @@ impl Holder {
     }
 }
 
+/// This process's user (None where it cannot be told).
 #[cfg(target_os = "linux")]
-fn current_uid() -> Option<u32> {
+pub fn current_uid() -> Option<u32> {
     // SAFETY: getuid has no preconditions and cannot fail.
     Some(unsafe { libc::getuid() })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn current_uid() -> Option<u32> {
+pub fn current_uid() -> Option<u32> {
     None
 }
 

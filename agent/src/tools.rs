@@ -245,9 +245,9 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
         ),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             let holder = crate::ports::holder(config.listen.port());
-            let keyport = holder
-                .as_ref()
-                .is_some_and(|h| h.name.as_deref() == Some("keyport") && h.uid == my_uid());
+            let keyport = holder.as_ref().is_some_and(|h| {
+                h.name.as_deref() == Some("keyport") && Some(h.uid) == crate::ports::current_uid()
+            });
             let why = holder
                 .map(|h| h.describe())
                 .unwrap_or_else(|| "which program holds it cannot be seen from here".into());
@@ -398,14 +398,4 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
 
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     Report { ok, checks }
-}
-
-fn my_uid() -> u32 {
-    #[cfg(unix)]
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe {
-        libc::getuid()
-    }
-    #[cfg(not(unix))]
-    0
 }

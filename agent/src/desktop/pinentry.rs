@@ -241,27 +241,14 @@ impl Pinentry {
         dialog: &PinDialog,
         timeout: Duration,
     ) -> Result<PinAnswer, String> {
-        let deadline = Instant::now() + timeout + GRACE;
-        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
-            tracing::debug!("no pinentry dialog in time: another one was up");
-            return Ok(PinAnswer::TimedOut);
-        };
-        let mut session = Session::start(self)?;
-        let talk = tokio::time::timeout_at(deadline, session.get_pin(self.kind, dialog, timeout));
-        let answer = match talk.await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => {
-                session.kill().await;
-                tracing::warn!(program = %self.program.display(), "pinentry failed: {e}");
-                return Err(format!("pinentry {}: {e}", self.program.display()));
-            }
-            Err(_) => {
-                tracing::info!(pid = session.pid, "no PIN in time: pinentry stopped");
-                session.kill().await;
-                return Ok(PinAnswer::TimedOut);
-            }
-        };
-        session.finish(deadline).await;
+        let answer = self
+            .dialog(
+                timeout,
+                PinAnswer::TimedOut,
+                "no PIN in time",
+                |session, _| Box::pin(session.get_pin(self.kind, dialog, timeout)),
+            )
+            .await?;
         tracing::debug!(
             outcome = match &answer {
                 PinAnswer::Pin(_) => "a PIN",
@@ -273,6 +260,48 @@ impl Pinentry {
         Ok(answer)
     }
 
+    /// One dialog, in turn: start the pinentry, hold `talk` to the hard deadline (`timeout` +
+    /// [`GRACE`]), then say goodbye. A pinentry that fails is killed and reaped (`Err`, naming
+    /// only the program), one that does not answer in time likewise (`Ok(timed_out)`).
+    async fn dialog<'a, T>(
+        &'a self,
+        timeout: Duration,
+        timed_out: T,
+        silence: &str,
+        // The marker's type says `'a: 's`: what `talk` borrows outlives the session's loan.
+        talk: impl for<'s> FnOnce(
+            &'s mut Session,
+            std::marker::PhantomData<&'s &'a ()>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, Failure>> + Send + 's>,
+        >,
+    ) -> Result<T, String> {
+        let deadline = Instant::now() + timeout + GRACE;
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
+            tracing::debug!("no pinentry dialog in time: another one was up");
+            return Ok(timed_out);
+        };
+        let mut session = Session::start(self)?;
+        let answer =
+            match tokio::time::timeout_at(deadline, talk(&mut session, std::marker::PhantomData))
+                .await
+            {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    session.kill().await;
+                    tracing::warn!(program = %self.program.display(), "pinentry failed: {e}");
+                    return Err(format!("pinentry {}: {e}", self.program.display()));
+                }
+                Err(_) => {
+                    tracing::info!(pid = session.pid, "{silence}: pinentry stopped");
+                    session.kill().await;
+                    return Ok(timed_out);
+                }
+            };
+        session.finish(deadline).await;
+        Ok(answer)
+    }
+
     /// Ask Allow / Always allow this site / Deny (`SETOK` / `SETNOTOK` / `SETCANCEL`; the middle
     /// one only for a web origin and a pinentry known to report it faithfully, see the module's
     /// documentation). `Ok(None)`: no answer in time.
@@ -281,27 +310,11 @@ impl Pinentry {
         request: &ConsentRequest,
         timeout: Duration,
     ) -> Result<Option<Decision>, String> {
-        let deadline = Instant::now() + timeout + GRACE;
-        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
-            tracing::debug!("no pinentry dialog in time: another one was up");
-            return Ok(None);
-        };
-        let mut session = Session::start(self)?;
-        let talk = tokio::time::timeout_at(deadline, session.confirm(self.kind, request, timeout));
-        let decision = match talk.await {
-            Ok(Ok(decision)) => decision,
-            Ok(Err(e)) => {
-                session.kill().await;
-                tracing::warn!(program = %self.program.display(), "pinentry failed: {e}");
-                return Err(format!("pinentry {}: {e}", self.program.display()));
-            }
-            Err(_) => {
-                tracing::info!(pid = session.pid, origin = %request.caller.label(), "no answer in time: pinentry stopped");
-                session.kill().await;
-                return Ok(None);
-            }
-        };
-        session.finish(deadline).await;
+        let decision = self
+            .dialog(timeout, None, "no answer in time", |session, _| {
+                Box::pin(session.confirm(self.kind, request, timeout))
+            })
+            .await?;
         tracing::debug!(?decision, origin = %request.caller.label(), "pinentry consent answered");
         Ok(decision)
     }

@@ -17,7 +17,6 @@
 //!   owns), on pause, and on shutdown. With `keep_logged_in = false` every signature logs in and
 //!   out (the naive semantics).
 
-use super::error::invalidates_token_state;
 use super::info::pin_state;
 use super::token::{discard, SignFailure, TokenState};
 use super::{lock, CryptokiBackend, Module};
@@ -149,12 +148,7 @@ impl TokenState {
                     self.close_sessions();
                 }
                 Err(e) => {
-                    if invalidates_token_state(&e) {
-                        discard(session);
-                    } else {
-                        self.put_session(session);
-                    }
-                    self.note_error(&e);
+                    self.after_error(session, &e);
                     if pin.is_none() && matches!(e, CkError::Pkcs11(RvError::FunctionCanceled, _)) {
                         return Err(ErrorReason::PinEntryCancelled.into());
                     }

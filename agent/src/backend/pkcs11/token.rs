@@ -142,6 +142,17 @@ impl TokenState {
         self.forget_sessions();
     }
 
+    /// A session that just failed with `err`: pooled again if it may still live, else closed;
+    /// and the error noted (see [`TokenState::note_error`]).
+    pub(super) fn after_error(&self, session: Session, err: &CkError) {
+        if invalidates_token_state(err) {
+            discard(session);
+        } else {
+            self.put_session(session);
+        }
+        self.note_error(err);
+    }
+
     /// Look at an error from the token: one that says its sessions are dead invalidates the
     /// state, and one that says the handles are stale is counted (the request may be retried).
     pub(super) fn note_error(&self, err: &CkError) {
@@ -183,12 +194,7 @@ impl TokenState {
                 Ok(v)
             }
             Err(e) => {
-                if invalidates_token_state(&e) {
-                    discard(session);
-                } else {
-                    self.put_session(session);
-                }
-                self.note_error(&e);
+                self.after_error(session, &e);
                 Err(e.into())
             }
         }
