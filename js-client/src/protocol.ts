@@ -330,7 +330,7 @@ export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in
 /**
  * Stable symbolic name of an error, sent as `error.data.reason`.
  */
-export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "PIN_ENTRY_CANCELLED" | "PIN_ENTRY_UNAVAILABLE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE" | "LOCAL_NETWORK_BLOCKED" | "AGENT_OUTDATED";
+export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "PIN_ENTRY_CANCELLED" | "PIN_ENTRY_UNAVAILABLE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "TOKEN_BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE" | "LOCAL_NETWORK_BLOCKED" | "AGENT_OUTDATED";
 
 /**
  * The `data` member of every error object the agent sends.
@@ -376,6 +376,7 @@ export const ERROR_CODES: Record<ErrorReason, number> = {
   DEVICE_ERROR: 1601,
   REQUEST_TIMEOUT: 1602,
   BUSY: 1603,
+  TOKEN_BUSY: 1604,
   INTERNAL: 1900,
   AGENT_UNAVAILABLE: 2001,
   LOCAL_NETWORK_BLOCKED: 2002,
@@ -410,6 +411,7 @@ export const ERROR_MESSAGES: Record<ErrorReason, string> = {
   DEVICE_ERROR: "The token or its library reported an error.",
   REQUEST_TIMEOUT: "The request took too long and was abandoned.",
   BUSY: "Too many requests are in flight on this connection.",
+  TOKEN_BUSY: "The token is busy with another request.",
   INTERNAL: "The agent hit an internal error.",
   AGENT_UNAVAILABLE: "The Keyport agent is not running or refused the connection.",
   LOCAL_NETWORK_BLOCKED: "The browser does not let this site connect to the Keyport agent on this computer.",

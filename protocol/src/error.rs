@@ -117,6 +117,8 @@ reasons! {
     /// Too many requests in flight on this connection.
     Busy = "BUSY", 1603, "Too many requests are in flight on this connection.",
         "Wait for earlier requests to finish before sending more.";
+    TokenBusy = "TOKEN_BUSY", 1604, "The token is busy with another request.",
+        "Someone is typing the PIN on the reader's keypad, or another site's signatures hold the token. Nothing was done; retry in a moment.";
     /// A bug in the agent.
     Internal = "INTERNAL", 1900, "The agent hit an internal error.",
         "Please report it with the agent's log.";

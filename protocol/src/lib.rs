@@ -354,6 +354,10 @@ pub struct SignDataBatchParams {
 /// The most digests one `pkcs11.signDataBatch` signs.
 pub const MAX_BATCH_DIGESTS: usize = 256;
 
+/// Longest `cert_id`, in bytes of CKA_ID (twice as many hex digits). Tokens use ids of 1 to
+/// about 64 bytes; a longer one is refused (INVALID_PARAMS) before it reaches a token.
+pub const MAX_CERT_ID_BYTES: usize = 255;
+
 /// Params of `pkcs11.verifySignedData`: the signData fields plus the signature.
 ///
 /// Verification uses the certificate's public key; the PIN is not needed and may be omitted.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -678,4 +678,56 @@ pub fn openssl_verify_as(
     }
     let out = cmd.output().unwrap();
     out.status.success()
+}
+
+/// A TOML config file `keyport.toml` in `dir` with `text`; returns its path.
+pub fn config_file(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("keyport.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The processes whose parent is `pid`, with their state letter (`Z` for a zombie).
+pub fn children(pid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f[1].parse::<u32>() == Ok(pid) {
+            out.push((child, f[0].chars().next().unwrap()));
+        }
+    }
+    out
+}
+
+/// The host of the library `module` among `pid`'s children.
+pub fn host_of(pid: u32, module: &str) -> Option<u32> {
+    children(pid).into_iter().map(|(p, _)| p).find(|p| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(module))
+    })
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+        .unwrap_or(false)
+}
+
+/// Wait until `cond` holds (at most `limit`).
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    cond()
 }

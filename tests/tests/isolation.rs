@@ -15,51 +15,6 @@ fn sign_params(slot: u64, module: &str, digest: &[u8]) -> Value {
            "algorithm_reference": "sha256", "module": module})
 }
 
-/// The processes whose parent is `pid`, with their state letter (`Z` for a zombie).
-fn children(pid: u32) -> Vec<(u32, char)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f[1].parse::<u32>() == Ok(pid) {
-            out.push((child, f[0].chars().next().unwrap()));
-        }
-    }
-    out
-}
-
-/// The host of the library `module` among `pid`'s children.
-fn host_of(pid: u32, module: &str) -> Option<u32> {
-    children(pid).into_iter().map(|(p, _)| p).find(|p| {
-        std::fs::read(format!("/proc/{p}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(module))
-    })
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
-        .unwrap_or(false)
-}
-
-/// Wait until `cond` holds (at most `limit`).
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    cond()
-}
-
 /// The slot of the demo token as `module` sees it.
 async fn demo_slot(c: &mut Client, module: &str) -> u64 {
     let slots = c
@@ -83,12 +38,6 @@ fn faulty_library() -> (Token, FaultModule) {
     let store = Token::provision();
     let faulty = FaultModule::for_store(&store.conf());
     (store, faulty)
-}
-
-fn config_file(dir: &std::path::Path, text: &str) -> String {
-    let path = dir.join("keyport.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,6 +75,19 @@ pub struct SignRequest<'a> {
     pub scheme: SignatureScheme,
     /// The digests to sign, their lengths already checked against `algorithm`.
     pub digests: &'a [Zeroizing<Vec<u8>>],
+    /// Called after each signature of the batch (the module host tells the agent, whose time
+    /// limit then starts again: it is per signature, not per batch).
+    pub progress: Option<Progress<'a>>,
+}
+
+/// What a batch calls after each signature ([`SignRequest::progress`]).
+#[derive(Clone, Copy)]
+pub struct Progress<'a>(pub &'a (dyn Fn() + Sync));
+
+impl std::fmt::Debug for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// The backend `config` asks for: libraries in processes of their own (the default), or in
@@ -83,6 +96,7 @@ pub fn for_config(config: &crate::config::Config) -> std::sync::Arc<dyn Backend>
     let policy = pkcs11::LoginPolicy {
         keep_logged_in: config.keep_logged_in,
         idle_timeout: config.idle_logout,
+        lock_wait: pkcs11::lock_wait_for(config.request_timeout),
     };
     let exe = std::env::current_exe()
         .ok()

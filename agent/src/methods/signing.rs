@@ -40,7 +40,14 @@ fn digest(field: &str, data: &str, alg: AlgorithmReference) -> Result<Zeroizing<
 }
 
 fn key_id(cert_id: &str) -> Result<Vec<u8>> {
-    match hex::decode(cert_id.trim()) {
+    let cert_id = cert_id.trim();
+    if cert_id.len() > 2 * keyport_protocol::MAX_CERT_ID_BYTES {
+        return Err(AgentError::invalid_params(format!(
+            "Invalid params: `cert_id` is longer than any certificate id ({} bytes at most).",
+            keyport_protocol::MAX_CERT_ID_BYTES
+        )));
+    }
+    match hex::decode(cert_id) {
         Ok(id) if !id.is_empty() => Ok(id),
         _ => Err(AgentError::invalid_params(
             "Invalid params: `cert_id` must be the hex `id` that pkcs11.certificates returned.",
@@ -157,9 +164,12 @@ async fn sign(
     digests: &Arc<Vec<Zeroizing<Vec<u8>>>>,
     pin: Option<Pin>,
 ) -> Result<Vec<Vec<u8>>> {
+    // A batch's limit scales with its size: each signature may take `request_timeout` (the
+    // module host enforces exactly that, signature by signature; this is the backstop).
+    let per_signature = state.request_timeout * (digests.len().max(1) as u32);
     let limit = match pin {
-        Some(_) => state.request_timeout,
-        None => state.request_timeout + state.pin_pad_timeout,
+        Some(_) => per_signature,
+        None => per_signature + state.pin_pad_timeout,
     };
     let (module, id, digests) = (module.clone(), id.to_vec(), digests.clone());
     let (slot_id, algorithm, scheme) = (job.slot_id, job.algorithm, job.scheme);
@@ -173,6 +183,7 @@ async fn sign(
                 algorithm,
                 scheme,
                 digests: &digests,
+                progress: None,
             };
             b.sign(&module, &req)
         })

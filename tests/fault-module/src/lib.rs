@@ -30,6 +30,7 @@
 //! | `sign=hang` | `C_Sign` sleeps forever |
 //! | `sign=device_error` or `=<rv>` | `C_Sign` returns CKR_DEVICE_ERROR (or that rv); the real operation is ended (signed and thrown away), as a failed C_Sign ends it |
 //! | `sign_delay_ms=N` | `C_Sign` sleeps N ms before forwarding a call with a signature buffer (not the length query with a NULL buffer, so one signature costs one delay whether the caller asks for the length first or not) |
+//! | `token_info=segv` / `abort` / `exit` / `hang` or `=<rv>` | `C_GetTokenInfo` crashes, exits, hangs or returns that rv (a library that dies on a request) |
 //! | `protected_auth_path=1` | `C_GetTokenInfo` adds CKF_PROTECTED_AUTHENTICATION_PATH; `C_Login` with a NULL PIN acts as a PIN-pad (next three keys) |
 //! | `pinpad_pin=PIN` | the PIN "typed on the PIN-pad": passed to the real `C_Login` |
 //! | `pinpad=cancel` | the person cancels on the PIN-pad: `C_Login` returns CKR_FUNCTION_CANCELED |
@@ -93,6 +94,7 @@ pub struct Faults {
     pub logout: Option<CK_RV>,
     pub sign: Option<SignFault>,
     pub sign_delay_ms: u64,
+    pub token_info: Option<SignFault>,
     pub protected_auth_path: bool,
     pub pinpad_pin: Option<String>,
     pub pinpad_cancel: bool,
@@ -132,6 +134,7 @@ impl Faults {
                 "logout" => put(&mut f.logout, parse_rv(value).map(Some)),
                 "sign" => put(&mut f.sign, parse_sign(value).map(Some)),
                 "sign_delay_ms" => put(&mut f.sign_delay_ms, value.parse().ok()),
+                "token_info" => put(&mut f.token_info, parse_sign(value).map(Some)),
                 "protected_auth_path" => put(&mut f.protected_auth_path, parse_bool(value)),
                 "pinpad_pin" => put(&mut f.pinpad_pin, Some(Some(value.to_string()))),
                 "pinpad" => put(&mut f.pinpad_cancel, parse_pinpad(value)),
@@ -454,6 +457,14 @@ unsafe extern "C" fn get_token_info(slot: CK_SLOT_ID, info: CK_TOKEN_INFO_PTR) -
         let detail = format!("slot={slot}");
         if f.hide_tokens {
             return f.report("C_GetTokenInfo", &detail, CKR_TOKEN_NOT_PRESENT, true);
+        }
+        match f.token_info {
+            Some(SignFault::Return(rv)) => return f.report("C_GetTokenInfo", &detail, rv, true),
+            Some(crash) => {
+                f.log(&format!("C_GetTokenInfo {} (injected)", crash_name(crash)));
+                self_destruct(crash)
+            }
+            None => {}
         }
         let rv = forward!(C_GetTokenInfo(slot, info));
         let add_flag = rv == CKR_OK && f.protected_auth_path && !info.is_null();

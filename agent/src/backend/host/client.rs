@@ -5,9 +5,15 @@
 //!   first call and again after it dies.
 //! * A call that takes longer than `request_timeout` gets REQUEST_TIMEOUT and its host is
 //!   killed (other calls on that host get MODULE_CRASHED naming why): nothing stays stuck.
+//! * A call that only *waited* in the host (for a token another request holds, such as a PIN
+//!   typed on a keypad) is answered TOKEN_BUSY by the host before that limit: waiting never
+//!   gets a host killed. A batch tells the agent after each signature that it goes on: its
+//!   limit is per signature.
 //! * A host that dies (a crash, an abort, an exit) fails the calls it held with MODULE_CRASHED;
-//!   one that dies again and again before it could serve is retried after a growing pause
-//!   (1 s, 2 s, … 60 s), and its error says when.
+//!   one that fails to start twice in a row, or dies five times within a minute (a library
+//!   that crashes on some request), is retried after a growing pause (1 s, 2 s, … 60 s), and
+//!   its error says when.
+//! * Reading the channel never waits behind writing to it (see [`Host::call`]).
 //! * Each host is reaped by its reader thread (no zombies), exits when the agent's end of the
 //!   channel closes (no orphans), and gets only the environment a module needs
 //!   ([`module_environment`]).
@@ -80,8 +86,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long a signature waits for the person at a PIN-pad reader unless configured.
 pub const DEFAULT_PIN_PAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// A host that dies within this of its start (or before its hello) "crashed at start".
-const EARLY_DEATH: Duration = Duration::from_secs(2);
+/// Deaths of started hosts within this are counted ([`Supervised::crashed`]).
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// Deaths of started hosts within [`CRASH_WINDOW`] restarted at once before the back-off.
+const CRASHES_BEFORE_BACK_OFF: u32 = 5;
 
 pub struct HostBackend {
     exe: PathBuf,
@@ -103,24 +111,73 @@ struct Supervisor {
 #[derive(Default)]
 struct Supervised {
     host: Option<Arc<Host>>,
-    /// Deaths at start in a row.
-    early_deaths: u32,
+    /// Starts that failed in a row (reset by a start that succeeds).
+    start_failures: u32,
+    /// When hosts that had started died (crashed, or were stopped because a call hung), over
+    /// the last [`CRASH_WINDOW`].
+    crashes: std::collections::VecDeque<Instant>,
     /// No new host before this.
     retry_at: Option<Instant>,
-    /// Why the last start failed (said again until `retry_at`).
+    /// Why the last one failed (said again until `retry_at`).
     last_error: Option<AgentError>,
+}
+
+impl Supervised {
+    /// A start failed: from the second in a row on, the next waits 1, 2, 4 … 60 s.
+    fn start_failed(&mut self, why: AgentError) {
+        self.start_failures += 1;
+        // The first failure may be a fluke: try again at once; then back off.
+        if self.start_failures >= 2 {
+            self.back_off(self.start_failures - 2);
+        }
+        self.last_error = Some(why);
+    }
+
+    /// A host that had started died. A few such deaths are restarted at once (a card pulled
+    /// mid-call, one hung call); from the [`CRASHES_BEFORE_BACK_OFF`]th within a minute on
+    /// (a library that crashes on some request, whoever sends it), the next start waits 1, 2,
+    /// 4 … 60 s.
+    fn crashed(&mut self, why: AgentError) {
+        let now = Instant::now();
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            self.crashes.pop_front();
+        }
+        self.crashes.push_back(now);
+        let n = self.crashes.len() as u32;
+        if n >= CRASHES_BEFORE_BACK_OFF {
+            self.back_off(n - CRASHES_BEFORE_BACK_OFF);
+        }
+        // Bounded: past 12 the pause is at its longest anyway.
+        if self.crashes.len() > 12 {
+            self.crashes.pop_front();
+        }
+        self.last_error = Some(why);
+    }
+
+    fn back_off(&mut self, step: u32) {
+        let secs = 1u64 << step.min(6);
+        self.retry_at = Some(Instant::now() + Duration::from_secs(secs.min(60)));
+    }
+
+    fn failures(&self) -> usize {
+        self.start_failures as usize + self.crashes.len()
+    }
 }
 
 /// A running host process.
 struct Host {
     name: String,
     pid: u32,
-    started: Instant,
-    stdin: Mutex<ChildStdin>,
+    /// The channel's writing end (non-blocking: see [`Host::write`]).
+    stdin: parking_lot::Mutex<ChildStdin>,
     /// The channel's reading end. Whoever holds it reads for everyone (see [`Host::call`]).
-    stdout: Mutex<ChildStdout>,
-    /// Calls waiting for their reply, by id.
-    pending: Mutex<HashMap<u64, mpsc::Sender<Delivery>>>,
+    stdout: parking_lot::Mutex<ChildStdout>,
+    /// Calls on their way, by id.
+    pending: Mutex<HashMap<u64, Slot>>,
     next_id: AtomicU64,
     /// Set once it is gone: why, as the error its calls get.
     death: OnceLock<AgentError>,
@@ -188,16 +245,19 @@ impl HostBackend {
     fn host(&self, allowed: &AllowedModule) -> Result<Arc<Host>> {
         let sup = self.supervisor(allowed)?;
         let mut st = lock(&sup.state);
-        if let Some(h) = &st.host {
+        if let Some(h) = st.host.take() {
             if h.serving() {
-                return Ok(h.clone());
+                st.host = Some(h.clone());
+                return Ok(h);
             }
-            if h.started.elapsed() < EARLY_DEATH {
-                st.early_deaths += 1;
-            } else {
-                st.early_deaths = 0;
-            }
-            st.host = None;
+            // It died, or is being stopped.
+            let why = h.death.get().cloned().unwrap_or_else(|| {
+                AgentError::with_message(
+                    ErrorReason::ModuleCrashed,
+                    format!("The PKCS #11 library {} was stopped.", h.name),
+                )
+            });
+            st.crashed(why);
         }
         if let Some(at) = st.retry_at {
             let now = Instant::now();
@@ -206,12 +266,19 @@ impl HostBackend {
                     .last_error
                     .clone()
                     .unwrap_or_else(|| AgentError::new(ErrorReason::ModuleCrashed));
+                let message = base
+                    .message
+                    .split("; it is restarted at the next request")
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('.')
+                    .to_string();
                 return Err(AgentError::with_message(
                     base.reason,
                     format!(
-                        "{} It failed {} times in a row at start; the next try is in {} s.",
-                        base.message.trim_end(),
-                        st.early_deaths,
+                        "{message}. It failed {} times lately, so it is not restarted at once: \
+                         the next try is in {} s.",
+                        st.failures(),
                         (at - now).as_secs().max(1)
                     ),
                 ));
@@ -221,17 +288,11 @@ impl HostBackend {
             Ok(h) => {
                 st.host = Some(h.clone());
                 st.retry_at = None;
-                st.last_error = None;
+                st.start_failures = 0;
                 Ok(h)
             }
             Err(e) => {
-                st.early_deaths += 1;
-                // The first failure may be a fluke: try again at once; then back off.
-                if st.early_deaths >= 2 {
-                    let secs = 1u64 << (st.early_deaths - 2).min(6);
-                    st.retry_at = Some(Instant::now() + Duration::from_secs(secs.min(60)));
-                }
-                st.last_error = Some(e.clone());
+                st.start_failed(e.clone());
                 Err(e)
             }
         }
@@ -318,12 +379,19 @@ impl HostBackend {
             return Err(e);
         }
         let stdout = reader.join().expect("the hello reader does not panic");
+        if let Err(e) = set_nonblocking(&stdin) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(AgentError::with_message(
+                ErrorReason::Internal,
+                e.to_string(),
+            ));
+        }
         let host = Arc::new(Host {
             name,
             pid,
-            started,
-            stdin: Mutex::new(stdin),
-            stdout: Mutex::new(stdout),
+            stdin: parking_lot::Mutex::new(stdin),
+            stdout: parking_lot::Mutex::new(stdout),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             death: OnceLock::new(),
@@ -361,6 +429,27 @@ impl HostBackend {
             .filter_map(|s| lock(&s.state).host.clone())
             .filter(|h| h.death.get().is_none())
             .collect()
+    }
+
+    /// Send `payload` to the host of `module` and get `reply_bytes` back after `delay_ms`,
+    /// touching no token: the channel's soak test. Returns the payload's length as the host
+    /// saw it, and the reply.
+    #[doc(hidden)]
+    pub fn echo(
+        &self,
+        module: &AllowedModule,
+        payload: String,
+        reply_bytes: u32,
+        delay_ms: u32,
+    ) -> Result<(usize, String)> {
+        self.call(
+            module,
+            Request::Echo {
+                payload,
+                reply_bytes,
+                delay_ms,
+            },
+        )
     }
 
     /// Process ids of the hosts running now (for tests and the benchmark).
@@ -429,10 +518,23 @@ fn forward_log(stderr: std::process::ChildStderr, module: String, pid: u32) {
         });
 }
 
-/// What a waiting call receives: its reply, or its turn to read the channel.
+/// What a waiting call receives: its reply, its turn to read the channel, or word that its
+/// call made headway (its deadline starts again).
 enum Delivery {
     Reply(Reply),
     YourTurn,
+    Progress,
+}
+
+/// Where a call stands, in [`Host::pending`].
+enum Slot {
+    /// Its request is still being written: it cannot read yet, so it is never handed the
+    /// reading role (it could be stuck writing into a full pipe while the replies pile up).
+    Writing,
+    /// Written; waiting for its reply or its turn to read.
+    Waiting(mpsc::Sender<Delivery>),
+    /// Its reply came while it was still writing.
+    Arrived(Reply),
 }
 
 /// How a turn at reading ended.
@@ -443,49 +545,78 @@ enum Read {
 }
 
 impl Host {
-    /// Send `request` and wait for its reply, at most `timeout`.
+    /// Send `request` and wait for its reply; at most `timeout` passes without the host saying
+    /// anything of it (a batch says after each signature that it goes on: see
+    /// [`Reply::progress`]).
     ///
-    /// There is no reader thread: a caller that finds the channel free reads it, handing the
-    /// replies of others to them, until its own comes; then it passes the reading role to a
-    /// waiting caller. A lone call therefore reads its own reply, with no thread in between.
+    /// There is no reader thread: a caller that has written its request and finds the channel
+    /// free reads it, handing the replies of others to them, until its own comes; then it
+    /// passes the reading role to another caller that has written its request. A lone call
+    /// therefore reads its own reply, with no thread in between.
+    ///
+    /// Reading never waits behind writing: a caller is given the reading role only once its
+    /// request is written, and a reply due to a caller still writing is kept for it. So
+    /// whenever the host has a reply to write, somebody reads it (or will, as soon as their
+    /// write returns), and the host's writers never block the host's reader for good. A write
+    /// itself is bounded by the deadline (the pipe is non-blocking): a host that stops reading
+    /// its requests is stopped like one that stops answering.
     fn call<T: DeserializeOwned>(&self, request: Request, timeout: Duration) -> Result<T> {
         if let Some(e) = self.death.get() {
             return Err(e.clone());
         }
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(id, Slot::Writing);
+        if let Err(e) = self.write(&Call { id, request }, deadline) {
+            lock(&self.pending).remove(&id);
+            return Err(match e.kind() {
+                std::io::ErrorKind::TimedOut => self.timed_out(timeout),
+                _ => self.wait_death(),
+            });
+        }
         // Unbounded: a reply must never find the channel full of turns (it was lost once so).
         let (tx, rx) = mpsc::channel();
-        lock(&self.pending).insert(id, tx);
-        let sent = {
-            let mut stdin = lock(&self.stdin);
-            wire::send(&mut *stdin, &Call { id, request })
+        let early = {
+            let mut pending = lock(&self.pending);
+            match pending.remove(&id) {
+                Some(Slot::Arrived(reply)) => Some(reply),
+                _ => {
+                    pending.insert(id, Slot::Waiting(tx));
+                    None
+                }
+            }
         };
-        if sent.is_err() {
+        // The reaper sets `death` before it fails the waiting calls: if it has, it may have
+        // done so before we were waiting.
+        if early.is_none() && self.death.get().is_some() {
             lock(&self.pending).remove(&id);
             return Err(self.wait_death());
         }
-        let reply = loop {
-            if let Ok(mut stdout) = self.stdout.try_lock() {
-                let turn = self.read_for(&mut stdout, id, &rx, deadline);
-                drop(stdout);
-                lock(&self.pending).remove(&id);
-                self.pass_the_turn();
-                match turn {
-                    Read::Mine(reply) => break reply,
-                    Read::TimedOut => return Err(self.timed_out(timeout)),
-                    Read::Ended => return Err(self.wait_death()),
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(Delivery::Reply(reply)) => break reply,
-                Ok(Delivery::YourTurn) => continue,
-                Err(_) => {
+        let reply = match early {
+            Some(reply) => reply,
+            None => loop {
+                if let Some(mut stdout) = self.stdout.try_lock() {
+                    let turn = self.read_for(&mut stdout, id, &rx, &mut deadline, timeout);
+                    drop(stdout);
                     lock(&self.pending).remove(&id);
-                    return Err(self.timed_out(timeout));
+                    self.pass_the_turn();
+                    match turn {
+                        Read::Mine(reply) => break reply,
+                        Read::TimedOut => return Err(self.timed_out(timeout)),
+                        Read::Ended => return Err(self.wait_death()),
+                    }
                 }
-            }
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(Delivery::Reply(reply)) => break reply,
+                    Ok(Delivery::YourTurn) => continue,
+                    Ok(Delivery::Progress) => deadline = Instant::now() + timeout,
+                    Err(_) => {
+                        lock(&self.pending).remove(&id);
+                        return Err(self.timed_out(timeout));
+                    }
+                }
+            },
         };
         match (reply.ok, reply.err) {
             (_, Some(e)) => Err(e.into()),
@@ -496,22 +627,46 @@ impl Host {
         }
     }
 
+    /// Write one call, giving up at `deadline` (`TimedOut`). The writers take turns; one
+    /// that cannot get its turn before the deadline gives up too.
+    fn write(&self, call: &Call, deadline: Instant) -> std::io::Result<()> {
+        let Some(mut stdin) = self.stdin.try_lock_until(deadline) else {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        };
+        let mut out = DeadlineWriter {
+            pipe: &mut stdin,
+            deadline,
+        };
+        let written = wire::send(&mut out, call);
+        if written
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            // Part of a frame may be in the pipe: the channel is unusable from here on.
+            self.kill("it stopped reading its requests".into());
+        }
+        written
+    }
+
     /// Read the channel until reply `id` comes, delivering the others to their callers.
     fn read_for(
         &self,
         stdout: &mut ChildStdout,
         id: u64,
         rx: &mpsc::Receiver<Delivery>,
-        deadline: Instant,
+        deadline: &mut Instant,
+        timeout: Duration,
     ) -> Read {
         loop {
             // A previous reader may have delivered ours just before passing the turn.
             while let Ok(d) = rx.try_recv() {
-                if let Delivery::Reply(r) = d {
-                    return Read::Mine(r);
+                match d {
+                    Delivery::Reply(r) => return Read::Mine(r),
+                    Delivery::Progress => *deadline = Instant::now() + timeout,
+                    Delivery::YourTurn => {}
                 }
             }
-            if !readable_before(stdout, deadline) {
+            if !readable_before(stdout, *deadline) {
                 return Read::TimedOut;
             }
             let Ok(frame) = wire::read_frame(stdout) else {
@@ -522,17 +677,44 @@ impl Host {
                 return Read::Ended;
             };
             if reply.id == id {
+                if reply.progress {
+                    *deadline = Instant::now() + timeout;
+                    continue;
+                }
                 return Read::Mine(reply);
             }
-            if let Some(tx) = lock(&self.pending).remove(&reply.id) {
-                let _ = tx.send(Delivery::Reply(reply));
-            }
+            self.deliver(reply);
         }
     }
 
-    /// Give the reading role to a call still waiting, if any.
+    /// Hand `reply` to the call it answers (kept for it if it is still writing; dropped if
+    /// nobody waits for it any more).
+    fn deliver(&self, reply: Reply) {
+        let mut pending = lock(&self.pending);
+        let Some(slot) = pending.get_mut(&reply.id) else {
+            return;
+        };
+        match slot {
+            Slot::Waiting(tx) if reply.progress => {
+                let _ = tx.send(Delivery::Progress);
+            }
+            Slot::Waiting(_) => {
+                if let Some(Slot::Waiting(tx)) = pending.remove(&reply.id) {
+                    let _ = tx.send(Delivery::Reply(reply));
+                }
+            }
+            Slot::Writing if !reply.progress => *slot = Slot::Arrived(reply),
+            Slot::Writing | Slot::Arrived(_) => {}
+        }
+    }
+
+    /// Give the reading role to a call that is waiting (its request written), if any.
     fn pass_the_turn(&self) {
-        if let Some(tx) = lock(&self.pending).values().next() {
+        let pending = lock(&self.pending);
+        if let Some(tx) = pending.values().find_map(|s| match s {
+            Slot::Waiting(tx) => Some(tx),
+            _ => None,
+        }) {
             let _ = tx.send(Delivery::YourTurn);
         }
     }
@@ -572,12 +754,11 @@ impl Host {
 
     /// Stop the host at once (it hung): its calls get MODULE_CRASHED with `why`.
     fn kill(&self, why: String) {
-        if self.death.get().is_some() {
+        if self.death.get().is_some() || self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
         tracing::warn!(module = %self.name, pid = self.pid, "stopping the module host: {why}");
         *lock(&self.kill_reason) = Some(why);
-        self.stopping.store(true, Ordering::SeqCst);
         #[cfg(unix)]
         // SAFETY: kill(2) on the pid of our own child, not reaped yet (the reaper sets `death`
         // after waitpid, and we checked it is unset).
@@ -589,7 +770,8 @@ impl Host {
     /// The reaper thread: wait for the host to end, say why, and fail every call still waiting.
     fn reap(self: Arc<Self>, mut child: Child) {
         let status = reap(&mut child);
-        let message = match lock(&self.kill_reason).take() {
+        let killed = lock(&self.kill_reason).take();
+        let message = match &killed {
             Some(why) => format!(
                 "The process serving the PKCS #11 library {} was stopped ({why}); it is restarted at the next request.",
                 self.name
@@ -607,28 +789,67 @@ impl Host {
         let error = AgentError::with_message(ErrorReason::ModuleCrashed, message);
         let _ = self.death.set(error.clone());
         let waiting: Vec<_> = lock(&self.pending).drain().collect();
-        for (id, tx) in waiting {
-            let _ = tx.send(Delivery::Reply(Reply {
-                id,
-                ok: None,
-                err: Some((&error).into()),
-            }));
+        for (id, slot) in waiting {
+            if let Slot::Waiting(tx) = slot {
+                let _ = tx.send(Delivery::Reply(Reply::to(id, Err((&error).into()))));
+            }
         }
     }
 }
 
+/// A writer into the host's non-blocking stdin that waits for room until a deadline.
+struct DeadlineWriter<'a> {
+    pipe: &'a mut ChildStdin,
+    deadline: Instant,
+}
+
+impl std::io::Write for DeadlineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.pipe.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !ready_before(&*self.pipe, libc_events::OUT, self.deadline) {
+                        return Err(std::io::ErrorKind::TimedOut.into());
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.pipe.flush()
+    }
+}
+
+/// The poll(2) events [`ready_before`] waits for.
+mod libc_events {
+    #[cfg(unix)]
+    pub const IN: i16 = libc::POLLIN;
+    #[cfg(unix)]
+    pub const OUT: i16 = libc::POLLOUT;
+    #[cfg(not(unix))]
+    pub const IN: i16 = 1;
+    #[cfg(not(unix))]
+    pub const OUT: i16 = 4;
+}
+
 /// Wait until `stdout` has data (or the other end closed), at most until `deadline`.
-#[cfg(unix)]
 fn readable_before(stdout: &ChildStdout, deadline: Instant) -> bool {
-    use std::os::fd::AsRawFd;
+    ready_before(stdout, libc_events::IN, deadline)
+}
+
+/// Wait until `pipe` is ready for `events` (or broken), at most until `deadline`.
+#[cfg(unix)]
+fn ready_before(pipe: &impl std::os::fd::AsRawFd, events: i16, deadline: Instant) -> bool {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return false;
         }
         let mut fd = libc::pollfd {
-            fd: stdout.as_raw_fd(),
-            events: libc::POLLIN,
+            fd: pipe.as_raw_fd(),
+            events,
             revents: 0,
         };
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
@@ -639,15 +860,35 @@ fn readable_before(stdout: &ChildStdout, deadline: Instant) -> bool {
             _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
                 continue
             }
-            // A broken descriptor: reading it will say so.
+            // A broken descriptor: using it will say so.
             _ => return true,
         }
     }
 }
 
 #[cfg(not(unix))]
-fn readable_before(_: &ChildStdout, _: Instant) -> bool {
+fn ready_before<P>(_: &P, _: i16, _: Instant) -> bool {
     true
+}
+
+/// Make the agent's end of the host's stdin non-blocking (see [`DeadlineWriter`]).
+#[cfg(unix)]
+fn set_nonblocking(pipe: &ChildStdin) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; only the O_NONBLOCK status flag changes.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_nonblocking(_: &ChildStdin) -> std::io::Result<()> {
+    Ok(())
 }
 
 impl Backend for HostBackend {

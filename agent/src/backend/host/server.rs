@@ -11,7 +11,7 @@
 use super::wire::{self, Call, Hello, Reply, Request, WireCertificate, WireError};
 use crate::allowlist::{AllowedModule, Allowlist};
 use crate::backend::pkcs11::{CryptokiBackend, LoginPolicy};
-use crate::backend::{Backend, Credential, SignRequest};
+use crate::backend::{Backend, Credential, Progress, SignRequest};
 use crate::error::{AgentError, Result};
 use keyport_protocol::ErrorReason;
 use serde::Serialize;
@@ -24,8 +24,15 @@ use zeroize::Zeroizing;
 
 /// The argument that selects host mode (hidden from `--help`).
 pub const HOST_ARG: &str = "__module-host";
-/// Calls running at once in one host.
-const WORKERS: usize = 16;
+/// Calls running at once in one host, at most. The agent sends no more than its blocking
+/// threads (`MAX_BLOCKING_THREADS`, 64) at once.
+const WORKERS: usize = 64;
+/// Calls running at once in one host unless `KEYPORT_HOST_WORKERS` says otherwise: more than
+/// one site may have in flight (32), so that calls waiting on the token (a keypad, a turn at
+/// signing, a slow card) always leave threads for the ones that do not (`pkcs11.info`,
+/// reading certificates). CPU-bound signatures are bounded separately (the signing gate).
+/// An idle worker is a parked thread.
+const DEFAULT_WORKERS: usize = 48;
 /// The longest wait for a slot event one call may ask for.
 const MAX_WAIT_MS: u64 = 10_000;
 
@@ -46,6 +53,8 @@ impl HostArgs {
             self.policy.keep_logged_in.to_string(),
             "--idle-logout-ms".into(),
             self.policy.idle_timeout.as_millis().to_string(),
+            "--lock-wait-ms".into(),
+            self.policy.lock_wait.as_millis().to_string(),
         ]
     }
 
@@ -59,6 +68,9 @@ impl HostArgs {
                 "--keep-logged-in" => policy.keep_logged_in = it.next()?.parse().ok()?,
                 "--idle-logout-ms" => {
                     policy.idle_timeout = Duration::from_millis(it.next()?.parse().ok()?)
+                }
+                "--lock-wait-ms" => {
+                    policy.lock_wait = Duration::from_millis(it.next()?.parse().ok()?)
                 }
                 _ => return None,
             }
@@ -180,15 +192,12 @@ fn serve(channel: Arc<Channel>, backend: Arc<CryptokiBackend>, module: AllowedMo
                     };
                     if matches!(call.request, Request::Shutdown) {
                         backend.shutdown();
-                        let _ = channel.send(&Reply {
-                            id: call.id,
-                            ok: RawValue::from_string("null".into()).ok(),
-                            err: None,
-                        });
+                        let null = RawValue::from_string("null".into()).expect("JSON");
+                        let _ = channel.send(&Reply::to(call.id, Ok(null)));
                         crate::logging::flush();
                         std::process::exit(0);
                     }
-                    let reply = run(backend.as_ref(), &module, call);
+                    let reply = run(backend.as_ref(), &module, call, &channel);
                     if channel.send(&reply).is_err() {
                         end(&backend, "");
                     }
@@ -206,15 +215,12 @@ fn serve(channel: Arc<Channel>, backend: Arc<CryptokiBackend>, module: AllowedMo
     ExitCode::SUCCESS
 }
 
-/// Threads serving calls at once: enough for the cores, a few more for calls that wait on
-/// the token rather than compute (a PIN pad, a slow card), never so many that CPU-bound calls
-/// time-slice each other into long tails.
+/// Threads serving calls at once ([`DEFAULT_WORKERS`]).
 fn workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::env::var("KEYPORT_HOST_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(cores * 2)
+        .unwrap_or(DEFAULT_WORKERS)
         .clamp(1, WORKERS)
 }
 
@@ -243,24 +249,17 @@ fn end(backend: &Arc<CryptokiBackend>, why: &str) -> ! {
 }
 
 fn reply<T: Serialize>(id: u64, result: Result<T>) -> Reply {
-    match result.and_then(|v| {
+    let result = result.and_then(|v| {
         serde_json::value::to_raw_value(&v)
             .map_err(|_| AgentError::new(keyport_protocol::ErrorReason::Internal))
-    }) {
-        Ok(v) => Reply {
-            id,
-            ok: Some(v),
-            err: None,
-        },
-        Err(e) => Reply {
-            id,
-            ok: None,
-            err: Some(WireError::from(&e)),
-        },
-    }
+    });
+    Reply::to(id, result.map_err(|e| WireError::from(&e)))
 }
 
-fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
+/// The longest pause an [`Request::Echo`] may ask for.
+const MAX_ECHO_DELAY_MS: u32 = 2_000;
+
+fn run(backend: &dyn Backend, module: &AllowedModule, call: Call, channel: &Channel) -> Reply {
     let id = call.id;
     match call.request {
         Request::Info => reply(id, backend.info(module)),
@@ -302,6 +301,11 @@ fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
             let Some(digests) = digests else {
                 return reply::<()>(id, Err(AgentError::new(ErrorReason::Internal)));
             };
+            // Each signature of a batch tells the agent the call goes on, so that its time
+            // limit is per signature, not per batch.
+            let progress = || {
+                let _ = channel.send(&Reply::progress(id));
+            };
             let request = SignRequest {
                 slot_id,
                 key_id: &key_id,
@@ -309,6 +313,7 @@ fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
                 algorithm,
                 scheme,
                 digests: &digests,
+                progress: (digests.len() > 1).then_some(Progress(&progress)),
             };
             reply(
                 id,
@@ -328,6 +333,17 @@ fn run(backend: &dyn Backend, module: &AllowedModule, call: Call) -> Reply {
         }
         // Handled by the reader (it must not run on a worker that could be stuck).
         Request::Shutdown => reply(id, Ok(())),
+        Request::Echo {
+            payload,
+            reply_bytes,
+            delay_ms,
+        } => {
+            std::thread::sleep(Duration::from_millis(
+                delay_ms.min(MAX_ECHO_DELAY_MS).into(),
+            ));
+            let n = (reply_bytes as usize).min(wire::MAX_FRAME_BYTES - 64);
+            reply(id, Ok((payload.len(), "x".repeat(n))))
+        }
     }
 }
 
@@ -342,6 +358,7 @@ mod tests {
             policy: LoginPolicy {
                 keep_logged_in: false,
                 idle_timeout: Duration::from_millis(1500),
+                lock_wait: Duration::from_millis(2500),
             },
         };
         let argv = args.to_args();
@@ -350,6 +367,7 @@ mod tests {
         assert_eq!(back.module, "/usr/lib/x.so");
         assert!(!back.policy.keep_logged_in);
         assert_eq!(back.policy.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(back.policy.lock_wait, Duration::from_millis(2500));
         assert!(HostArgs::parse(&["--module".into()]).is_none());
         assert!(HostArgs::parse(&["--bogus".into(), "1".into()]).is_none());
     }

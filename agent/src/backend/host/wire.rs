@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use zeroize::Zeroizing;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// What a frame's buffer starts at; it grows as the bytes arrive.
@@ -77,6 +77,14 @@ pub enum Request {
     LogoutAll,
     /// Log out, finalise the module and exit.
     Shutdown,
+    /// Answer with `reply_bytes` bytes after `delay_ms` (at most 2 s), touching no module: the
+    /// channel's soak test sends requests and gets replies larger than a pipe buffer.
+    Echo {
+        payload: String,
+        reply_bytes: u32,
+        #[serde(default)]
+        delay_ms: u32,
+    },
 }
 
 /// A request with its id.
@@ -87,15 +95,44 @@ pub struct Call {
     pub request: Request,
 }
 
-/// An answer: the result's JSON, or an error.
+/// An answer: the result's JSON, or an error; or, with `progress`, word that the call is
+/// still making headway (a batch signed one more digest): its deadline starts again.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reply {
     pub id: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub progress: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ok: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err: Option<WireError>,
+}
+
+impl Reply {
+    /// The answer `result` to call `id`.
+    pub fn to(id: u64, result: Result<Box<RawValue>, WireError>) -> Reply {
+        let (ok, err) = match result {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        Reply {
+            id,
+            progress: false,
+            ok,
+            err,
+        }
+    }
+
+    /// Call `id` made headway.
+    pub fn progress(id: u64) -> Reply {
+        Reply {
+            id,
+            progress: true,
+            ok: None,
+            err: None,
+        }
+    }
 }
 
 /// An [`AgentError`] on the wire.

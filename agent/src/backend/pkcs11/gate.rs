@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 pub(super) struct Gate {
     max: usize,
@@ -43,20 +44,45 @@ impl Gate {
     }
 
     /// Wait for a place, behind everyone who came earlier.
+    #[cfg(test)]
     pub(super) fn enter(&self) -> Turn<'_> {
+        self.enter_within(Duration::MAX)
+            .expect("an unbounded wait ends with a place")
+    }
+
+    /// [`Gate::enter`], giving up after `wait` (None: the place was not given in time, and
+    /// the ticket is taken out of the queue).
+    pub(super) fn enter_within(&self, wait: Duration) -> Option<Turn<'_>> {
+        let deadline = Instant::now().checked_add(wait);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let ticket = s.next_ticket;
         s.next_ticket += 1;
         s.queue.push_back(ticket);
         while !(s.inside < self.max && s.queue.front() == Some(&ticket)) {
-            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = match deadline {
+                None => self.changed.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        s.queue.retain(|t| *t != ticket);
+                        drop(s);
+                        // Whoever was behind us may be first now.
+                        self.changed.notify_all();
+                        return None;
+                    }
+                    self.changed
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
         s.queue.pop_front();
         s.inside += 1;
         drop(s);
         // The next in line may fit too.
         self.changed.notify_all();
-        Turn(self)
+        Some(Turn(self))
     }
 }
 
@@ -120,5 +146,22 @@ mod tests {
         assert!(most <= 2, "{most}");
         order.sort_unstable();
         assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_bounded_wait_gives_up_and_leaves_the_queue_to_those_behind() {
+        let gate = Arc::new(Gate::new(1));
+        let held = gate.enter();
+        assert!(gate.enter_within(Duration::from_millis(30)).is_none());
+        // The one that gave up is out of the queue: the next comes in as soon as the place
+        // is free.
+        let g = gate.clone();
+        let next = std::thread::spawn(move || g.enter_within(Duration::from_secs(10)).is_some());
+        while gate.state.lock().unwrap().queue.is_empty() {
+            std::thread::yield_now();
+        }
+        drop(held);
+        assert!(next.join().unwrap());
+        assert!(gate.state.lock().unwrap().queue.is_empty());
     }
 }

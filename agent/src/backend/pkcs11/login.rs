@@ -28,6 +28,7 @@ use cryptoki::session::UserType;
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use keyport_protocol::{ErrorReason, Pin, PinState};
+use parking_lot::{RwLockUpgradableReadGuard, RwLockWriteGuard};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -39,6 +40,10 @@ use zeroize::Zeroizing;
 pub struct LoginPolicy {
     pub keep_logged_in: bool,
     pub idle_timeout: Duration,
+    /// Longest wait for another request's hold on a token (its login lock, a turn at
+    /// signing): past it, TOKEN_BUSY. Below the agent's time limit for a call, so that a
+    /// request that only waited is answered before it could look hung.
+    pub lock_wait: Duration,
 }
 
 impl Default for LoginPolicy {
@@ -46,8 +51,15 @@ impl Default for LoginPolicy {
         LoginPolicy {
             keep_logged_in: true,
             idle_timeout: Duration::from_secs(300),
+            lock_wait: lock_wait_for(Duration::from_secs(30)),
         }
     }
+}
+
+/// The [`LoginPolicy::lock_wait`] for a time limit per call of `limit`: a few seconds less
+/// (at least half of it), so that the answer TOKEN_BUSY arrives before the limit.
+pub fn lock_wait_for(limit: Duration) -> Duration {
+    limit.saturating_sub(Duration::from_secs(3)).max(limit / 2)
 }
 
 /// A salted SHA-256 of the PIN that logged a token in.
@@ -188,7 +200,7 @@ impl CryptokiBackend {
     ) -> Result<Vec<Vec<u8>>> {
         let result = (|| {
             if self.policy.keep_logged_in {
-                let login = t.login.read().unwrap_or_else(|e| e.into_inner());
+                let login = t.sessions(self.policy.lock_wait)?;
                 if login.vouches_for(pin, t.generation()) {
                     match t.sign_logged_in(&m.ctx, req) {
                         Ok(sig) => return Ok(sig),
@@ -207,8 +219,10 @@ impl CryptokiBackend {
 
     /// Sign after the person types the PIN on the reader. Every such signature logs in anew
     /// (the person's keypad entry is their yes to this one signature) and logs out after, so
-    /// no later request rides on it, PIN or not. The token's login lock is held while the
-    /// reader waits; a turn at signing (`gate`) only for the signature itself.
+    /// no later request rides on it, PIN or not. While the reader waits, the token's login
+    /// lock is held against other logins and logouts, not against reads of public objects (a
+    /// page listing certificates meanwhile is not held up for the minute the person may
+    /// take); a turn at signing (`gate`) only for the signature itself.
     pub(super) fn sign_with_pin_pad(
         &self,
         m: &Module,
@@ -227,11 +241,21 @@ impl CryptokiBackend {
         if info.user_pin_locked() {
             return Err(AgentError::new(ErrorReason::PinLocked).with_pin_state(PinState::Locked));
         }
-        let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
+        let wait = self.policy.lock_wait;
+        let keypad = t.own_login_keypad(wait)?;
+        let Ok(mut login) = RwLockUpgradableReadGuard::try_upgrade_for(keypad, wait) else {
+            return Err(AgentError::new(ErrorReason::TokenBusy));
+        };
         t.logout_locked(&m.ctx, &mut login);
+        let keypad = RwLockWriteGuard::downgrade_to_upgradable(login);
         t.login_verified(&m.ctx, None)?;
         let result = {
-            let _turn = gate.enter();
+            let Some(_turn) = gate.enter_within(wait) else {
+                // Logged in on the person's keypad entry: never leave it so.
+                let mut login = RwLockUpgradableReadGuard::upgrade(keypad);
+                t.logout_locked(&m.ctx, &mut login);
+                return Err(AgentError::new(ErrorReason::TokenBusy));
+            };
             match t.sign_logged_in(&m.ctx, req) {
                 Ok(sig) => Ok(sig),
                 Err(SignFailure::Error(e)) => Err(e),
@@ -241,6 +265,8 @@ impl CryptokiBackend {
                 )),
             }
         };
+        // Readers of public objects finish within their own calls; then the logout.
+        let mut login = RwLockUpgradableReadGuard::upgrade(keypad);
         t.logout_locked(&m.ctx, &mut login);
         if result.is_ok() {
             t.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
@@ -276,7 +302,7 @@ impl CryptokiBackend {
             }
         }
 
-        let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
+        let mut login = t.own_login(self.policy.lock_wait)?;
         // Another request may have logged in with this very PIN while we waited for the lock.
         if self.policy.keep_logged_in && login.vouches_for(pin, t.generation()) {
             match t.sign_logged_in(&m.ctx, req) {
@@ -311,7 +337,7 @@ impl CryptokiBackend {
     pub(super) fn logout_everything(&self) {
         for m in self.loaded() {
             for t in m.tokens() {
-                let mut login = t.login.write().unwrap_or_else(|e| e.into_inner());
+                let mut login = t.login.write();
                 if login.verifier.is_some() {
                     t.logout_locked(&m.ctx, &mut login);
                     tracing::info!(slot = t.slot.id(), "token logged out");
@@ -330,7 +356,7 @@ impl CryptokiBackend {
                     continue;
                 }
                 // Never wait for a busy token: it is not idle.
-                let Ok(mut login) = t.login.try_write() else {
+                let Some(mut login) = t.login.try_write() else {
                     continue;
                 };
                 if login.verifier.is_some() {

@@ -17,7 +17,7 @@ mod info;
 mod login;
 mod token;
 
-pub use login::LoginPolicy;
+pub use login::{lock_wait_for, LoginPolicy};
 
 use super::{
     Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait, TokenIdentity,
@@ -230,8 +230,12 @@ impl CryptokiBackend {
     }
 
     /// Every certificate on the token (and the certificate cache refreshed).
-    fn read_certificates(m: &Module, t: &TokenState) -> Result<Vec<CertificateObject>> {
-        let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
+    fn read_certificates(
+        m: &Module,
+        t: &TokenState,
+        wait: Duration,
+    ) -> Result<Vec<CertificateObject>> {
+        let _using = t.sessions(wait)?;
         t.with_session(&m.ctx, |s| {
             let template = [
                 Attribute::Class(ObjectClass::CERTIFICATE),
@@ -262,14 +266,19 @@ impl CryptokiBackend {
     }
 
     /// The certificate with CKA_ID `id` (from the cache when read recently).
-    fn read_certificate(m: &Module, t: &TokenState, id: &[u8]) -> Result<CertificateObject> {
+    fn read_certificate(
+        m: &Module,
+        t: &TokenState,
+        id: &[u8],
+        wait: Duration,
+    ) -> Result<CertificateObject> {
         if let Some(der) = t.cached_cert(id) {
             return Ok(CertificateObject {
                 id: id.to_vec(),
                 der: der.to_vec(),
             });
         }
-        let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
+        let _using = t.sessions(wait)?;
         let der = t.with_session(&m.ctx, |s| {
             let template = [
                 Attribute::Class(ObjectClass::CERTIFICATE),
@@ -351,13 +360,15 @@ impl Backend for CryptokiBackend {
 
     fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>> {
         let m = self.module(module)?;
-        self.on_token(&m, slot_id, |t| Self::read_certificates(&m, t))
+        self.on_token(&m, slot_id, |t| {
+            Self::read_certificates(&m, t, self.policy.lock_wait)
+        })
     }
 
     fn key_ids(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<Vec<u8>>> {
         let m = self.module(module)?;
         self.on_token(&m, slot_id, |t| {
-            let _using = t.login.read().unwrap_or_else(|e| e.into_inner());
+            let _using = t.sessions(self.policy.lock_wait)?;
             t.with_session(&m.ctx, |s| {
                 let ids_of = |class| -> std::result::Result<Vec<Vec<u8>>, CkError> {
                     let mut ids = Vec::new();
@@ -389,14 +400,16 @@ impl Backend for CryptokiBackend {
         id: &[u8],
     ) -> Result<CertificateObject> {
         let m = self.module(module)?;
-        self.on_token(&m, slot_id, |t| Self::read_certificate(&m, t, id))
+        self.on_token(&m, slot_id, |t| {
+            Self::read_certificate(&m, t, id, self.policy.lock_wait)
+        })
     }
 
     fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<Vec<u8>>> {
         let m = self.module(module)?;
         let signature = self.on_token(&m, req.slot_id, |t| {
             // The key must be that of a certificate on the token (usually cached).
-            let cert = Self::read_certificate(&m, t, req.key_id)?;
+            let cert = Self::read_certificate(&m, t, req.key_id, self.policy.lock_wait)?;
             if req.scheme == keyport_protocol::SignatureScheme::Pss {
                 // Refused before any login: an EC key, or a token without the mechanism.
                 if !matches!(
@@ -418,7 +431,9 @@ impl Backend for CryptokiBackend {
             }
             match req.credential {
                 Credential::Pin(pin) => {
-                    let _turn = self.signing.enter();
+                    let Some(_turn) = self.signing.enter_within(self.policy.lock_wait) else {
+                        return Err(ErrorReason::TokenBusy.into());
+                    };
                     self.sign_with_policy(&m, t, req, pin)
                 }
                 // The wait for the person at the reader must not hold a turn at signing.

@@ -28,9 +28,10 @@ use cryptoki::session::{Session, SessionState};
 use cryptoki::slot::Slot;
 use keyport_protocol::ErrorReason;
 use keyport_protocol::{AlgorithmReference, SignatureScheme};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -98,6 +99,14 @@ type CachedCert = (Instant, Arc<Vec<u8>>);
 /// certificates always reads the token (and refreshes this cache); a token error clears it.
 const CERT_TTL: Duration = Duration::from_secs(10);
 
+fn busy() -> AgentError {
+    AgentError::with_message(
+        ErrorReason::TokenBusy,
+        "The token is busy with another request (a PIN being typed on its reader, or other \
+         signatures); nothing was done. Retry in a moment.",
+    )
+}
+
 /// Why a signature on a (believed) logged-in token did not happen.
 pub(super) enum SignFailure {
     NotLoggedIn,
@@ -122,6 +131,27 @@ impl TokenState {
             generation: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
+    }
+
+    /// Use the token's sessions (the login lock, shared), waiting at most `wait` for a login
+    /// or logout in progress (a PIN typed on the reader's keypad can take a minute): past it,
+    /// TOKEN_BUSY, typed and in time, so that a request that merely waited never looks hung.
+    pub(super) fn sessions(&self, wait: Duration) -> Result<RwLockReadGuard<'_, Login>> {
+        self.login.try_read_for(wait).ok_or_else(busy)
+    }
+
+    /// Log in or out (the login lock, alone), waiting at most `wait`.
+    pub(super) fn own_login(&self, wait: Duration) -> Result<RwLockWriteGuard<'_, Login>> {
+        self.login.try_write_for(wait).ok_or_else(busy)
+    }
+
+    /// The login lock for a login at the reader's keypad: no other login or logout meanwhile,
+    /// but reads of public objects go on (upgraded to log out, before and after).
+    pub(super) fn own_login_keypad(
+        &self,
+        wait: Duration,
+    ) -> Result<RwLockUpgradableReadGuard<'_, Login>> {
+        self.login.try_upgradable_read_for(wait).ok_or_else(busy)
     }
 
     pub(super) fn generation(&self) -> u64 {
@@ -280,7 +310,13 @@ impl TokenState {
         let signed = req
             .digests
             .iter()
-            .map(|digest| self.sign_on(&session, req, digest, true))
+            .map(|digest| {
+                let sig = self.sign_on(&session, req, digest, true);
+                if let (Ok(_), Some(progress)) = (&sig, req.progress) {
+                    (progress.0)();
+                }
+                sig
+            })
             .collect::<std::result::Result<Vec<_>, _>>();
         match signed {
             Err(SignFailure::Error(e)) if e.reason == ErrorReason::DeviceError => {
