@@ -30,6 +30,21 @@ pub struct Agent {
     pub tokens: crate::events::TokenBoard,
 }
 
+/// Cleared when the future that waits for a blocking call is dropped or done.
+struct Wanted(Arc<std::sync::atomic::AtomicBool>);
+
+impl Default for Wanted {
+    fn default() -> Self {
+        Wanted(Arc::new(std::sync::atomic::AtomicBool::new(true)))
+    }
+}
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Agent {
     /// The state for `config`, over `backend` (which owns its own background work, such as the
     /// idle logout), asking the person through `consent_ui` (none: only trusted callers sign).
@@ -107,8 +122,18 @@ impl Agent {
     {
         let backend = self.backend.clone();
         let share = crate::server::rpc::request_share();
+        // Work nobody waits for any more (its connection closed, or it timed out while queued
+        // for a blocking thread) is dropped before it reaches the token.
+        let wanted = Wanted::default();
+        let still_wanted = wanted.0.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _share = share;
+            if !still_wanted.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(AgentError::with_message(
+                    ErrorReason::RequestTimeout,
+                    "Nobody waits for this request any more; it was dropped unrun.",
+                ));
+            }
             f(backend.as_ref())
         });
         // A backend that enforces the limit itself (the module host stops a library that hangs

@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
         caller: Caller::Local { trusted: true },
         id: 1,
         in_flight: Arc::new(tokio::sync::Semaphore::new(4)),
+        origin_in_flight: Arc::new(tokio::sync::Semaphore::new(8)),
         // Notifications (slot events) go nowhere; subscriptions are bounded per connection.
         notifier: Some(keyport::events::Notifier::new(1, |_| true)),
     };

@@ -53,7 +53,7 @@ pub(super) async fn serve<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     caller: Caller,
     shared: Arc<Shared>,
-    _admitted: Admitted,
+    admitted: Admitted,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -74,6 +74,7 @@ pub(super) async fn serve<S>(
         caller,
         id,
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight_per_connection)),
+        origin_in_flight: admitted.origin_in_flight(),
         notifier: Some(Notifier::new(id, move |text| match weak.upgrade() {
             Some(outbox) if !outbox.overflow.is_cancelled() => {
                 outbox.push(Message::text(text));

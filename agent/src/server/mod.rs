@@ -65,6 +65,13 @@ impl Limits {
         }
     }
 
+    /// Requests in flight from one caller over all its connections: twice a connection's, at
+    /// most 32 (half the agent's 64 blocking threads), so that one site, however many tabs or
+    /// reconnections it has, leaves threads for the others.
+    pub fn max_in_flight_per_origin(&self) -> usize {
+        (self.max_in_flight_per_connection * 2).clamp(1, 32)
+    }
+
     /// Messages larger than this close the connection (code 1009); between `max_message_bytes`
     /// and this they get error -32007 and the connection stays usable.
     fn hard_message_bytes(&self) -> usize {
@@ -77,6 +84,10 @@ pub(crate) struct Admission {
     limits: Limits,
     open: Mutex<HashMap<String, usize>>,
     total: Mutex<usize>,
+    /// Requests in flight per caller, over all its connections (see
+    /// [`Limits::max_in_flight_per_origin`]). Held weakly: an entry lives while a connection
+    /// or a token call of that caller holds it.
+    in_flight: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Semaphore>>>,
 }
 
 /// A WebSocket connection's place in [`Admission`]; given back on drop.
@@ -100,6 +111,22 @@ impl Drop for Admitted {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Admitted {
+    /// The in-flight places of this connection's caller, shared by all its connections.
+    pub fn origin_in_flight(&self) -> Arc<tokio::sync::Semaphore> {
+        let mut all = lock(&self.admission.in_flight);
+        if let Some(s) = all.get(&self.key).and_then(std::sync::Weak::upgrade) {
+            return s;
+        }
+        all.retain(|_, s| s.strong_count() > 0);
+        let s = Arc::new(tokio::sync::Semaphore::new(
+            self.admission.limits.max_in_flight_per_origin(),
+        ));
+        all.insert(self.key.clone(), Arc::downgrade(&s));
+        s
+    }
 }
 
 impl Admission {
@@ -241,6 +268,7 @@ pub async fn start(
         guard,
         rpc: rpc::Rpc::new(rpc_module(state.clone()), MAX_RESPONSE_BYTES, MAX_BATCH),
         admission: Arc::new(Admission {
+            in_flight: Mutex::default(),
             limits: limits.clone(),
             open: Mutex::new(HashMap::new()),
             total: Mutex::new(0),

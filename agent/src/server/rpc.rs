@@ -33,14 +33,20 @@ const MAX_NUMBER_ID_CHARS: usize = 40;
 /// JSON-RPC's code for a request larger than the agent accepts (jsonrpsee's, kept for clients).
 pub const OVERSIZE_CODE: i32 = -32007;
 
-tokio::task_local! {
-    /// The in-flight permit of the request being handled (see [`request_share`]).
-    static IN_FLIGHT: Arc<OwnedSemaphorePermit>;
+/// A request's places in flight: one of its connection's, one of its origin's.
+pub struct InFlight {
+    _connection: OwnedSemaphorePermit,
+    _origin: OwnedSemaphorePermit,
 }
 
-/// A share of the current request's in-flight permit, for a token call to hold until it
+tokio::task_local! {
+    /// The in-flight permits of the request being handled (see [`request_share`]).
+    static IN_FLIGHT: Arc<InFlight>;
+}
+
+/// A share of the current request's in-flight permits, for a token call to hold until it
 /// returns. `None` outside a request (in-process tests, background jobs).
-pub fn request_share() -> Option<Arc<OwnedSemaphorePermit>> {
+pub fn request_share() -> Option<Arc<InFlight>> {
     IN_FLIGHT.try_with(Arc::clone).ok()
 }
 
@@ -51,6 +57,10 @@ pub struct ConnContext {
     pub id: usize,
     /// Requests running at once on this connection.
     pub in_flight: Arc<Semaphore>,
+    /// Requests running at once from this connection's origin, over all its connections
+    /// (shared with them; a token call still running after its connection closed keeps its
+    /// place, so reconnecting frees none).
+    pub origin_in_flight: Arc<Semaphore>,
     /// Sends the connection a notification outside any request (slot events). None: nowhere
     /// to send (in-process tests).
     pub notifier: Option<crate::events::Notifier>,
@@ -271,11 +281,22 @@ impl Rpc {
             Member::Absent => None,
         };
         tracing::trace!(conn = conn.id, method = %crate::logging::quote(&method, 64), "request");
-        let Ok(permit) = conn.in_flight.clone().try_acquire_owned() else {
+        let Ok(connection) = conn.in_flight.clone().try_acquire_owned() else {
             return Some(error_reply(id, &AgentError::new(ErrorReason::Busy).into()));
         };
+        let Ok(origin) = conn.origin_in_flight.clone().try_acquire_owned() else {
+            let busy = AgentError::with_message(
+                ErrorReason::Busy,
+                "Too many requests are in flight from this site (over all its connections).",
+            );
+            return Some(error_reply(id, &busy.into()));
+        };
+        let places = InFlight {
+            _connection: connection,
+            _origin: origin,
+        };
         let response = IN_FLIGHT
-            .scope(Arc::new(permit), self.call(&method, params, conn))
+            .scope(Arc::new(places), self.call(&method, params, conn))
             .await;
         Some(with_id(response.as_json().get(), id))
     }
@@ -350,6 +371,7 @@ mod tests {
             caller: Caller::Local { trusted: false },
             id: 1,
             in_flight: Arc::new(Semaphore::new(in_flight)),
+            origin_in_flight: Arc::new(Semaphore::new(64)),
             notifier: None,
         }
     }
