@@ -327,73 +327,40 @@ fn pss(alg: AlgorithmReference) -> rsa::Pss {
 
 /// An ECDSA signature's raw r||s (halves of equal length) as DER `SEQUENCE { r, s }`.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
-    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 2 * 66 {
-        return Err(AgentError::with_message(
-            ErrorReason::DeviceError,
-            "The token returned an ECDSA signature of an odd size.",
-        ));
-    }
-    let (r, s) = raw.split_at(raw.len() / 2);
-    let integer = |v: &[u8]| {
-        let v = match v.iter().position(|&b| b != 0) {
-            Some(i) => &v[i..],
-            None => &[0u8][..],
+    macro_rules! der {
+        ($curve:ident) => {
+            $curve::ecdsa::Signature::from_slice(raw).map(|s| s.to_der().as_bytes().to_vec())
         };
-        let mut out = vec![0x02];
-        let pad = v[0] & 0x80 != 0;
-        out.push((v.len() + usize::from(pad)) as u8);
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(v);
-        out
-    };
-    let body = [integer(r), integer(s)].concat();
-    let mut out = vec![0x30];
-    if body.len() < 0x80 {
-        out.push(body.len() as u8);
-    } else {
-        out.push(0x81);
-        out.push(body.len() as u8);
     }
-    out.extend_from_slice(&body);
-    Ok(out)
+    let der = match raw.len() {
+        64 => der!(p256),
+        96 => der!(p384),
+        132 => der!(p521),
+        _ => Err(p256::ecdsa::Error::new()),
+    };
+    der.map_err(|_| {
+        AgentError::with_message(
+            ErrorReason::DeviceError,
+            "The token returned an ECDSA signature that is not one for P-256, P-384 or P-521.",
+        )
+    })
 }
 
 /// A DER `SEQUENCE { r, s }` as raw r||s of `field` bytes each (None if it is not one).
 pub fn ecdsa_der_to_raw(der: &[u8], field: usize) -> Option<Vec<u8>> {
-    let (len, rest) = match der {
-        [0x30, n, rest @ ..] if *n < 0x80 => (*n as usize, rest),
-        [0x30, 0x81, n, rest @ ..] if *n >= 0x80 => (*n as usize, rest),
-        _ => return None,
-    };
-    if rest.len() != len {
-        return None;
-    }
-    let mut out = Vec::with_capacity(2 * field);
-    let mut rest = rest;
-    for _ in 0..2 {
-        let [0x02, n, tail @ ..] = rest else {
-            return None;
+    macro_rules! raw {
+        ($curve:ident) => {
+            $curve::ecdsa::Signature::from_der(der)
+                .ok()
+                .map(|s| s.to_bytes().to_vec())
         };
-        let n = *n as usize;
-        if n == 0 || n > 0x7f || tail.len() < n {
-            return None;
-        }
-        let (v, next) = tail.split_at(n);
-        let v = match v {
-            [0, more @ ..] if !more.is_empty() && more[0] & 0x80 != 0 => more,
-            [b, ..] if b & 0x80 != 0 => return None,
-            v => v,
-        };
-        if v.len() > field {
-            return None;
-        }
-        out.extend(std::iter::repeat_n(0u8, field - v.len()));
-        out.extend_from_slice(v);
-        rest = next;
     }
-    rest.is_empty().then_some(out)
+    match field {
+        32 => raw!(p256),
+        48 => raw!(p384),
+        66 => raw!(p521),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -639,11 +606,17 @@ pub(crate) mod tests {
         for field in [32usize, 48, 66] {
             for round in 0..200 {
                 let mut raw: Vec<u8> = (0..2 * field).map(|_| rng.next_u64() as u8).collect();
+                // Below the curve's order (P-521's halves have 7 spare bits).
+                raw[0] &= 0x7f;
+                raw[field] &= 0x7f;
+                if field == 66 {
+                    raw[0] &= 0x01;
+                    raw[field] &= 0x01;
+                }
                 // Leading zeros, and high bits that need a padding byte.
-                match round % 4 {
-                    0 => raw[0] = 0,
-                    1 => raw[0] = 0x80,
-                    2 => raw[..field].fill(0),
+                match round % 3 {
+                    0 => raw[..3].fill(0),
+                    1 => raw[1] |= 0x80,
                     _ => {}
                 }
                 let der = ecdsa_raw_to_der(&raw).unwrap();
@@ -658,6 +631,8 @@ pub(crate) mod tests {
         }
         assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_err());
         assert!(ecdsa_raw_to_der(&[]).is_err());
+        // r = 0 is no signature.
+        assert!(ecdsa_raw_to_der(&[0; 64]).is_err());
         for junk in [&[][..], &[0x30], &[0x30, 0x02, 0x02, 0x00], &[0x31, 0x00]] {
             assert_eq!(ecdsa_der_to_raw(junk, 32), None);
         }
