@@ -309,6 +309,9 @@ pub enum Source {
     Flag,
     /// The administrator's list, and the person's additions it allows.
     AdminAndPerson(PathBuf),
+    /// The administrator's file does not set this key, but its other key fixes it (`allow_origins`
+    /// fixes `trust_origins`, and the other way round).
+    AdminFixedBy(PathBuf, &'static str),
 }
 
 impl std::fmt::Display for Source {
@@ -320,6 +323,13 @@ impl std::fmt::Display for Source {
             Source::Flag => write!(f, "command line"),
             Source::AdminAndPerson(p) => {
                 write!(f, "administrator ({}) plus yours", p.display())
+            }
+            Source::AdminFixedBy(p, key) => {
+                write!(
+                    f,
+                    "administrator ({}: its {key} fixes the origins)",
+                    p.display()
+                )
             }
         }
     }
@@ -607,13 +617,23 @@ impl Config {
         }
         let mut notes = Vec::new();
         let allows = |key: &str| admin.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+        let may_add_origins = allows("user_may_add_origins");
+        // The origin list the administrator's file sets, if any: it fixes both origin lists,
+        // or a page the administrator never listed could be trusted
+        // through the other list.
+        let fixing_origins = ["allow_origins", "trust_origins"]
+            .into_iter()
+            .find(|key| admin.contains_key(*key))
+            .filter(|_| !may_add_origins);
         for (key, may) in [
             ("modules", allows("user_may_add_modules")),
-            ("allow_origins", allows("user_may_add_origins")),
-            ("trust_origins", allows("user_may_add_origins")),
+            ("allow_origins", may_add_origins),
+            ("trust_origins", may_add_origins),
         ] {
-            let Some(fixed) = strings(&admin, key) else {
-                continue;
+            let (fixed, fixed_by) = match (strings(&admin, key), fixing_origins) {
+                (Some(list), _) => (list, None),
+                (None, Some(by)) if key != "modules" => (Vec::new(), Some(by)),
+                (None, _) => continue,
             };
             let person = match key {
                 "modules" => std::mem::take(&mut cli.modules),
@@ -632,10 +652,16 @@ impl Config {
                 sources.insert(key, Source::AdminAndPerson(admin_path.clone()));
             } else {
                 if !extra.is_empty() {
+                    let why = match fixed_by {
+                        Some(by) => format!(
+                            "the administrator's {} sets {by}, which fixes both origin lists",
+                            admin_path.display()
+                        ),
+                        None => format!("the administrator's {} sets them", admin_path.display()),
+                    };
                     notes.push(format!(
-                        "{key}: {} not used: the administrator's {} sets them{}",
+                        "{key}: {} not used: {why}{}",
                         extra.join(", "),
-                        admin_path.display(),
                         if key == "modules" {
                             " (user_may_add_modules = true there would allow yours)"
                         } else {
@@ -643,7 +669,11 @@ impl Config {
                         }
                     ));
                 }
-                sources.insert(key, Source::Admin(admin_path.clone()));
+                let source = match fixed_by {
+                    Some(by) => Source::AdminFixedBy(admin_path.clone(), by),
+                    None => Source::Admin(admin_path.clone()),
+                };
+                sources.insert(key, source);
             }
             merged.insert(
                 key.to_string(),

@@ -1,0 +1,265 @@
+//! Regression tests for issue 19's findings 6–8: the administrator's policy
+//! (`/etc/keyport/keyport.toml`, here the file the harness names with `KEYPORT_SYSTEM_CONFIG`)
+//! against the person's file (`$XDG_CONFIG_HOME/keyport/keyport.toml`) and flags, end to end
+//! with the real binary. Each test failed on the agent before its fix (c535ff3).
+//!
+//! * Finding 6: when the administrator lists either origin list, both are the administrator's
+//!   (unless `user_may_add_origins = true`): the person cannot trust a page the administrator
+//!   only meant to be allowed, nor list one at all, through the other list.
+
+use keyport_e2e::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A page the administrator never listed.
+const EVIL: &str = "https://evil.example";
+
+fn admin_file(token: &Token) -> PathBuf {
+    token.dir.path().join("etc-keyport").join("keyport.toml")
+}
+
+fn user_file(token: &Token) -> PathBuf {
+    token
+        .dir
+        .path()
+        .join("config")
+        .join("keyport")
+        .join("keyport.toml")
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Run `keyport ARGS` to the end.
+fn run(token: &Token, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(keyport_bin());
+    cmd.args(args);
+    Agent::hermetic(token, &mut cmd);
+    let out = cmd.stdin(Stdio::null()).output().expect("run keyport");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `keyport config ARGS`: its report.
+fn config_report(token: &Token, args: &[&str]) -> String {
+    let mut all = vec!["config"];
+    all.extend_from_slice(args);
+    let (code, report, err) = run(token, &all);
+    assert_eq!(code, 0, "keyport config: {err}");
+    report
+}
+
+fn config_line<'a>(report: &'a str, key: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in\n{report}"))
+}
+
+/// An agent with the test's files, any port, no tray, and `extra` flags.
+fn start(token: &Token, extra: &[&str]) -> Agent {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--no-tray"];
+    args.extend_from_slice(extra);
+    Agent::start_raw(token, &args, &[])
+}
+
+/// The handshake of a page from `origin`: Ok, or the HTTP status it was refused with.
+async fn handshake(agent: &Agent, origin: &str) -> Result<Client, Option<u16>> {
+    Client::connect(&agent.url, Some(origin))
+        .await
+        .map_err(|e| handshake_status(&e))
+}
+
+async fn assert_refused(agent: &Agent, origin: &str) {
+    let result = handshake(agent, origin).await.map(|_| ());
+    assert_eq!(
+        result,
+        Err(Some(403)),
+        "{origin} must be refused at the handshake; log:\n{}",
+        agent.log()
+    );
+}
+
+/// A signature by the client, without a prompt (none can show here), checked with openssl.
+async fn signs_unprompted(c: &mut Client, token: &Token) {
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"issue 19");
+    let sig = c
+        .ok(
+            "pkcs11.signData",
+            json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest),
+                   "algorithm_reference": "sha256"}),
+        )
+        .await;
+    assert!(token.verifies("ec-p256", "sha256", &digest, &sig));
+}
+
+/// Finding 6, one way: the administrator lists only `allow_origins`; the person's
+/// `trust_origins` (file or flag) would have let a page connect and sign with no prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_the_persons_trusted_origins_do_not_widen_the_administrators_allowed_ones() {
+    let token = Token::provision();
+    write(
+        &admin_file(&token),
+        &format!(
+            "modules = [\"{MODULE}\"]\nallow_origins = [\"{ALLOWED}\"]\nno_origin = \"deny\"\n"
+        ),
+    );
+    write(
+        &user_file(&token),
+        &format!("trust_origins = [\"{EVIL}\"]\n"),
+    );
+
+    // Through the person's file.
+    let agent = start(&token, &[]);
+    assert_refused(&agent, EVIL).await;
+    assert!(
+        agent
+            .wait_for_log(
+                &format!("administrator's policy: trust_origins: {EVIL} not used"),
+                Duration::from_secs(5)
+            )
+            .await,
+        "{}",
+        agent.log()
+    );
+    let mut c = agent.client(Some(ALLOWED)).await;
+    let info = c.ok("pkcs11.info", json!({})).await;
+    assert_eq!(info["manufacturer_id"], "SoftHSM");
+    drop(c);
+    drop(agent);
+
+    let report = config_report(&token, &[]);
+    let line = config_line(&report, "trust_origins");
+    assert!(
+        line.starts_with("trust_origins = []  # administrator (")
+            && line.contains("allow_origins fixes the origins"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("# Policy: trust_origins: {EVIL} not used")),
+        "{report}"
+    );
+
+    // Through the flag (the person's file gone).
+    std::fs::remove_file(user_file(&token)).unwrap();
+    let agent = start(&token, &["--trust-origin", EVIL]);
+    assert_refused(&agent, EVIL).await;
+    agent
+        .client(Some(ALLOWED))
+        .await
+        .ok("pkcs11.info", json!({}))
+        .await;
+    let report = config_report(&token, &["--trust-origin", EVIL]);
+    assert!(
+        !config_line(&report, "trust_origins").contains(EVIL),
+        "{report}"
+    );
+}
+
+/// Finding 6, the other way: the administrator lists only `trust_origins`; the person's
+/// `allow_origins` (file or flag) would have let any page of theirs connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_the_persons_allowed_origins_do_not_widen_the_administrators_trusted_ones() {
+    let token = Token::provision();
+    write(
+        &admin_file(&token),
+        &format!(
+            "modules = [\"{MODULE}\"]\ntrust_origins = [\"{TRUSTED}\"]\nno_origin = \"deny\"\n"
+        ),
+    );
+    write(
+        &user_file(&token),
+        &format!("allow_origins = [\"{EVIL}\"]\n"),
+    );
+
+    let agent = start(&token, &[]);
+    assert_refused(&agent, EVIL).await;
+    assert!(
+        agent
+            .wait_for_log(
+                "administrator's policy: allow_origins",
+                Duration::from_secs(5)
+            )
+            .await,
+        "{}",
+        agent.log()
+    );
+    signs_unprompted(&mut agent.trusted().await, &token).await;
+    drop(agent);
+
+    let report = config_report(&token, &[]);
+    let line = config_line(&report, "allow_origins");
+    assert!(
+        line.starts_with("allow_origins = []  # administrator (")
+            && line.contains("trust_origins fixes the origins"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("# Policy: allow_origins: {EVIL} not used")),
+        "{report}"
+    );
+
+    std::fs::remove_file(user_file(&token)).unwrap();
+    let agent = start(&token, &["--allow-origin", EVIL]);
+    assert_refused(&agent, EVIL).await;
+    signs_unprompted(&mut agent.trusted().await, &token).await;
+}
+
+/// Finding 6: `user_may_add_origins = true` lets the person add to both lists, whichever the
+/// administrator's file lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_user_may_add_origins_lets_the_person_add_to_both_lists() {
+    let token = Token::provision();
+    write(
+        &admin_file(&token),
+        &format!(
+            "modules = [\"{MODULE}\"]\nallow_origins = [\"{ALLOWED}\"]\nno_origin = \"deny\"\n\
+             user_may_add_origins = true\n"
+        ),
+    );
+    write(
+        &user_file(&token),
+        &format!("trust_origins = [\"{EVIL}\"]\n"),
+    );
+    let report = config_report(&token, &[]);
+    assert!(
+        config_line(&report, "trust_origins").contains(EVIL),
+        "{report}"
+    );
+    assert!(!report.contains("# Policy:"), "{report}");
+    let agent = start(&token, &[]);
+    let mut c = handshake(&agent, EVIL)
+        .await
+        .expect("the person's trusted origin");
+    signs_unprompted(&mut c, &token).await;
+    agent
+        .client(Some(ALLOWED))
+        .await
+        .ok("pkcs11.info", json!({}))
+        .await;
+    drop(c);
+    drop(agent);
+
+    // The other way, by flag.
+    std::fs::remove_file(user_file(&token)).unwrap();
+    write(
+        &admin_file(&token),
+        &format!(
+            "modules = [\"{MODULE}\"]\ntrust_origins = [\"{TRUSTED}\"]\nuser_may_add_origins = true\n"
+        ),
+    );
+    let agent = start(&token, &["--allow-origin", EVIL]);
+    let mut c = handshake(&agent, EVIL)
+        .await
+        .expect("the person's allowed origin");
+    c.ok("pkcs11.info", json!({})).await;
+    signs_unprompted(&mut agent.trusted().await, &token).await;
+}
