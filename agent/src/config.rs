@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The administrator's file (policy), unless `KEYPORT_SYSTEM_CONFIG` names another (tests,
-/// packagers).
+/// The administrator's file (policy).
 pub const SYSTEM_CONFIG: &str = "/etc/keyport/keyport.toml";
+/// The test hook that names another administrator's file: honoured by debug builds only
+/// ([`crate::hooks`]), so that nobody can drop the installed agent's policy with
+/// `KEYPORT_SYSTEM_CONFIG=/dev/null`.
 pub const SYSTEM_CONFIG_VAR: &str = "KEYPORT_SYSTEM_CONFIG";
 
 /// What happens to a WebSocket client that sends no `Origin` header (not a browser: a local
@@ -443,10 +445,9 @@ impl Loaded {
     }
 }
 
-/// The administrator's file.
+/// The administrator's file: [`SYSTEM_CONFIG`] (a debug build honours `KEYPORT_SYSTEM_CONFIG`).
 pub fn system_config_path() -> PathBuf {
-    std::env::var_os(SYSTEM_CONFIG_VAR)
-        .filter(|v| !v.is_empty())
+    crate::hooks::var(SYSTEM_CONFIG_VAR)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG))
 }
@@ -646,7 +647,24 @@ impl Config {
                 person
             };
             let extra: Vec<String> = person.into_iter().filter(|p| !fixed.contains(p)).collect();
-            let mut list = fixed.clone();
+            // The administrator's `p11-kit:NAME` means the system's module of that name, never
+            // the one the person's registry names (~/.config/pkcs11/modules); the person's own
+            // entries are resolved with the rest, later.
+            let mut list = if key == "modules" {
+                fixed
+                    .iter()
+                    .map(|entry| {
+                        crate::p11kit::resolve_system_entry(entry).map_err(|message| {
+                            ConfigError::P11Kit {
+                                entry: entry.clone(),
+                                message,
+                            }
+                        })
+                    })
+                    .collect::<Result<Vec<String>, ConfigError>>()?
+            } else {
+                fixed.clone()
+            };
             if may && !extra.is_empty() {
                 list.extend(extra);
                 sources.insert(key, Source::AdminAndPerson(admin_path.clone()));

@@ -1,11 +1,16 @@
 //! Regression tests for issue 19's findings 6–8: the administrator's policy
 //! (`/etc/keyport/keyport.toml`, here the file the harness names with `KEYPORT_SYSTEM_CONFIG`)
-//! against the person's file (`$XDG_CONFIG_HOME/keyport/keyport.toml`) and flags, end to end
-//! with the real binary. Each test failed on the agent before its fix (c535ff3).
+//! against the person's file (`$XDG_CONFIG_HOME/keyport/keyport.toml`), flags, p11-kit registry
+//! (`$XDG_CONFIG_HOME/pkcs11/modules`), end to end with the real binary. Each test failed on
+//! the agent before its fix (c535ff3).
 //!
 //! * Finding 6: when the administrator lists either origin list, both are the administrator's
 //!   (unless `user_may_add_origins = true`): the person cannot trust a page the administrator
 //!   only meant to be allowed, nor list one at all, through the other list.
+//! * Finding 7: the administrator's `p11-kit:NAME` is the system's module of that name; the
+//!   person's p11-kit registry cannot point it at another library. (That the test hooks
+//!   `KEYPORT_SYSTEM_CONFIG` and `KEYPORT_P11KIT_MODULES` are ignored by a release build is a
+//!   unit test, `agent/src/hooks.rs`: these tests run the debug binary, which honours them.)
 
 use keyport_e2e::*;
 use serde_json::json;
@@ -15,6 +20,8 @@ use std::time::Duration;
 
 /// A page the administrator never listed.
 const EVIL: &str = "https://evil.example";
+/// Another library than SoftHSM (Debian's opensc package).
+const OPENSC: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 
 fn admin_file(token: &Token) -> PathBuf {
     token.dir.path().join("etc-keyport").join("keyport.toml")
@@ -27,6 +34,16 @@ fn user_file(token: &Token) -> PathBuf {
         .join("config")
         .join("keyport")
         .join("keyport.toml")
+}
+
+/// p11-kit's registry folder of the person (`$XDG_CONFIG_HOME/pkcs11/modules`).
+fn user_registry(token: &Token) -> PathBuf {
+    token
+        .dir
+        .path()
+        .join("config")
+        .join("pkcs11")
+        .join("modules")
 }
 
 fn write(path: &Path, text: &str) {
@@ -262,4 +279,86 @@ async fn finding_6_user_may_add_origins_lets_the_person_add_to_both_lists() {
         .expect("the person's allowed origin");
     c.ok("pkcs11.info", json!({})).await;
     signs_unprompted(&mut agent.trusted().await, &token).await;
+}
+
+/// Finding 7: the person's p11-kit registry (`~/.config/pkcs11/modules/softhsm2.module`) points
+/// `softhsm2` at another library; the administrator's `p11-kit:softhsm2` still loads the
+/// system's SoftHSM. The person's own entries still use their registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_7_the_persons_p11_kit_registry_does_not_redirect_the_administrators_modules() {
+    let token = Token::provision();
+    write(
+        &admin_file(&token),
+        &format!("modules = [\"p11-kit:softhsm2\"]\ntrust_origins = [\"{TRUSTED}\"]\n"),
+    );
+    write(
+        &user_registry(&token).join("softhsm2.module"),
+        &format!("module: {OPENSC}\n"),
+    );
+
+    let agent = start(&token, &[]);
+    let mut c = agent.trusted().await;
+    let info = c.ok("pkcs11.info", json!({})).await;
+    assert_eq!(info["manufacturer_id"], "SoftHSM", "{info}");
+    signs_unprompted(&mut c, &token).await;
+    c.err(
+        "pkcs11.info",
+        json!({"module": OPENSC}),
+        "MODULE_NOT_ALLOWED",
+    )
+    .await;
+    drop(c);
+    drop(agent);
+
+    let report = config_report(&token, &[]);
+    let line = config_line(&report, "modules");
+    assert!(
+        line.contains("/softhsm/libsofthsm2.so") && !line.contains("opensc"),
+        "{report}"
+    );
+    // `keyport modules` shows both meanings of the name, and which one is in force.
+    let (code, list, err) = run(&token, &["modules"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        list.contains(&format!(
+            "softhsm2 (yours: what your own file and flags mean by it)\n  library: {OPENSC}\n"
+        )) && list.contains(
+            "softhsm2 (the system's: what the administrator's file means by it)\n  \
+             library: /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so\n  \
+             loads: SoftHSM Implementation of PKCS11\n  allowed (in this configuration)"
+        ),
+        "{list}"
+    );
+
+    // An administrator's name that only the person's registry knows is an error at start.
+    write(
+        &user_registry(&token).join("mine.module"),
+        &format!("module: {OPENSC}\n"),
+    );
+    write(&admin_file(&token), "modules = [\"p11-kit:mine\"]\n");
+    let (code, _, err) = run(&token, &["config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("p11-kit has no module named \"mine\""),
+        "{err}"
+    );
+
+    // The person's own entries use the person's registry (where the administrator lets them
+    // add modules); the administrator's name keeps the system's meaning, even when the person
+    // lists it too.
+    write(
+        &admin_file(&token),
+        "modules = [\"p11-kit:softhsm2\"]\nuser_may_add_modules = true\n",
+    );
+    write(
+        &user_file(&token),
+        "modules = [\"p11-kit:softhsm2\", \"p11-kit:mine\"]\n",
+    );
+    let report = config_report(&token, &[]);
+    let line = config_line(&report, "modules");
+    assert!(
+        line.starts_with("modules = [\"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so\", \"/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so\"]")
+            && line.contains("plus yours"),
+        "{report}"
+    );
 }
