@@ -100,7 +100,8 @@ pub struct Cli {
     /// Seconds a signature waits for the PIN typed on a PIN-pad reader (default 60).
     #[arg(long, value_name = "SECS", global = true)]
     pub pin_pad_timeout: Option<u64>,
-    /// Demo mode: also allow the demo page origins http://127.0.0.1:PORT and http://localhost:PORT.
+    /// Demo mode: serve the demo page and also allow its origins http://127.0.0.1:PORT and
+    /// http://localhost:PORT (not where the administrator's file fixes the origins).
     #[arg(long, global = true)]
     pub demo: bool,
     /// File where "always allow" sites are remembered.
@@ -312,7 +313,7 @@ pub enum Source {
     /// The administrator's list, and the person's additions it allows.
     AdminAndPerson(PathBuf),
     /// The administrator's file does not set this key, but its other key fixes it (`allow_origins`
-    /// fixes `trust_origins`, and the other way round).
+    /// fixes `trust_origins` and the demo origins, and the other way round).
     AdminFixedBy(PathBuf, &'static str),
 }
 
@@ -619,8 +620,8 @@ impl Config {
         let mut notes = Vec::new();
         let allows = |key: &str| admin.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
         let may_add_origins = allows("user_may_add_origins");
-        // The origin list the administrator's file sets, if any: it fixes both origin lists,
-        // or a page the administrator never listed could be trusted
+        // The origin list the administrator's file sets, if any: it fixes both origin lists
+        // (and the demo origins), or a page the administrator never listed could be trusted
         // through the other list.
         let fixing_origins = ["allow_origins", "trust_origins"]
             .into_iter()
@@ -721,6 +722,22 @@ impl Config {
                 ));
                 config.no_origin = ceiling;
                 sources.insert("no_origin", Source::Admin(admin_path.clone()));
+            }
+        }
+        // Demo mode lets in the demo page's own origins (http://127.0.0.1:PORT,
+        // http://localhost:PORT), which any local program can send: not where the administrator
+        // fixes the origins, unless the administrator's own file turns demo mode on.
+        if let Some(by) = fixing_origins {
+            if config.demo && admin.get("demo").and_then(|v| v.as_bool()) != Some(true) {
+                notes.push(format!(
+                    "demo: not used: the administrator's {} sets {by}, which fixes the origins \
+                     pages may connect from, so demo mode cannot add the demo page's own \
+                     (http://127.0.0.1:PORT, http://localhost:PORT); the demo page is not served \
+                     (user_may_add_origins = true there would allow it)",
+                    admin_path.display()
+                ));
+                config.demo = false;
+                sources.insert("demo", Source::AdminFixedBy(admin_path.clone(), by));
             }
         }
         if admin_isolation == Some(true) && !config.module_isolation {

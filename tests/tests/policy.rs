@@ -1,8 +1,8 @@
 //! Regression tests for issue 19's findings 6–8: the administrator's policy
 //! (`/etc/keyport/keyport.toml`, here the file the harness names with `KEYPORT_SYSTEM_CONFIG`)
 //! against the person's file (`$XDG_CONFIG_HOME/keyport/keyport.toml`), flags, p11-kit registry
-//! (`$XDG_CONFIG_HOME/pkcs11/modules`), end to end with the real binary. Each test failed on
-//! the agent before its fix (c535ff3).
+//! (`$XDG_CONFIG_HOME/pkcs11/modules`) and demo mode, end to end with the real binary. Each
+//! test failed on the agent before its fix (c535ff3).
 //!
 //! * Finding 6: when the administrator lists either origin list, both are the administrator's
 //!   (unless `user_may_add_origins = true`): the person cannot trust a page the administrator
@@ -11,6 +11,8 @@
 //!   person's p11-kit registry cannot point it at another library. (That the test hooks
 //!   `KEYPORT_SYSTEM_CONFIG` and `KEYPORT_P11KIT_MODULES` are ignored by a release build is a
 //!   unit test, `agent/src/hooks.rs`: these tests run the debug binary, which honours them.)
+//! * Finding 8: demo mode does not add the demo page's origins where the administrator fixes
+//!   the origins; the demo page cannot be framed.
 
 use keyport_e2e::*;
 use serde_json::json;
@@ -361,4 +363,140 @@ async fn finding_7_the_persons_p11_kit_registry_does_not_redirect_the_administra
             && line.contains("plus yours"),
         "{report}"
     );
+}
+
+/// A plain GET: the status, the headers (names in lower case) and the body.
+fn get(port: u16, path: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status.parse().unwrap(), headers, body.to_string())
+}
+
+fn demo_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index.html"),
+        "<!doctype html><p>demo</p>\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("demo.js"), "// demo\n").unwrap();
+    dir
+}
+
+/// Finding 8: under an administrator who fixes the origins (and denies clients without an
+/// Origin), `--demo` would have let any local program in with `Origin: http://127.0.0.1:PORT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_8_demo_mode_does_not_add_origins_the_administrator_fixed() {
+    let token = Token::provision();
+    let dir = demo_dir();
+    let demo = ["--demo", "--demo-dir", dir.path().to_str().unwrap()];
+    write(
+        &admin_file(&token),
+        &format!(
+            "modules = [\"{MODULE}\"]\nallow_origins = [\"{ALLOWED}\"]\nno_origin = \"deny\"\n"
+        ),
+    );
+    let agent = start(&token, &demo);
+    for host in ["127.0.0.1", "localhost"] {
+        assert_refused(&agent, &format!("http://{host}:{}", agent.port)).await;
+    }
+    assert!(
+        agent
+            .wait_for_log(
+                "administrator's policy: demo: not used",
+                Duration::from_secs(5)
+            )
+            .await,
+        "{}",
+        agent.log()
+    );
+    // Not served either: a page that cannot connect would only confuse.
+    assert_eq!(get(agent.port, "/demo").0, 404);
+    agent
+        .client(Some(ALLOWED))
+        .await
+        .ok("pkcs11.info", json!({}))
+        .await;
+    drop(agent);
+
+    let report = config_report(&token, &demo);
+    let line = config_line(&report, "demo");
+    assert!(
+        line.starts_with("demo = false  # administrator (")
+            && line.contains("allow_origins fixes the origins"),
+        "{report}"
+    );
+    assert!(report.contains("# Policy: demo: not used"), "{report}");
+
+    // Where the administrator lets the person add origins, demo mode works.
+    write(
+        &admin_file(&token),
+        &format!(
+            "modules = [\"{MODULE}\"]\nallow_origins = [\"{ALLOWED}\"]\nno_origin = \"deny\"\n\
+             user_may_add_origins = true\n"
+        ),
+    );
+    let agent = start(&token, &demo);
+    let origin = format!("http://127.0.0.1:{}", agent.port);
+    let mut c = handshake(&agent, &origin).await.expect("the demo origin");
+    c.ok("pkcs11.info", json!({})).await;
+    assert_eq!(get(agent.port, "/demo").0, 200);
+}
+
+/// Finding 8: the demo page's HTML may not be shown in another site's frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_8_the_demo_page_cannot_be_framed() {
+    let token = Token::provision();
+    let dir = demo_dir();
+    let agent = start(
+        &token,
+        &[
+            "--module",
+            MODULE,
+            "--demo",
+            "--demo-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    for path in ["/demo", "/demo/"] {
+        let (status, headers, body) = get(agent.port, path);
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains("<p>demo</p>"), "{body}");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("x-frame-options"), Some("DENY"), "{headers:?}");
+        assert_eq!(
+            header("content-security-policy"),
+            Some("frame-ancestors 'none'"),
+            "{headers:?}"
+        );
+    }
+    let (status, _, _) = get(agent.port, "/demo/demo.js");
+    assert_eq!(status, 200);
+    // Without an administrator's file, demo mode still lets its own page in.
+    let origin = format!("http://localhost:{}", agent.port);
+    handshake(&agent, &origin)
+        .await
+        .expect("the demo origin")
+        .ok("pkcs11.info", json!({}))
+        .await;
 }
