@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The administrator's file (policy), unless `KEYPORT_SYSTEM_CONFIG` names another (tests,
-/// packagers).
+/// The administrator's file (policy).
 pub const SYSTEM_CONFIG: &str = "/etc/keyport/keyport.toml";
+/// The test hook that names another administrator's file: honoured by debug builds only
+/// ([`crate::hooks`]), so that nobody can drop the installed agent's policy with
+/// `KEYPORT_SYSTEM_CONFIG=/dev/null`.
 pub const SYSTEM_CONFIG_VAR: &str = "KEYPORT_SYSTEM_CONFIG";
 
 /// What happens to a WebSocket client that sends no `Origin` header (not a browser: a local
@@ -98,7 +100,8 @@ pub struct Cli {
     /// Seconds a signature waits for the PIN typed on a PIN-pad reader (default 60).
     #[arg(long, value_name = "SECS", global = true)]
     pub pin_pad_timeout: Option<u64>,
-    /// Demo mode: also allow the demo page origins http://127.0.0.1:PORT and http://localhost:PORT.
+    /// Demo mode: serve the demo page and also allow its origins http://127.0.0.1:PORT and
+    /// http://localhost:PORT (not where the administrator's file fixes the origins).
     #[arg(long, global = true)]
     pub demo: bool,
     /// File where "always allow" sites are remembered.
@@ -309,6 +312,9 @@ pub enum Source {
     Flag,
     /// The administrator's list, and the person's additions it allows.
     AdminAndPerson(PathBuf),
+    /// The administrator's file does not set this key, but its other key fixes it (`allow_origins`
+    /// fixes `trust_origins` and the demo origins, and the other way round).
+    AdminFixedBy(PathBuf, &'static str),
 }
 
 impl std::fmt::Display for Source {
@@ -320,6 +326,13 @@ impl std::fmt::Display for Source {
             Source::Flag => write!(f, "command line"),
             Source::AdminAndPerson(p) => {
                 write!(f, "administrator ({}) plus yours", p.display())
+            }
+            Source::AdminFixedBy(p, key) => {
+                write!(
+                    f,
+                    "administrator ({}: its {key} fixes the origins)",
+                    p.display()
+                )
             }
         }
     }
@@ -433,10 +446,9 @@ impl Loaded {
     }
 }
 
-/// The administrator's file.
+/// The administrator's file: [`SYSTEM_CONFIG`] (a debug build honours `KEYPORT_SYSTEM_CONFIG`).
 pub fn system_config_path() -> PathBuf {
-    std::env::var_os(SYSTEM_CONFIG_VAR)
-        .filter(|v| !v.is_empty())
+    crate::hooks::var(SYSTEM_CONFIG_VAR)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG))
 }
@@ -607,13 +619,23 @@ impl Config {
         }
         let mut notes = Vec::new();
         let allows = |key: &str| admin.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+        let may_add_origins = allows("user_may_add_origins");
+        // The origin list the administrator's file sets, if any: it fixes both origin lists
+        // (and the demo origins), or a page the administrator never listed could be trusted
+        // through the other list.
+        let fixing_origins = ["allow_origins", "trust_origins"]
+            .into_iter()
+            .find(|key| admin.contains_key(*key))
+            .filter(|_| !may_add_origins);
         for (key, may) in [
             ("modules", allows("user_may_add_modules")),
-            ("allow_origins", allows("user_may_add_origins")),
-            ("trust_origins", allows("user_may_add_origins")),
+            ("allow_origins", may_add_origins),
+            ("trust_origins", may_add_origins),
         ] {
-            let Some(fixed) = strings(&admin, key) else {
-                continue;
+            let (fixed, fixed_by) = match (strings(&admin, key), fixing_origins) {
+                (Some(list), _) => (list, None),
+                (None, Some(by)) if key != "modules" => (Vec::new(), Some(by)),
+                (None, _) => continue,
             };
             let person = match key {
                 "modules" => std::mem::take(&mut cli.modules),
@@ -626,16 +648,39 @@ impl Config {
                 person
             };
             let extra: Vec<String> = person.into_iter().filter(|p| !fixed.contains(p)).collect();
-            let mut list = fixed.clone();
+            // The administrator's `p11-kit:NAME` means the system's module of that name, never
+            // the one the person's registry names (~/.config/pkcs11/modules); the person's own
+            // entries are resolved with the rest, later.
+            let mut list = if key == "modules" {
+                fixed
+                    .iter()
+                    .map(|entry| {
+                        crate::p11kit::resolve_system_entry(entry).map_err(|message| {
+                            ConfigError::P11Kit {
+                                entry: entry.clone(),
+                                message,
+                            }
+                        })
+                    })
+                    .collect::<Result<Vec<String>, ConfigError>>()?
+            } else {
+                fixed.clone()
+            };
             if may && !extra.is_empty() {
                 list.extend(extra);
                 sources.insert(key, Source::AdminAndPerson(admin_path.clone()));
             } else {
                 if !extra.is_empty() {
+                    let why = match fixed_by {
+                        Some(by) => format!(
+                            "the administrator's {} sets {by}, which fixes both origin lists",
+                            admin_path.display()
+                        ),
+                        None => format!("the administrator's {} sets them", admin_path.display()),
+                    };
                     notes.push(format!(
-                        "{key}: {} not used: the administrator's {} sets them{}",
+                        "{key}: {} not used: {why}{}",
                         extra.join(", "),
-                        admin_path.display(),
                         if key == "modules" {
                             " (user_may_add_modules = true there would allow yours)"
                         } else {
@@ -643,7 +688,11 @@ impl Config {
                         }
                     ));
                 }
-                sources.insert(key, Source::Admin(admin_path.clone()));
+                let source = match fixed_by {
+                    Some(by) => Source::AdminFixedBy(admin_path.clone(), by),
+                    None => Source::Admin(admin_path.clone()),
+                };
+                sources.insert(key, source);
             }
             merged.insert(
                 key.to_string(),
@@ -673,6 +722,22 @@ impl Config {
                 ));
                 config.no_origin = ceiling;
                 sources.insert("no_origin", Source::Admin(admin_path.clone()));
+            }
+        }
+        // Demo mode lets in the demo page's own origins (http://127.0.0.1:PORT,
+        // http://localhost:PORT), which any local program can send: not where the administrator
+        // fixes the origins, unless the administrator's own file turns demo mode on.
+        if let Some(by) = fixing_origins {
+            if config.demo && admin.get("demo").and_then(|v| v.as_bool()) != Some(true) {
+                notes.push(format!(
+                    "demo: not used: the administrator's {} sets {by}, which fixes the origins \
+                     pages may connect from, so demo mode cannot add the demo page's own \
+                     (http://127.0.0.1:PORT, http://localhost:PORT); the demo page is not served \
+                     (user_may_add_origins = true there would allow it)",
+                    admin_path.display()
+                ));
+                config.demo = false;
+                sources.insert("demo", Source::AdminFixedBy(admin_path.clone(), by));
             }
         }
         if admin_isolation == Some(true) && !config.module_isolation {

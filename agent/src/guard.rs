@@ -46,6 +46,20 @@ impl StaticFile {
         }
         Ok(files)
     }
+
+    /// Headers this file is served with beyond its type. A page (HTML) may not be shown in a
+    /// frame of another site: the demo page signs with the person's token, and a site that
+    /// framed it could make its buttons be clicked unseen (clickjacking).
+    pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
+        if self.content_type.starts_with("text/html") {
+            &[
+                ("x-frame-options", "DENY"),
+                ("content-security-policy", "frame-ancestors 'none'"),
+            ]
+        } else {
+            &[]
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -142,6 +156,21 @@ mod tests {
             no_origin,
             files: Vec::new(),
         }
+    }
+
+    #[test]
+    fn demo_pages_may_not_be_framed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<p>demo</p>").unwrap();
+        std::fs::write(dir.path().join("demo.js"), "//").unwrap();
+        let files = StaticFile::load_dir(dir.path()).unwrap();
+        let page = files.iter().find(|f| f.path == "/demo").unwrap();
+        assert!(page.headers().contains(&("x-frame-options", "DENY")));
+        assert!(page
+            .headers()
+            .contains(&("content-security-policy", "frame-ancestors 'none'")));
+        let script = files.iter().find(|f| f.path == "/demo/demo.js").unwrap();
+        assert!(script.headers().is_empty());
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! * [`origin`], [`x509`]: web origins; certificate parsing, DigestInfo, signature checks.
 //! * [`logging`], [`secret`], [`error`]: logs that cannot fail or flood; wiping what secrets
 //!   leave on the stack; the one error type and its mapping to wire codes.
+//! * [`hooks`]: the environment variables the tests use, honoured by debug builds only.
 //!
 //! The wire contract (names, params, results, error codes) lives in the `keyport-protocol` crate.
 
@@ -43,6 +44,7 @@ pub mod desktop;
 pub mod error;
 pub mod events;
 pub mod guard;
+pub mod hooks;
 pub mod logging;
 pub mod methods;
 pub mod origin;

@@ -4,12 +4,17 @@
 //! `p11-kit:softhsm2` instead of a path that differs per distribution, and a page may send
 //! `module: "softhsm2"`; either way only a module on the allowlist is used.
 //!
-//! The registry is read from the system's folders (`/usr/share/p11-kit/modules`,
-//! `/etc/pkcs11/modules`) and the person's (`$XDG_CONFIG_HOME/pkcs11/modules`), later folders
-//! winning, as p11-kit does; `KEYPORT_P11KIT_MODULES` (folders separated by `:`) replaces them
-//! (tests). A relative `module:` is looked up in p11-kit's module folder
-//! (`/usr/lib/<multiarch>/pkcs11`). Other p11-kit options (`enable-in`, `priority`, …) are not
-//! used: Keyport loads a module only when its configuration says so.
+//! The registry is read from the system's folders (p11-kit's package folder
+//! `/usr/share/p11-kit/modules`, then its system folder `/etc/pkcs11/modules`) and the person's
+//! (`$XDG_CONFIG_HOME/pkcs11/modules`, i.e. `~/.config/pkcs11/modules`), later folders winning,
+//! as p11-kit does. The administrator's `p11-kit:NAME` entries are resolved through the system's
+//! folders only ([`resolve_system_entry`]): the person's registry must not make the
+//! administrator's name load another library. The person's own entries see the person's
+//! registry too ([`resolve_entry`]). In a debug build, `KEYPORT_P11KIT_MODULES` (folders
+//! separated by `:`) replaces the system's folders (tests; see [`crate::hooks`]). A relative
+//! `module:` is looked up in p11-kit's module folder (`/usr/lib/<multiarch>/pkcs11`). Other
+//! p11-kit options (`enable-in`, `priority`, …) are not used: Keyport loads a module only when
+//! its configuration says so.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// How a configuration names a module by its p11-kit name.
 pub const PREFIX: &str = "p11-kit:";
 
-/// The environment variable that replaces the registry's folders.
+/// The test hook that replaces the system's registry folders (debug builds only).
 pub const DIRS_VAR: &str = "KEYPORT_P11KIT_MODULES";
 
 /// One registered module.
@@ -31,18 +36,28 @@ pub struct Registered {
     pub file: PathBuf,
 }
 
-/// The folders the registry is read from, in order (later ones win).
-pub fn folders() -> Vec<PathBuf> {
-    if let Some(dirs) = std::env::var_os(DIRS_VAR) {
+/// The system's registry folders, in order (later ones win): what the administrator's
+/// entries are resolved through.
+pub fn system_folders() -> Vec<PathBuf> {
+    if let Some(dirs) = crate::hooks::var(DIRS_VAR) {
         return std::env::split_paths(&dirs).collect();
     }
-    let mut out = vec![
+    vec![
         PathBuf::from("/usr/share/p11-kit/modules"),
         PathBuf::from("/etc/pkcs11/modules"),
-    ];
-    if let Some(config) = dirs::config_dir() {
-        out.push(config.join("pkcs11").join("modules"));
-    }
+    ]
+}
+
+/// The person's registry folder (`$XDG_CONFIG_HOME/pkcs11/modules`), if there is a home.
+pub fn user_folder() -> Option<PathBuf> {
+    dirs::config_dir().map(|config| config.join("pkcs11").join("modules"))
+}
+
+/// Every folder the registry is read from, in order (later ones win): the system's, then the
+/// person's.
+pub fn folders() -> Vec<PathBuf> {
+    let mut out = system_folders();
+    out.extend(user_folder());
     out
 }
 
@@ -84,9 +99,14 @@ fn module_of(text: &str) -> Option<PathBuf> {
         .or_else(|| dirs.first().map(|d| d.join(&path)))
 }
 
-/// Every registered module, by name.
+/// Every registered module, by name (the system's and the person's registry).
 pub fn registry() -> BTreeMap<String, Registered> {
     registry_in(&folders())
+}
+
+/// The modules the system's registry names (not the person's).
+pub fn system_registry() -> BTreeMap<String, Registered> {
+    registry_in(&system_folders())
 }
 
 pub fn registry_in(folders: &[PathBuf]) -> BTreeMap<String, Registered> {
@@ -134,13 +154,23 @@ pub fn name_in(entry: &str) -> Option<&str> {
     entry.strip_prefix(PREFIX).filter(|n| !n.is_empty())
 }
 
-/// A configuration's module entry as a path: absolute paths as they are, `p11-kit:NAME` through
-/// the registry. The error says what is registered.
+/// The person's module entry as a path: absolute paths as they are, `p11-kit:NAME` through the
+/// whole registry (the person's folder included). The error says what is registered.
 pub fn resolve_entry(entry: &str) -> Result<String, String> {
+    resolve_entry_in(entry, &folders())
+}
+
+/// The administrator's module entry as a path: `p11-kit:NAME` through the system's registry
+/// only, whatever the person's `~/.config/pkcs11/modules` says.
+pub fn resolve_system_entry(entry: &str) -> Result<String, String> {
+    resolve_entry_in(entry, &system_folders())
+}
+
+fn resolve_entry_in(entry: &str, folders: &[PathBuf]) -> Result<String, String> {
     let Some(name) = name_in(entry) else {
         return Ok(entry.to_string());
     };
-    let registry = registry();
+    let registry = registry_in(folders);
     match registry.get(name) {
         Some(r) => Ok(r.path.display().to_string()),
         None => {
@@ -148,11 +178,12 @@ pub fn resolve_entry(entry: &str) -> Result<String, String> {
             Err(if names.is_empty() {
                 format!(
                     "p11-kit has no module named {name:?} (no module is registered in {})",
-                    shown(&folders())
+                    shown(folders)
                 )
             } else {
                 format!(
-                    "p11-kit has no module named {name:?}; registered: {}",
+                    "p11-kit has no module named {name:?} in {}; registered: {}",
+                    shown(folders),
                     names.join(", ")
                 )
             })
@@ -213,5 +244,43 @@ mod tests {
         assert_eq!(name_in("p11-kit:"), None);
         assert_eq!(name_in("/usr/lib/x.so"), None);
         assert_eq!(resolve_entry("/usr/lib/x.so").unwrap(), "/usr/lib/x.so");
+        assert_eq!(
+            resolve_system_entry("/usr/lib/x.so").unwrap(),
+            "/usr/lib/x.so"
+        );
+    }
+
+    #[test]
+    fn the_administrators_names_do_not_see_the_persons_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (system, user) = (dir.path().join("system"), dir.path().join("user"));
+        std::fs::create_dir_all(&system).unwrap();
+        std::fs::create_dir_all(&user).unwrap();
+        std::fs::write(
+            system.join("softhsm2.module"),
+            "module: /usr/lib/softhsm.so\n",
+        )
+        .unwrap();
+        std::fs::write(user.join("softhsm2.module"), "module: /tmp/evil.so\n").unwrap();
+        std::fs::write(user.join("mine.module"), "module: /opt/mine.so\n").unwrap();
+        let both = [system.clone(), user];
+        assert_eq!(
+            resolve_entry_in("p11-kit:softhsm2", &both).unwrap(),
+            "/tmp/evil.so"
+        );
+        assert_eq!(
+            resolve_entry_in("p11-kit:softhsm2", std::slice::from_ref(&system)).unwrap(),
+            "/usr/lib/softhsm.so"
+        );
+        let err = resolve_entry_in("p11-kit:mine", &[system]).unwrap_err();
+        assert!(
+            err.contains("no module named \"mine\"") && err.contains("softhsm2"),
+            "{err}"
+        );
+        // The person's folder comes last, after the system's.
+        assert_eq!(folders().last(), user_folder().as_ref());
+        assert!(!system_folders()
+            .iter()
+            .any(|f| Some(f) == user_folder().as_ref()));
     }
 }

@@ -147,9 +147,33 @@ fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
     )
 }
 
-/// `keyport modules`: the p11-kit registry, whether each loads, whether it is allowed.
+/// `keyport modules`: the p11-kit registry, whether each loads, whether it is allowed. A name
+/// the person's registry gives another library is listed twice: the person's (what their own
+/// `p11-kit:NAME` loads) and the system's (what the administrator's loads).
 pub fn modules_report(config: &Config) -> String {
-    let registry = crate::p11kit::registry();
+    const YOURS: &str = " (yours: what your own file and flags mean by it)";
+    const SYSTEMS: &str = " (the system's: what the administrator's file means by it)";
+    let system = crate::p11kit::system_registry();
+    let full = crate::p11kit::registry();
+    let mut registry: Vec<(crate::p11kit::Registered, &str)> = Vec::new();
+    for r in full.values() {
+        match system.get(&r.name).filter(|s| s.path != r.path) {
+            Some(s) => {
+                registry.push((r.clone(), YOURS));
+                registry.push((s.clone(), SYSTEMS));
+            }
+            None => registry.push((r.clone(), "")),
+        }
+    }
+    // Names the person's registry hides (an empty file) still mean the system's module to
+    // the administrator.
+    registry.extend(
+        system
+            .values()
+            .filter(|s| !full.contains_key(&s.name))
+            .map(|s| (s.clone(), SYSTEMS)),
+    );
+    registry.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let backend = crate::backend::for_config(config);
     let mut out = String::new();
     if registry.is_empty() {
@@ -162,7 +186,7 @@ pub fn modules_report(config: &Config) -> String {
                 .join(", ")
         ));
     }
-    for r in registry.values() {
+    for (r, note) in &registry {
         let path = r.path.display().to_string();
         let allowed = config
             .modules
@@ -178,7 +202,7 @@ pub fn modules_report(config: &Config) -> String {
             Err(e) => format!("does not load: {}", e.message),
         };
         out.push_str(&format!(
-            "{name}\n  library: {path}\n  {loads}\n  {allowed}\n  config: modules = [\"{prefix}{name}\"]\n",
+            "{name}{note}\n  library: {path}\n  {loads}\n  {allowed}\n  config: modules = [\"{prefix}{name}\"]\n",
             name = r.name,
             prefix = crate::p11kit::PREFIX,
             allowed = if allowed {

@@ -89,7 +89,12 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
         let path = req.uri().path();
         let path = if path == "/demo/" { "/demo" } else { path };
         return match guard.files.iter().find(|f| f.path == path) {
-            Some(f) => Response::builder()
+            Some(f) => f
+                .headers()
+                .iter()
+                .fold(Response::builder(), |r, (name, value)| {
+                    r.header(*name, *value)
+                })
                 .header(http::header::CONTENT_TYPE, f.content_type)
                 .header(http::header::CACHE_CONTROL, "no-store")
                 .header("x-content-type-options", "nosniff")
