@@ -6,14 +6,13 @@
 //! * A reader thread reads calls; a pool of workers runs them on the [`CryptokiBackend`] (the
 //!   login policy, session pool and caches live here, next to the module) and writes replies.
 //! * The host exits when the agent closes the channel (the agent ended, however it ended), or
-//!   on [`Request::Shutdown`] after finalising the module.
+//!   on [`wire::Shutdown`] after finalising the module.
 
-use super::wire::{self, Call, Hello, Reply, Request, WireCertificate, WireError};
+use super::wire::{self, Call, Hello, Hex, Op, Reply, Request, WireError};
 use crate::allowlist::{AllowedModule, Allowlist};
 use crate::backend::pkcs11::{CryptokiBackend, LoginPolicy};
 use crate::backend::{Backend, Credential, Progress, SignRequest};
 use crate::error::{AgentError, Result};
-use keyport_protocol::ErrorReason;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::io::Write;
@@ -190,7 +189,7 @@ fn serve(channel: Arc<Channel>, backend: Arc<CryptokiBackend>, module: AllowedMo
                         Err(wire::FrameError::Closed) => end(&backend, ""),
                         Err(e) => end(&backend, &format!("an unreadable channel ({e})")),
                     };
-                    if matches!(call.request, Request::Shutdown) {
+                    if matches!(call.request, Request::Shutdown(_)) {
                         backend.shutdown();
                         let null = RawValue::from_string("null".into()).expect("JSON");
                         let _ = channel.send(&Reply::to(call.id, Ok(null)));
@@ -256,93 +255,75 @@ fn reply<T: Serialize>(id: u64, result: Result<T>) -> Reply {
     Reply::to(id, result.map_err(|e| WireError::from(&e)))
 }
 
-/// The longest pause an [`Request::Echo`] may ask for.
+/// The reply to `_op`: typed by the op's declaration, as the agent reads it.
+fn answer<O: Op>(id: u64, _op: &O, result: Result<O::Reply>) -> Reply {
+    reply(id, result)
+}
+
+/// The longest pause an [`wire::Echo`] may ask for.
 const MAX_ECHO_DELAY_MS: u32 = 2_000;
 
 fn run(backend: &dyn Backend, module: &AllowedModule, call: Call, channel: &Channel) -> Reply {
     let id = call.id;
     match call.request {
-        Request::Info => reply(id, backend.info(module)),
-        Request::Slots { token_present } => reply(id, backend.slots(module, token_present)),
-        Request::Token { slot_id } => reply(id, backend.token(module, slot_id)),
-        Request::Certificates { slot_id } => reply(
-            id,
-            backend.certificates(module, slot_id).map(|certs| {
-                certs
-                    .into_iter()
-                    .map(WireCertificate::from)
-                    .collect::<Vec<_>>()
-            }),
-        ),
-        Request::KeyIds { slot_id } => reply(
-            id,
-            backend
-                .key_ids(module, slot_id)
-                .map(|ids| ids.into_iter().map(hex::encode).collect::<Vec<_>>()),
-        ),
-        Request::Certificate { slot_id, id: cert } => reply(
-            id,
-            backend
-                .certificate(module, slot_id, &cert)
-                .map(WireCertificate::from),
-        ),
-        Request::Sign {
-            slot_id,
-            key_id,
-            pin,
-            algorithm,
-            scheme,
-            digests,
-        } => {
-            let digests: Option<Vec<Zeroizing<Vec<u8>>>> = digests
+        Request::Info(op) => answer(id, &op, backend.info(module)),
+        Request::Slots(op) => answer(id, &op, backend.slots(module, op.token_present)),
+        Request::Token(op) => answer(id, &op, backend.token(module, op.slot_id)),
+        Request::Certificates(op) => {
+            let certs = backend.certificates(module, op.slot_id);
+            answer(
+                id,
+                &op,
+                certs.map(|c| c.into_iter().map(Into::into).collect()),
+            )
+        }
+        Request::KeyIds(op) => {
+            let ids = backend.key_ids(module, op.slot_id);
+            answer(id, &op, ids.map(|ids| ids.into_iter().map(Hex).collect()))
+        }
+        Request::Certificate(op) => {
+            let cert = backend.certificate(module, op.slot_id, &op.id.0);
+            answer(id, &op, cert.map(Into::into))
+        }
+        Request::Sign(op) => {
+            let digests: Vec<Zeroizing<Vec<u8>>> = op
+                .digests
                 .iter()
-                .map(|d| hex::decode(d).ok().map(Zeroizing::new))
+                .map(|d| Zeroizing::new(d.0.clone()))
                 .collect();
-            let Some(digests) = digests else {
-                return reply::<()>(id, Err(AgentError::new(ErrorReason::Internal)));
-            };
             // Each signature of a batch tells the agent the call goes on, so that its time
             // limit is per signature, not per batch.
             let progress = || {
                 let _ = channel.send(&Reply::progress(id));
             };
             let request = SignRequest {
-                slot_id,
-                key_id: &key_id,
-                credential: pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
-                algorithm,
-                scheme,
+                slot_id: op.slot_id,
+                key_id: &op.key_id.0,
+                credential: op.pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
+                algorithm: op.algorithm,
+                scheme: op.scheme,
                 digests: &digests,
                 progress: (digests.len() > 1).then_some(Progress(&progress)),
             };
-            reply(
-                id,
-                backend
-                    .sign(module, &request)
-                    .map(|sigs| sigs.iter().map(hex::encode).collect::<Vec<_>>()),
-            )
+            let sigs = backend.sign(module, &request);
+            answer(id, &op, sigs.map(|s| s.into_iter().map(Hex).collect()))
         }
-        Request::SlotPresence => reply(id, backend.slot_presence(module)),
-        Request::WaitSlotEvent { timeout_ms } => reply(
-            id,
-            backend.wait_slot_event(module, Duration::from_millis(timeout_ms.min(MAX_WAIT_MS))),
-        ),
-        Request::LogoutAll => {
+        Request::SlotPresence(op) => answer(id, &op, backend.slot_presence(module)),
+        Request::WaitSlotEvent(op) => {
+            let wait = Duration::from_millis(op.timeout_ms.min(MAX_WAIT_MS));
+            answer(id, &op, backend.wait_slot_event(module, wait))
+        }
+        Request::LogoutAll(op) => {
             backend.logout_all();
-            reply(id, Ok(()))
+            answer(id, &op, Ok(()))
         }
         // Handled by the reader (it must not run on a worker that could be stuck).
-        Request::Shutdown => reply(id, Ok(())),
-        Request::Echo {
-            payload,
-            reply_bytes,
-            delay_ms,
-        } => {
-            std::thread::sleep(Duration::from_millis(
-                delay_ms.min(MAX_ECHO_DELAY_MS).into(),
-            ));
-            let n = (reply_bytes as usize).min(wire::MAX_FRAME_BYTES - 64);
-            reply(id, Ok((payload.len(), "x".repeat(n))))
+        Request::Shutdown(op) => answer(id, &op, Ok(())),
+        Request::Echo(op) => {
+            let pause = op.delay_ms.min(MAX_ECHO_DELAY_MS);
+            std::thread::sleep(Duration::from_millis(pause.into()));
+            let n = (op.reply_bytes as usize).min(wire::MAX_FRAME_BYTES - 64);
+            answer(id, &op, Ok((op.payload.len(), "x".repeat(n))))
         }
     }
 }

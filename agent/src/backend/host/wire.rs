@@ -10,16 +10,20 @@
 //! * A PIN crosses only inside [`Request::Sign`]. Frame buffers are [`Zeroizing`], the PIN is a
 //!   [`Pin`] (zeroized on drop), and both processes free through the zeroing allocator.
 
-use crate::backend::CertificateObject;
+use crate::backend::{self, CertificateObject, SlotWait};
 use crate::error::AgentError;
-use keyport_protocol::{AlgorithmReference, ErrorReason, Pin, PinState};
+use keyport_protocol::{
+    AlgorithmReference, ErrorReason, InfoResult, Pin, PinState, SignatureScheme, SlotInfo,
+    TokenInfo,
+};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::io::{Read, Write};
 use zeroize::Zeroizing;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// What a frame's buffer starts at; it grows as the bytes arrive.
@@ -34,57 +38,78 @@ pub struct Hello {
     pub load_error: Option<WireError>,
 }
 
-/// What the agent asks of a host.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    Info,
-    Slots {
-        token_present: bool,
-    },
-    Token {
-        slot_id: u64,
-    },
-    Certificates {
-        slot_id: u64,
-    },
-    KeyIds {
-        slot_id: u64,
-    },
-    Certificate {
-        slot_id: u64,
-        #[serde(with = "hex_bytes")]
-        id: Vec<u8>,
-    },
+/// A request, and the type of the value its reply carries: the agent's call and the host's
+/// answer are typed by the same declaration (see [`ops!`]).
+pub trait Op: Into<Request> {
+    type Reply: Serialize + DeserializeOwned;
+}
+
+/// Declares each request once: its fields, its reply, and its place in [`Request`].
+macro_rules! ops {
+    ($( $(#[$doc:meta])* $op:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? } => $reply:ty; )+) => {
+        /// What the agent asks of a host.
+        #[derive(Debug, Serialize, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        pub enum Request {
+            $( $(#[$doc])* $op($op), )+
+        }
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Serialize, Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub struct $op { $( $(#[$fdoc])* pub $field: $ty, )* }
+            impl Op for $op {
+                type Reply = $reply;
+            }
+            impl From<$op> for Request {
+                fn from(op: $op) -> Request {
+                    Request::$op(op)
+                }
+            }
+        )+
+    };
+}
+
+ops! {
+    Info {} => InfoResult;
+    Slots { token_present: bool } => Vec<SlotInfo>;
+    Token { slot_id: u64 } => TokenInfo;
+    Certificates { slot_id: u64 } => Vec<WireCertificate>;
+    KeyIds { slot_id: u64 } => Vec<Hex>;
+    Certificate { slot_id: u64, id: Hex } => WireCertificate;
     Sign {
         slot_id: u64,
-        #[serde(with = "hex_bytes")]
-        key_id: Vec<u8>,
+        key_id: Hex,
         /// None: the reader's PIN pad ([`crate::backend::Credential::PinPad`]).
         pin: Option<Pin>,
         algorithm: AlgorithmReference,
-        #[serde(default)]
-        scheme: keyport_protocol::SignatureScheme,
-        /// Hex digests, signed in order after one login.
-        digests: Vec<String>,
-    },
+        scheme: SignatureScheme,
+        /// Signed in order after one login.
+        digests: Vec<Hex>,
+    } => Vec<Hex>;
     /// Every slot and the token in it ([`crate::backend::Backend::slot_presence`]).
-    SlotPresence,
+    SlotPresence {} => Vec<backend::SlotPresence>;
     /// Wait for a slot event, at most this long ([`crate::backend::Backend::wait_slot_event`]).
-    WaitSlotEvent {
-        timeout_ms: u64,
-    },
-    LogoutAll,
+    WaitSlotEvent { timeout_ms: u64 } => SlotWait;
+    LogoutAll {} => ();
     /// Log out, finalise the module and exit.
-    Shutdown,
+    Shutdown {} => ();
     /// Answer with `reply_bytes` bytes after `delay_ms` (at most 2 s), touching no module: the
-    /// channel's soak test sends requests and gets replies larger than a pipe buffer.
-    Echo {
-        payload: String,
-        reply_bytes: u32,
-        #[serde(default)]
-        delay_ms: u32,
-    },
+    /// channel's soak test sends requests and gets replies larger than a pipe buffer. The
+    /// reply: the payload's length as the host saw it, and the bytes.
+    Echo { payload: String, reply_bytes: u32, delay_ms: u32 } => (usize, String);
+}
+
+/// Bytes, as a hex string on the wire (JSON has no bytes; hex is simple and cheap at these
+/// sizes). Wiped when dropped: digests and ids pass through here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Hex(#[serde(with = "hex_bytes")] pub Vec<u8>);
+
+impl Drop for Hex {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// A request with its id.
@@ -278,9 +303,10 @@ mod tests {
             &mut buf,
             &Call {
                 id: 7,
-                request: Request::Slots {
+                request: Slots {
                     token_present: true,
-                },
+                }
+                .into(),
             },
         )
         .unwrap();
@@ -288,7 +314,7 @@ mod tests {
             &mut buf,
             &Call {
                 id: 8,
-                request: Request::LogoutAll,
+                request: LogoutAll {}.into(),
             },
         )
         .unwrap();
@@ -298,10 +324,16 @@ mod tests {
         assert_eq!((a.id, b.id), (7, 8));
         assert!(matches!(
             a.request,
-            Request::Slots {
+            Request::Slots(Slots {
                 token_present: true
-            }
+            })
         ));
+        // The op's name is the tag beside its fields.
+        let text = serde_json::to_string(&Request::from(Slots {
+            token_present: false,
+        }))
+        .unwrap();
+        assert_eq!(text, r#"{"op":"slots","token_present":false}"#);
         assert!(matches!(read_frame(&mut r), Err(FrameError::Closed)));
         let huge = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
         assert!(matches!(
@@ -346,29 +378,30 @@ mod tests {
     fn a_sign_request_carries_its_pin_and_bytes_exactly() {
         let call = Call {
             id: 1,
-            request: Request::Sign {
+            request: Sign {
                 slot_id: 3,
-                key_id: vec![0x02],
+                key_id: Hex(vec![0x02]),
                 pin: Some(Pin::new("kpWire9")),
                 algorithm: AlgorithmReference::Sha256,
-                scheme: keyport_protocol::SignatureScheme::Pss,
-                digests: vec!["ab".repeat(32), "cd".repeat(32)],
-            },
+                scheme: SignatureScheme::Pss,
+                digests: vec![Hex(vec![0xab; 32]), Hex(vec![0xcd; 32])],
+            }
+            .into(),
         };
         let json = serde_json::to_string(&call).unwrap();
         let back: Call = serde_json::from_str(&json).unwrap();
         match back.request {
-            Request::Sign {
+            Request::Sign(Sign {
                 key_id,
                 pin,
                 scheme,
                 digests,
                 ..
-            } => {
-                assert_eq!(key_id, [2]);
+            }) => {
+                assert_eq!(key_id.0, [2]);
                 assert_eq!(pin.unwrap().expose(), "kpWire9");
-                assert_eq!(scheme, keyport_protocol::SignatureScheme::Pss);
-                assert_eq!(digests, ["ab".repeat(32), "cd".repeat(32)]);
+                assert_eq!(scheme, SignatureScheme::Pss);
+                assert_eq!(digests, [Hex(vec![0xab; 32]), Hex(vec![0xcd; 32])]);
             }
             other => panic!("{other:?}"),
         }
@@ -376,17 +409,17 @@ mod tests {
         assert!(!format!("{call:?}").contains("kpWire9"));
         // No PIN: the reader's PIN pad.
         let pad: Request = serde_json::from_str(
-            &serde_json::to_string(&Request::Sign {
+            &serde_json::to_string(&Request::from(Sign {
                 slot_id: 3,
-                key_id: vec![2],
+                key_id: Hex(vec![2]),
                 pin: None,
                 algorithm: AlgorithmReference::Sha256,
                 scheme: Default::default(),
-                digests: vec!["ab".repeat(32)],
-            })
+                digests: vec![Hex(vec![0xab; 32])],
+            }))
             .unwrap(),
         )
         .unwrap();
-        assert!(matches!(pad, Request::Sign { pin: None, .. }));
+        assert!(matches!(pad, Request::Sign(Sign { pin: None, .. })));
     }
 }

@@ -1,0 +1,202 @@
+//! Starting a module host: the same binary in host mode, with only the environment a PKCS #11
+//! library needs, its log lines forwarded into the agent's log, and its hello awaited.
+
+use super::channel::{exit_status, Host};
+use super::pipe::set_nonblocking;
+use super::server::HostArgs;
+use super::wire::{self, Hello};
+use crate::backend::pkcs11::LoginPolicy;
+use crate::error::{AgentError, Result};
+use crate::logging::quote;
+use keyport_protocol::ErrorReason;
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// Variables a module host inherits (when set); everything else is removed. PKCS #11 libraries
+/// read their configuration from these (`SOFTHSM2_CONF`, `OPENSC_CONF`, p11-kit's), find the
+/// smart-card service (`PCSCLITE_CSOCK_NAME`, `XDG_RUNTIME_DIR`), or show their own PIN dialog
+/// (the display and session bus variables).
+pub const MODULE_ENV: &[&str] = &[
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_CONFIG_DIRS",
+    "XDG_DATA_HOME",
+    "XDG_DATA_DIRS",
+    "XDG_CACHE_HOME",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "SOFTHSM2_CONF",
+    "OPENSC_CONF",
+    "OPENSC_DRIVER",
+    "PCSCLITE_CSOCK_NAME",
+    "RUST_LOG",
+];
+/// Prefixes of variables a module host inherits.
+pub const MODULE_ENV_PREFIXES: &[&str] = &["LC_", "P11_KIT_", "PKCS11_"];
+
+/// The environment a module host gets: [`MODULE_ENV`], [`MODULE_ENV_PREFIXES`] and `extra`.
+pub fn module_environment(extra: &[String]) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            let Some(k) = k.to_str() else { return false };
+            MODULE_ENV.contains(&k)
+                || MODULE_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
+                || extra.iter().any(|e| e == k)
+        })
+        .collect()
+}
+
+/// How long a host may take to load its module and say hello.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every host of an agent is started with.
+pub(super) struct Launcher {
+    /// This very binary.
+    pub exe: PathBuf,
+    pub policy: LoginPolicy,
+    /// The environment ([`module_environment`]).
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Launcher {
+    /// Start a host for `module` and wait for its hello (at most [`START_TIMEOUT`]).
+    pub(super) fn start(&self, module: &str) -> Result<Arc<Host>> {
+        let started = Instant::now();
+        let args = HostArgs {
+            module: module.to_string(),
+            policy: self.policy,
+        };
+        let mut child = Command::new(&self.exe)
+            .args(args.to_args())
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot start a module host");
+                AgentError::with_message(
+                    ErrorReason::ModuleLoadFailed,
+                    format!("The agent could not start a process for the PKCS #11 library {module}: {e}."),
+                )
+            })?;
+        let pid = child.id();
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let name = module.to_string();
+        forward_log(stderr, name.clone(), pid);
+
+        // The hello, within START_TIMEOUT (a module whose C_Initialize hangs is killed).
+        let (hello_tx, hello_rx) = mpsc::sync_channel(1);
+        let reader = std::thread::Builder::new()
+            .name("keyport-host-reader".into())
+            .spawn(move || {
+                let first = wire::read_frame(&mut stdout);
+                let _ = hello_tx.send(first);
+                stdout
+            })
+            .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
+        let hello = match hello_rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(frame)) => serde_json::from_slice::<Hello>(&frame)
+                .map_err(|_| wire::garbled("its hello", module)),
+            Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = exit_status(&mut child);
+                Err(AgentError::with_message(
+                    ErrorReason::ModuleCrashed,
+                    format!("The PKCS #11 library {module} crashed at start ({status})."),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(AgentError::with_message(
+                    ErrorReason::ModuleLoadFailed,
+                    format!(
+                        "The PKCS #11 library {module} did not finish loading in {} s.",
+                        START_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+        };
+        let hello = match hello {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!(module = %name, "{}", e.message);
+                return Err(e);
+            }
+        };
+        if hello.protocol != wire::PROTOCOL_VERSION {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(wire::garbled("another protocol version", module));
+        }
+        if let Some(e) = hello.load_error {
+            let _ = child.wait();
+            let e = AgentError::from(e);
+            tracing::warn!(module = %name, reason = %e.reason, "{}", e.message);
+            return Err(e);
+        }
+        let stdout = reader.join().expect("the hello reader does not panic");
+        if let Err(e) = set_nonblocking(&stdin) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(AgentError::with_message(
+                ErrorReason::Internal,
+                e.to_string(),
+            ));
+        }
+        let host = Arc::new(Host::new(name, pid, stdin, stdout));
+        host.watch(child)
+            .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
+        tracing::info!(
+            module = %host.name(),
+            pid,
+            start_ms = started.elapsed().as_millis() as u64,
+            "module host started"
+        );
+        Ok(host)
+    }
+}
+
+/// The host's log lines, into the agent's log (cut, and rate-limited with it).
+fn forward_log(stderr: std::process::ChildStderr, module: String, pid: u32) {
+    let _ = std::thread::Builder::new()
+        .name("keyport-host-log".into())
+        .spawn(move || {
+            for line in std::io::BufReader::new(stderr).split(b'\n') {
+                let Ok(line) = line else { return };
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim();
+                // The host writes `LEVEL message`; anything else (the module's own output)
+                // is logged as a warning.
+                let (level, text) = line.split_once(' ').unwrap_or(("", line));
+                let text = quote(text.trim_start(), 400);
+                match level {
+                    "ERROR" => tracing::error!(target: "keyport::host", module = %module, pid, "{text}"),
+                    "WARN" => tracing::warn!(target: "keyport::host", module = %module, pid, "{text}"),
+                    "INFO" => tracing::info!(target: "keyport::host", module = %module, pid, "{text}"),
+                    "DEBUG" => tracing::debug!(target: "keyport::host", module = %module, pid, "{text}"),
+                    "TRACE" => tracing::trace!(target: "keyport::host", module = %module, pid, "{text}"),
+                    _ => tracing::warn!(target: "keyport::host", module = %module, pid, "{}", quote(line, 400)),
+                }
+            }
+        });
+}
