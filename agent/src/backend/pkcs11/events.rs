@@ -14,9 +14,7 @@
 //! The thread holds a clone of the module's context, not the module: shutting the backend down
 //! still finalises the library, which ends the wait.
 
-use super::{info, lock, CryptokiBackend, Module};
-use crate::backend::{SlotPresence, SlotWait, TokenIdentity};
-use crate::error::Result;
+use super::{info, lock};
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use std::collections::VecDeque;
@@ -165,85 +163,8 @@ fn wait_loop(ctx: Pkcs11, shared: Arc<(Mutex<WaitState>, Condvar)>) {
 }
 
 /// A label or serial as the token pads it (blank-padded UTF-8).
-fn field(s: &str) -> String {
+pub(super) fn field(s: &str) -> String {
     s.trim_end_matches([' ', '\0']).to_string()
-}
-
-impl Module {
-    /// What is in each slot now.
-    fn presence_now(&self) -> Result<Vec<SlotPresence>> {
-        let mut out = Vec::new();
-        for slot in self.ctx.get_all_slots()? {
-            let present = self
-                .ctx
-                .get_slot_info(slot)
-                .map(|i| i.token_present())
-                .unwrap_or(false);
-            let token = if present {
-                // A token that vanishes between the two calls is simply absent.
-                self.ctx.get_token_info(slot).ok().map(|t| TokenIdentity {
-                    label: field(t.label()),
-                    serial: field(t.serial_number()),
-                })
-            } else {
-                None
-            };
-            out.push(SlotPresence {
-                slot_id: slot.id(),
-                token,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Drop what is kept of the token in `slot_id` (it left, or may have).
-    pub(super) fn token_gone(&self, slot_id: u64) {
-        if let Some(t) = lock(&self.tokens).get(&slot_id) {
-            tracing::debug!(
-                slot = slot_id,
-                "token state dropped: the token left or changed"
-            );
-            t.invalidate();
-        }
-    }
-}
-
-impl CryptokiBackend {
-    pub(super) fn presence(&self, m: &Module) -> Result<Vec<SlotPresence>> {
-        let now = m.presence_now()?;
-        let mut seen = lock(&m.presence);
-        for slot in &now {
-            let before = seen.get(&slot.slot_id);
-            if before.is_some_and(|b| *b != slot.token) {
-                m.token_gone(slot.slot_id);
-            }
-        }
-        for (slot_id, _) in seen.iter() {
-            if !now.iter().any(|s| s.slot_id == *slot_id) {
-                m.token_gone(*slot_id);
-            }
-        }
-        // Bounded like the token states: a module lists a handful of slots.
-        *seen = now
-            .iter()
-            .take(super::MAX_TOKENS_PER_MODULE)
-            .map(|s| (s.slot_id, s.token.clone()))
-            .collect();
-        Ok(now)
-    }
-
-    pub(super) fn wait_events(&self, m: &Module, timeout: Duration) -> SlotWait {
-        match m.waiter.wait(&m.ctx, timeout) {
-            Waited::Slots(slots) => {
-                for slot in slots {
-                    m.token_gone(slot);
-                }
-                SlotWait::Event
-            }
-            Waited::Quiet => SlotWait::Quiet,
-            Waited::Unsupported => SlotWait::Unsupported,
-        }
-    }
 }
 
 /// Whether the token is not (any more) in its slot. Asks `C_GetSlotInfo` first: some modules

@@ -12,25 +12,18 @@
 //!   PIN, so the token itself judges every PIN we have not seen succeed. A wrong PIN therefore
 //!   costs one try, exactly as it would without the cache, and leaves the token logged out.
 //! * Only a PIN the token accepted (C_Login returned CKR_OK) becomes the verifier: "already
-//!   logged in" after our own logout proves nothing, see [`TokenState::login_verified`].
+//!   logged in" after our own logout proves nothing, see `TokenState::login_verified`.
 //! * The token is logged out after `idle_timeout` without a signature (a ticker the backend
 //!   owns), on pause, and on shutdown. With `keep_logged_in = false` every signature logs in and
 //!   out (the naive semantics).
 
 use super::info::pin_state;
-use super::token::{discard, SignFailure, TokenState};
-use super::{lock, CryptokiBackend, Module};
-use crate::backend::SignRequest;
-use crate::error::{AgentError, Result};
+use crate::error::AgentError;
 use cryptoki::context::Pkcs11;
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::session::UserType;
+use cryptoki::error::Error as CkError;
 use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
 use keyport_protocol::{ErrorReason, Pin, PinState};
-use parking_lot::{RwLockUpgradableReadGuard, RwLockWriteGuard};
 use sha2::{Digest, Sha256};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -106,76 +99,6 @@ impl Login {
     }
 }
 
-impl TokenState {
-    /// Log out (under the caller's write lock). If the module will not log out, every session
-    /// of the token is closed, which ends its login state (PKCS #11: the login belongs to the
-    /// application's sessions and ends with the last one). Either way the verifier is gone, so
-    /// no PIN signs until the token has accepted it again.
-    pub(super) fn logout_locked(&self, ctx: &Pkcs11, login: &mut Login) {
-        login.verifier = None;
-        lock(&self.keys).clear();
-        let Ok(session) = self.take_session(ctx) else {
-            self.close_sessions();
-            return;
-        };
-        match session.logout() {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => self.put_session(session),
-            Err(e) => {
-                tracing::warn!(slot = self.slot.id(), error = %e, "C_Logout failed; closing the token's sessions to end its login");
-                discard(session);
-                self.close_sessions();
-            }
-        }
-    }
-
-    /// Close every session of the token this agent holds (under the write lock: all of them).
-    pub(super) fn close_sessions(&self) {
-        self.forget_sessions();
-    }
-
-    /// Log in with `pin`, under the write lock, on a token believed logged out. Succeeds only
-    /// when the token itself accepted this PIN: CKR_USER_ALREADY_LOGGED_IN proves nothing about
-    /// it (a logout the module did not do, another user of the module's state), so then every
-    /// session is closed and the login tried once more; if the token still claims to be logged
-    /// in, nothing is signed.
-    ///
-    /// `pin` None: the reader's PIN pad (C_Login with a NULL PIN; the person types it on the
-    /// reader, and CKR_FUNCTION_CANCELED means they cancelled there).
-    pub(super) fn login_verified(&self, ctx: &Pkcs11, pin: Option<&Pin>) -> Result<()> {
-        for attempt in 0..2 {
-            let session = self.take_session(ctx)?;
-            let auth = pin.map(|p| AuthPin::from(p.expose().to_string()));
-            match session.login(UserType::User, auth.as_ref()) {
-                Ok(()) => {
-                    self.put_session(session);
-                    return Ok(());
-                }
-                Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
-                    tracing::warn!(
-                        slot = self.slot.id(),
-                        attempt,
-                        "C_Login: already logged in after a logout; the PIN is unverified, closing the token's sessions"
-                    );
-                    discard(session);
-                    self.close_sessions();
-                }
-                Err(e) => {
-                    self.after_error(session, &e);
-                    if pin.is_none() && matches!(e, CkError::Pkcs11(RvError::FunctionCanceled, _)) {
-                        return Err(ErrorReason::PinEntryCancelled.into());
-                    }
-                    return Err(pin_error(ctx, self.slot, e));
-                }
-            }
-        }
-        Err(AgentError::with_message(
-            ErrorReason::DeviceError,
-            "The token stays logged in after every logout, so it cannot check the PIN; nothing \
-             was signed. Remove and reinsert the token, or restart the agent.",
-        ))
-    }
-}
-
 pub(super) fn pin_error(ctx: &Pkcs11, slot: Slot, err: CkError) -> AgentError {
     let mut out = AgentError::from(err);
     if let Ok(info) = ctx.get_token_info(slot) {
@@ -186,191 +109,6 @@ pub(super) fn pin_error(ctx: &Pkcs11, slot: Slot, err: CkError) -> AgentError {
         out = out.with_pin_state(state);
     }
     out
-}
-
-impl CryptokiBackend {
-    /// Sign under the login policy: the fast path when the PIN matches the one that logged
-    /// the token in, else [`Self::login_and_sign`].
-    pub(super) fn sign_with_policy(
-        &self,
-        m: &Module,
-        t: &TokenState,
-        req: &SignRequest<'_>,
-        pin: &Pin,
-    ) -> Result<Vec<Vec<u8>>> {
-        let result = (|| {
-            if self.policy.keep_logged_in {
-                let login = t.sessions(self.policy.lock_wait)?;
-                if login.vouches_for(pin, t.generation()) {
-                    match t.sign_logged_in(&m.ctx, req) {
-                        Ok(sig) => return Ok(sig),
-                        Err(SignFailure::Error(e)) => return Err(e),
-                        Err(SignFailure::NotLoggedIn) => {}
-                    }
-                }
-            }
-            self.login_and_sign(m, t, req, pin)
-        })();
-        if result.is_ok() {
-            t.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
-        }
-        result
-    }
-
-    /// Sign after the person types the PIN on the reader. Every such signature logs in anew
-    /// (the person's keypad entry is their yes to this one signature) and logs out after, so
-    /// no later request rides on it, PIN or not. While the reader waits, the token's login
-    /// lock is held against other logins and logouts, not against reads of public objects (a
-    /// page listing certificates meanwhile is not held up for the minute the person may
-    /// take); a turn at signing (`gate`) only for the signature itself.
-    pub(super) fn sign_with_pin_pad(
-        &self,
-        m: &Module,
-        t: &TokenState,
-        req: &SignRequest<'_>,
-        gate: &super::gate::Gate,
-    ) -> Result<Vec<Vec<u8>>> {
-        let info = m.ctx.get_token_info(t.slot)?;
-        if !info.protected_authentication_path() {
-            return Err(AgentError::with_message(
-                ErrorReason::PinEntryUnavailable,
-                "This token has no PIN pad: the PIN must come with the request or from the \
-                 agent's PIN prompt.",
-            ));
-        }
-        if info.user_pin_locked() {
-            return Err(AgentError::new(ErrorReason::PinLocked).with_pin_state(PinState::Locked));
-        }
-        let wait = self.policy.lock_wait;
-        let keypad = t.own_login_keypad(wait)?;
-        let Ok(mut login) = RwLockUpgradableReadGuard::try_upgrade_for(keypad, wait) else {
-            return Err(AgentError::new(ErrorReason::TokenBusy));
-        };
-        t.logout_locked(&m.ctx, &mut login);
-        let keypad = RwLockWriteGuard::downgrade_to_upgradable(login);
-        t.login_verified(&m.ctx, None)?;
-        let result = {
-            let Some(_turn) = gate.enter_within(wait) else {
-                // Logged in on the person's keypad entry: never leave it so.
-                let mut login = RwLockUpgradableReadGuard::upgrade(keypad);
-                t.logout_locked(&m.ctx, &mut login);
-                return Err(AgentError::new(ErrorReason::TokenBusy));
-            };
-            match t.sign_logged_in(&m.ctx, req) {
-                Ok(sig) => Ok(sig),
-                Err(SignFailure::Error(e)) => Err(e),
-                Err(SignFailure::NotLoggedIn) => Err(AgentError::with_message(
-                    ErrorReason::DeviceError,
-                    "The token logged out right after the PIN was typed on the reader.",
-                )),
-            }
-        };
-        // Readers of public objects finish within their own calls; then the logout.
-        let mut login = RwLockUpgradableReadGuard::upgrade(keypad);
-        t.logout_locked(&m.ctx, &mut login);
-        if result.is_ok() {
-            t.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
-        }
-        result
-    }
-
-    fn login_and_sign(
-        &self,
-        m: &Module,
-        t: &TokenState,
-        req: &SignRequest<'_>,
-        pin: &Pin,
-    ) -> Result<Vec<Vec<u8>>> {
-        // Never spend a PIN try, nor drop everyone's login, on a PIN the token cannot accept.
-        // Best effort: if the token cannot say, the login below still decides.
-        if let Ok(info) = m.ctx.get_token_info(t.slot) {
-            let len = pin.expose().len();
-            if len < info.min_pin_length() || len > info.max_pin_length() {
-                return Err(AgentError::with_message(
-                    ErrorReason::PinLenRange,
-                    format!(
-                        "The PIN must have {} to {} characters for this token.",
-                        info.min_pin_length(),
-                        info.max_pin_length()
-                    ),
-                ));
-            }
-            if info.user_pin_locked() {
-                return Err(
-                    AgentError::new(ErrorReason::PinLocked).with_pin_state(PinState::Locked)
-                );
-            }
-        }
-
-        let mut login = t.own_login(self.policy.lock_wait)?;
-        // Another request may have logged in with this very PIN while we waited for the lock.
-        if self.policy.keep_logged_in && login.vouches_for(pin, t.generation()) {
-            match t.sign_logged_in(&m.ctx, req) {
-                Ok(sig) => return Ok(sig),
-                Err(SignFailure::Error(e)) => return Err(e),
-                Err(SignFailure::NotLoggedIn) => {}
-            }
-        }
-        t.logout_locked(&m.ctx, &mut login);
-        let generation = t.generation();
-        t.login_verified(&m.ctx, Some(pin))?;
-        // Only now, with the token's own yes, is this PIN the one that logged it in (this
-        // generation of it: if the token left meanwhile, the next signature logs in again).
-        login.verifier = Some(PinVerifier::new(pin));
-        login.generation = generation;
-
-        let result = match t.sign_logged_in(&m.ctx, req) {
-            Ok(sig) => Ok(sig),
-            Err(SignFailure::Error(e)) => Err(e),
-            Err(SignFailure::NotLoggedIn) => Err(AgentError::with_message(
-                ErrorReason::DeviceError,
-                "The token logged out right after a successful login.",
-            )),
-        };
-        if !self.policy.keep_logged_in {
-            t.logout_locked(&m.ctx, &mut login);
-        }
-        result
-    }
-
-    /// Forget every login (pause, shutdown).
-    pub(super) fn logout_everything(&self) {
-        for m in self.loaded() {
-            for t in m.tokens() {
-                let mut login = t.login.write();
-                if login.verifier.is_some() {
-                    t.logout_locked(&m.ctx, &mut login);
-                    tracing::info!(slot = t.slot.id(), "token logged out");
-                }
-            }
-        }
-    }
-
-    /// Log out the tokens with no signature for `idle_timeout`.
-    pub(super) fn logout_idle(&self) {
-        let now = self.now_ms();
-        let idle = self.policy.idle_timeout.as_millis() as u64;
-        for m in self.loaded() {
-            for t in m.tokens() {
-                if now.saturating_sub(t.last_used_ms.load(Ordering::Relaxed)) < idle {
-                    continue;
-                }
-                // Never wait for a busy token: it is not idle.
-                let Some(mut login) = t.login.try_write() else {
-                    continue;
-                };
-                if login.verifier.is_some() {
-                    t.logout_locked(&m.ctx, &mut login);
-                    tracing::info!(slot = t.slot.id(), "token logged out after idle timeout");
-                }
-            }
-        }
-    }
-
-    /// How often the idle ticker looks: a quarter of the idle timeout, within 100 ms..30 s.
-    pub(super) fn idle_period(&self) -> Duration {
-        (self.policy.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
-    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,18 @@
 //! The real backend: PKCS #11 through the `cryptoki` crate. The only place the agent touches
 //! cryptoki.
 //!
-//! * this file: loading modules (one per library file, however it is named) and the
-//!   [`Backend`] implementation;
-//! * `token`: what is kept per token (session pool, key and certificate caches) and the
-//!   signature on a logged-in session;
-//! * `login`: the login policy (verified logins, the cache of the PIN that logged in, idle
-//!   logout);
+//! * this file: [`CryptokiBackend`] (its modules, the idle logout, the [`Backend`]
+//!   implementation, a request retried once on fresh state after stale handles);
+//! * `module`: one loaded module (one per library file, however it is named), its per-slot
+//!   state (bounded) and what it says of its slots;
+//! * `token`: what is kept per token (the login lock, session pool, key and certificate
+//!   caches) and logging it in and out;
+//! * `sign`: the signature on a logged-in session, and the flows with a PIN (the login policy)
+//!   or a reader's keypad;
+//! * `objects`: reading certificates (public objects);
+//! * `login`: the login policy and the verifier of the PIN that logged a token in;
+//! * `gate`: the first-come-first-served gate for signatures;
+//! * `events`: slot events (`C_WaitForSlotEvent`, or polling);
 //! * `info`: decoding library, slot and token information;
 //! * `error`: cryptoki's errors as [`AgentError`]s.
 
@@ -15,30 +21,27 @@ mod events;
 mod gate;
 mod info;
 mod login;
+mod module;
+mod objects;
+mod sign;
 mod token;
 
 pub use login::{lock_wait_for, LoginPolicy};
 
-use super::{
-    Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait, TokenIdentity,
-};
-use crate::allowlist::{AllowedModule, ModuleIdentity};
+use super::{Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait};
+use crate::allowlist::AllowedModule;
 use crate::error::{AgentError, Result};
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass};
+use cryptoki::error::Error as CkError;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
-use std::collections::HashMap;
+use module::{Module, Modules};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use token::TokenState;
 
 /// How many times a request that met stale handles is tried again on fresh state.
 const STALE_RETRIES: usize = 2;
-
-/// Slots whose state one module keeps (a real module has a handful; ids that name no slot
-/// never get state).
-const MAX_TOKENS_PER_MODULE: usize = 64;
 
 pub struct CryptokiBackend {
     modules: Mutex<Modules>,
@@ -50,73 +53,9 @@ pub struct CryptokiBackend {
     idle_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
-/// The loaded modules, by the file they are (one library = one module, whatever path named
-/// it), and the paths already resolved to one of them.
-#[derive(Default)]
-struct Modules {
-    by_identity: HashMap<ModuleIdentity, Arc<Module>>,
-    by_path: HashMap<String, Arc<Module>>,
-}
-
-struct Module {
-    /// The file loaded (symlinks resolved), for logs and messages.
-    name: String,
-    ctx: Pkcs11,
-    tokens: Mutex<HashMap<u64, Arc<TokenState>>>,
-    /// What [`Backend::slot_presence`] last saw in each slot.
-    presence: Mutex<HashMap<u64, Option<TokenIdentity>>>,
-    /// The module's own slot events (`C_WaitForSlotEvent`).
-    waiter: events::Waiter,
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind: keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Module {
-    /// The state of a slot that exists. An id that names no slot gets SLOT_NOT_FOUND and
-    /// leaves nothing behind; the map is bounded (slots are few, and state of a slot that is
-    /// idle and logged out is cheap to drop).
-    fn token_state(&self, slot_id: u64) -> Result<Arc<TokenState>> {
-        if let Some(t) = lock(&self.tokens).get(&slot_id) {
-            return Ok(t.clone());
-        }
-        let slot = info::slot_of(slot_id)?;
-        self.ctx.get_slot_info(slot)?;
-        let mut tokens = lock(&self.tokens);
-        if tokens.len() >= MAX_TOKENS_PER_MODULE {
-            tokens.retain(|_, t| {
-                Arc::strong_count(t) > 1
-                    || t.login
-                        .try_read()
-                        .map(|l| l.verifier.is_some())
-                        .unwrap_or(true)
-            });
-        }
-        if tokens.len() >= MAX_TOKENS_PER_MODULE && !tokens.contains_key(&slot_id) {
-            return Err(AgentError::with_message(
-                ErrorReason::DeviceError,
-                format!(
-                    "The PKCS #11 library {} has more than {MAX_TOKENS_PER_MODULE} slots in use.",
-                    self.name
-                ),
-            ));
-        }
-        Ok(tokens
-            .entry(slot_id)
-            .or_insert_with(|| Arc::new(TokenState::new(slot)))
-            .clone())
-    }
-
-    fn tokens(&self) -> Vec<Arc<TokenState>> {
-        lock(&self.tokens).values().cloned().collect()
-    }
-
-    /// How many slots have state (for tests of the bound).
-    fn tokens_held(&self) -> usize {
-        lock(&self.tokens).len()
-    }
 }
 
 impl CryptokiBackend {
@@ -163,53 +102,7 @@ impl CryptokiBackend {
     /// The loaded module `allowed` names, loading and initialising it on first use. Two paths
     /// to one file (a symlink, a hard link) are one module: one context, one lock per token.
     fn module(&self, allowed: &AllowedModule) -> Result<Arc<Module>> {
-        let path = allowed.path();
-        let mut modules = lock(&self.modules);
-        if let Some(m) = modules.by_path.get(path) {
-            return Ok(m.clone());
-        }
-        let identity = allowed.identity().map_err(|e| {
-            tracing::warn!(module = path, error = %e, "cannot find PKCS #11 module");
-            AgentError::with_message(
-                ErrorReason::ModuleLoadFailed,
-                format!("The PKCS #11 library {path} could not be found: {e}."),
-            )
-        })?;
-        if let Some(m) = modules.by_identity.get(&identity).cloned() {
-            tracing::info!(module = path, loaded = %m.name, "another path to a loaded PKCS #11 module");
-            modules.by_path.insert(path.to_string(), m.clone());
-            return Ok(m);
-        }
-        let name = identity.canonical.display().to_string();
-        let ctx = Pkcs11::new(&identity.canonical).map_err(|e| {
-            tracing::warn!(module = %name, error = %e, "cannot load PKCS #11 module");
-            AgentError::with_message(
-                ErrorReason::ModuleLoadFailed,
-                format!("The PKCS #11 library {path} could not be loaded: {e}."),
-            )
-        })?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => {
-                let why = error::describe(&e);
-                tracing::warn!(module = %name, "C_Initialize failed: {why}");
-                return Err(AgentError::with_message(
-                    ErrorReason::ModuleLoadFailed,
-                    format!("The PKCS #11 library {path} failed to initialise: {why}."),
-                ));
-            }
-        }
-        tracing::info!(module = %name, "PKCS #11 module loaded");
-        let m = Arc::new(Module {
-            name,
-            ctx,
-            tokens: Mutex::new(HashMap::new()),
-            presence: Mutex::new(HashMap::new()),
-            waiter: events::Waiter::default(),
-        });
-        modules.by_identity.insert(identity, m.clone());
-        modules.by_path.insert(path.to_string(), m.clone());
-        Ok(m)
+        lock(&self.modules).get_or_load(allowed)
     }
 
     /// Slots with state in the module `allowed` names (0 if it is not loaded): for tests.
@@ -227,83 +120,6 @@ impl CryptokiBackend {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Every certificate on the token (and the certificate cache refreshed).
-    fn read_certificates(
-        m: &Module,
-        t: &TokenState,
-        wait: Duration,
-    ) -> Result<Vec<CertificateObject>> {
-        let _using = t.sessions(wait)?;
-        t.with_session(&m.ctx, |s| {
-            let template = [
-                Attribute::Class(ObjectClass::CERTIFICATE),
-                Attribute::CertificateType(CertificateType::X_509),
-            ];
-            let mut out = Vec::new();
-            for handle in s.find_objects(&template)? {
-                let mut id = Vec::new();
-                let mut der = Vec::new();
-                for attr in s.get_attributes(handle, &[AttributeType::Id, AttributeType::Value])? {
-                    match attr {
-                        Attribute::Id(v) => id = v,
-                        Attribute::Value(v) => der = v,
-                        _ => {}
-                    }
-                }
-                if !der.is_empty() {
-                    out.push(CertificateObject { id, der });
-                }
-            }
-            let mut cache = lock(&t.certs);
-            cache.clear();
-            for c in &out {
-                cache.insert(c.id.clone(), (Instant::now(), Arc::new(c.der.clone())));
-            }
-            Ok(out)
-        })
-    }
-
-    /// The certificate with CKA_ID `id` (from the cache when read recently).
-    fn read_certificate(
-        m: &Module,
-        t: &TokenState,
-        id: &[u8],
-        wait: Duration,
-    ) -> Result<CertificateObject> {
-        if let Some(der) = t.cached_cert(id) {
-            return Ok(CertificateObject {
-                id: id.to_vec(),
-                der: der.to_vec(),
-            });
-        }
-        let _using = t.sessions(wait)?;
-        let der = t.with_session(&m.ctx, |s| {
-            let template = [
-                Attribute::Class(ObjectClass::CERTIFICATE),
-                Attribute::CertificateType(CertificateType::X_509),
-                Attribute::Id(id.to_vec()),
-            ];
-            let Some(handle) = s.find_objects(&template)?.first().copied() else {
-                return Ok(None);
-            };
-            let attrs = s.get_attributes(handle, &[AttributeType::Value])?;
-            Ok(attrs.into_iter().find_map(|a| match a {
-                Attribute::Value(v) => Some(v),
-                _ => None,
-            }))
-        })?;
-        match der {
-            Some(der) => {
-                t.cache_cert(id, &der);
-                Ok(CertificateObject {
-                    id: id.to_vec(),
-                    der,
-                })
-            }
-            None => Err(AgentError::new(ErrorReason::CertificateNotFound)),
-        }
     }
 
     /// Run `op` on the state of the token in `slot_id`. If it failed on stale handles (the
@@ -343,6 +159,45 @@ impl CryptokiBackend {
         }
         unreachable!("the loop returns")
     }
+
+    /// Forget every login (pause, shutdown).
+    pub(super) fn logout_everything(&self) {
+        for m in self.loaded() {
+            for t in m.tokens() {
+                let mut login = t.login.write();
+                if login.verifier.is_some() {
+                    t.logout_locked(&m.ctx, &mut login);
+                    tracing::info!(slot = t.slot.id(), "token logged out");
+                }
+            }
+        }
+    }
+
+    /// Log out the tokens with no signature for `idle_timeout`.
+    pub(super) fn logout_idle(&self) {
+        let now = self.now_ms();
+        let idle = self.policy.idle_timeout.as_millis() as u64;
+        for m in self.loaded() {
+            for t in m.tokens() {
+                if now.saturating_sub(t.last_used_ms.load(Ordering::Relaxed)) < idle {
+                    continue;
+                }
+                // Never wait for a busy token: it is not idle.
+                let Some(mut login) = t.login.try_write() else {
+                    continue;
+                };
+                if login.verifier.is_some() {
+                    t.logout_locked(&m.ctx, &mut login);
+                    tracing::info!(slot = t.slot.id(), "token logged out after idle timeout");
+                }
+            }
+        }
+    }
+
+    /// How often the idle ticker looks: a quarter of the idle timeout, within 100 ms..30 s.
+    pub(super) fn idle_period(&self) -> Duration {
+        (self.policy.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    }
 }
 
 impl Backend for CryptokiBackend {
@@ -361,7 +216,7 @@ impl Backend for CryptokiBackend {
     fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>> {
         let m = self.module(module)?;
         self.on_token(&m, slot_id, |t| {
-            Self::read_certificates(&m, t, self.policy.lock_wait)
+            objects::certificates(&m, t, self.policy.lock_wait)
         })
     }
 
@@ -401,7 +256,7 @@ impl Backend for CryptokiBackend {
     ) -> Result<CertificateObject> {
         let m = self.module(module)?;
         self.on_token(&m, slot_id, |t| {
-            Self::read_certificate(&m, t, id, self.policy.lock_wait)
+            objects::certificate(&m, t, id, self.policy.lock_wait)
         })
     }
 
@@ -409,7 +264,7 @@ impl Backend for CryptokiBackend {
         let m = self.module(module)?;
         let signature = self.on_token(&m, req.slot_id, |t| {
             // The key must be that of a certificate on the token (usually cached).
-            let cert = Self::read_certificate(&m, t, req.key_id, self.policy.lock_wait)?;
+            let cert = objects::certificate(&m, t, req.key_id, self.policy.lock_wait)?;
             if req.scheme == keyport_protocol::SignatureScheme::Pss {
                 // Refused before any login: an EC key, or a token without the mechanism.
                 if !matches!(
@@ -434,10 +289,10 @@ impl Backend for CryptokiBackend {
                     let Some(_turn) = self.signing.enter_within(self.policy.lock_wait) else {
                         return Err(ErrorReason::TokenBusy.into());
                     };
-                    self.sign_with_policy(&m, t, req, pin)
+                    sign::with_pin(self, &m, t, req, pin)
                 }
                 // The wait for the person at the reader must not hold a turn at signing.
-                Credential::PinPad => self.sign_with_pin_pad(&m, t, req, &self.signing),
+                Credential::PinPad => sign::with_pin_pad(self, &m, t, req, &self.signing),
             }
         });
         // Hashing the PIN (the login cache's verifier) left a copy in a popped frame.
@@ -447,12 +302,12 @@ impl Backend for CryptokiBackend {
 
     fn slot_presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>> {
         let m = self.module(module)?;
-        self.presence(&m)
+        m.presence()
     }
 
     fn wait_slot_event(&self, module: &AllowedModule, timeout: Duration) -> Result<SlotWait> {
         let m = self.module(module)?;
-        Ok(self.wait_events(&m, timeout))
+        Ok(m.wait_events(timeout))
     }
 
     fn logout_all(&self) {

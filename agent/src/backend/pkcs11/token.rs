@@ -15,25 +15,20 @@
 
 use super::error::{invalidates_token_state, is_stale_handle};
 use super::lock;
-use super::login::Login;
-use crate::backend::SignRequest;
+use super::login::{pin_error, Login};
 use crate::error::{AgentError, Result};
-use crate::x509::digest_info;
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
-use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, SessionState};
+use cryptoki::object::{KeyType, ObjectHandle};
+use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
-use keyport_protocol::ErrorReason;
-use keyport_protocol::{AlgorithmReference, SignatureScheme};
+use cryptoki::types::AuthPin;
+use keyport_protocol::{ErrorReason, Pin};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use zeroize::Zeroizing;
 
 /// Idle sessions kept per token.
 pub(super) const POOL_SIZE: usize = 8;
@@ -77,21 +72,6 @@ pub(super) fn discard(session: Session) {
     }
 }
 
-/// RSASSA-PSS as Keyport makes it: MGF1 with the digest's own hash, salt as long as the hash.
-pub(super) fn pss_params(alg: AlgorithmReference) -> PkcsPssParams {
-    let (hash_alg, mgf) = match alg {
-        AlgorithmReference::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
-        AlgorithmReference::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
-        AlgorithmReference::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
-        AlgorithmReference::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
-    };
-    PkcsPssParams {
-        hash_alg,
-        mgf,
-        s_len: (alg.digest_len() as u64).into(),
-    }
-}
-
 /// A certificate's DER and when it was read.
 type CachedCert = (Instant, Arc<Vec<u8>>);
 
@@ -105,18 +85,6 @@ fn busy() -> AgentError {
         "The token is busy with another request (a PIN being typed on its reader, or other \
          signatures); nothing was done. Retry in a moment.",
     )
-}
-
-/// Why a signature on a (believed) logged-in token did not happen.
-pub(super) enum SignFailure {
-    NotLoggedIn,
-    Error(AgentError),
-}
-
-impl From<AgentError> for SignFailure {
-    fn from(e: AgentError) -> Self {
-        SignFailure::Error(e)
-    }
 }
 
 impl TokenState {
@@ -251,138 +219,71 @@ impl TokenState {
         lock(&self.certs).insert(id.to_vec(), (Instant::now(), Arc::new(der.to_vec())));
     }
 
-    pub(super) fn find_key(
-        &self,
-        session: &Session,
-        id: &[u8],
-    ) -> std::result::Result<(ObjectHandle, KeyType), SignFailure> {
-        if let Some(k) = lock(&self.keys).get(id) {
-            return Ok(*k);
-        }
-        let template = [
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Id(id.to_vec()),
-        ];
-        let found = session
-            .find_objects(&template)
-            .map_err(|e| self.failure(e))?;
-        let Some(handle) = found.first().copied() else {
-            // Private objects are invisible to a session that is not logged in.
-            let logged_in = session
-                .get_session_info()
-                .map(|i| {
-                    matches!(
-                        i.session_state(),
-                        SessionState::RoUser | SessionState::RwUser
-                    )
-                })
-                .unwrap_or(false);
-            return Err(if logged_in {
-                SignFailure::Error(AgentError::new(ErrorReason::KeyNotFound))
-            } else {
-                SignFailure::NotLoggedIn
-            });
+    /// Log out (under the caller's write lock). If the module will not log out, every session
+    /// of the token is closed, which ends its login state (PKCS #11: the login belongs to the
+    /// application's sessions and ends with the last one). Either way the verifier is gone, so
+    /// no PIN signs until the token has accepted it again.
+    pub(super) fn logout_locked(&self, ctx: &Pkcs11, login: &mut Login) {
+        login.verifier = None;
+        lock(&self.keys).clear();
+        let Ok(session) = self.take_session(ctx) else {
+            self.close_sessions();
+            return;
         };
-        let attrs = session
-            .get_attributes(handle, &[AttributeType::KeyType])
-            .map_err(|e| self.failure(e))?;
-        let kind = attrs
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::KeyType(k) => Some(k),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                SignFailure::Error(AgentError::new(ErrorReason::UnsupportedAlgorithm))
-            })?;
-        lock(&self.keys).insert(id.to_vec(), (handle, kind));
-        Ok((handle, kind))
-    }
-
-    /// Sign every digest of `req`, on one session of a token that is logged in (as far as we
-    /// know).
-    pub(super) fn sign_logged_in(
-        &self,
-        ctx: &Pkcs11,
-        req: &SignRequest<'_>,
-    ) -> std::result::Result<Vec<Vec<u8>>, SignFailure> {
-        let session = self.take_session(ctx)?;
-        let signed = req
-            .digests
-            .iter()
-            .map(|digest| {
-                let sig = self.sign_on(&session, req, digest, true);
-                if let (Ok(_), Some(progress)) = (&sig, req.progress) {
-                    (progress.0)();
-                }
-                sig
-            })
-            .collect::<std::result::Result<Vec<_>, _>>();
-        match signed {
-            Err(SignFailure::Error(e)) if e.reason == ErrorReason::DeviceError => {
-                // The session may be dead; do not pool it.
+        match session.logout() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => self.put_session(session),
+            Err(e) => {
+                tracing::warn!(slot = self.slot.id(), error = %e, "C_Logout failed; closing the token's sessions to end its login");
                 discard(session);
-                self.forget_sessions();
-                Err(SignFailure::Error(e))
-            }
-            other => {
-                self.put_session(session);
-                other
+                self.close_sessions();
             }
         }
     }
 
-    pub(super) fn sign_on(
-        &self,
-        session: &Session,
-        req: &SignRequest<'_>,
-        digest: &[u8],
-        retry: bool,
-    ) -> std::result::Result<Vec<u8>, SignFailure> {
-        let (key, kind) = self.find_key(session, req.key_id)?;
-        let (mechanism, data) = if kind == KeyType::RSA {
-            match req.scheme {
-                SignatureScheme::Pkcs1 => (
-                    Mechanism::RsaPkcs,
-                    Zeroizing::new(digest_info(req.algorithm, digest)),
-                ),
-                SignatureScheme::Pss => (
-                    Mechanism::RsaPkcsPss(pss_params(req.algorithm)),
-                    Zeroizing::new(digest.to_vec()),
-                ),
-            }
-        } else if kind == KeyType::EC {
-            if req.scheme == SignatureScheme::Pss {
-                return Err(AgentError::with_message(
-                    ErrorReason::UnsupportedAlgorithm,
-                    "RSA-PSS needs an RSA key; this certificate's key is EC.",
-                )
-                .into());
-            }
-            (Mechanism::Ecdsa, Zeroizing::new(digest.to_vec()))
-        } else {
-            return Err(AgentError::with_message(
-                ErrorReason::UnsupportedAlgorithm,
-                "The key for this certificate is neither RSA nor EC.",
-            )
-            .into());
-        };
-        match session.sign(&mechanism, key, &data) {
-            Ok(sig) => Ok(sig),
-            Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Err(SignFailure::NotLoggedIn),
-            Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _))
-                if retry =>
-            {
-                lock(&self.keys).clear();
-                self.sign_on(session, req, digest, false)
-            }
-            Err(e) => Err(self.failure(e)),
-        }
+    /// Close every session of the token this agent holds (under the write lock: all of them).
+    pub(super) fn close_sessions(&self) {
+        self.forget_sessions();
     }
 
-    /// A token error as a failure, noted first (see [`TokenState::note_error`]).
-    fn failure(&self, e: CkError) -> SignFailure {
-        self.note_error(&e);
-        SignFailure::Error(e.into())
+    /// Log in with `pin`, under the write lock, on a token believed logged out. Succeeds only
+    /// when the token itself accepted this PIN: CKR_USER_ALREADY_LOGGED_IN proves nothing about
+    /// it (a logout the module did not do, another user of the module's state), so then every
+    /// session is closed and the login tried once more; if the token still claims to be logged
+    /// in, nothing is signed.
+    ///
+    /// `pin` None: the reader's PIN pad (C_Login with a NULL PIN; the person types it on the
+    /// reader, and CKR_FUNCTION_CANCELED means they cancelled there).
+    pub(super) fn login_verified(&self, ctx: &Pkcs11, pin: Option<&Pin>) -> Result<()> {
+        for attempt in 0..2 {
+            let session = self.take_session(ctx)?;
+            let auth = pin.map(|p| AuthPin::from(p.expose().to_string()));
+            match session.login(UserType::User, auth.as_ref()) {
+                Ok(()) => {
+                    self.put_session(session);
+                    return Ok(());
+                }
+                Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                    tracing::warn!(
+                        slot = self.slot.id(),
+                        attempt,
+                        "C_Login: already logged in after a logout; the PIN is unverified, closing the token's sessions"
+                    );
+                    discard(session);
+                    self.close_sessions();
+                }
+                Err(e) => {
+                    self.after_error(session, &e);
+                    if pin.is_none() && matches!(e, CkError::Pkcs11(RvError::FunctionCanceled, _)) {
+                        return Err(ErrorReason::PinEntryCancelled.into());
+                    }
+                    return Err(pin_error(ctx, self.slot, e));
+                }
+            }
+        }
+        Err(AgentError::with_message(
+            ErrorReason::DeviceError,
+            "The token stays logged in after every logout, so it cannot check the PIN; nothing \
+             was signed. Remove and reinsert the token, or restart the agent.",
+        ))
     }
 }
