@@ -807,12 +807,12 @@ impl Config {
                 .max_in_flight_per_connection
                 .unwrap_or(d.max_in_flight_per_connection)
                 // A connection's stuck token calls hold threads: never more than half of them.
-                .clamp(1, crate::app::MAX_BLOCKING_THREADS / 2),
+                .clamp(1, crate::limits::MAX_BLOCKING_THREADS / 2),
             // At least one largest answer must fit, or a big certificate list would close it.
             max_reply_backlog_bytes: file
                 .max_reply_backlog_bytes
                 .unwrap_or(d.max_reply_backlog_bytes)
-                .max(crate::server::MAX_RESPONSE_BYTES + 1024),
+                .max(crate::limits::MAX_RESPONSE_BYTES + 1024),
             ping_interval: secs(None, file.ping_interval_secs, d.ping_interval)
                 .max(Duration::from_secs(1)),
             handshake_timeout: secs(None, file.handshake_timeout_secs, d.handshake_timeout)
@@ -950,10 +950,10 @@ mod tests {
     #[test]
     fn one_connection_never_gets_the_whole_blocking_pool() {
         let d = Config::default();
-        assert!(d.max_in_flight_per_connection * 4 <= crate::app::MAX_BLOCKING_THREADS);
+        assert!(d.max_in_flight_per_connection * 4 <= crate::limits::MAX_BLOCKING_THREADS);
         let file: FileConfig = toml::from_str("max_in_flight_per_connection = 1000").unwrap();
         let cfg = Config::merge(cli(&[]), file).unwrap();
-        assert!(cfg.max_in_flight_per_connection < crate::app::MAX_BLOCKING_THREADS);
+        assert!(cfg.max_in_flight_per_connection < crate::limits::MAX_BLOCKING_THREADS);
     }
 
     #[test]
