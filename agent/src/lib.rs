@@ -27,7 +27,9 @@
 //!   state, the login policy, info decoding, cryptoki's errors: the only place cryptoki is
 //!   used); an in-memory fake for tests.
 //! * [`allowlist`]: which libraries a request may name, and what one library is (its file).
-//! * [`config`]: flags (clap) over the TOML file.
+//! * [`config`]: flags (clap) over the person's TOML file over the administrator's (policy);
+//!   one table of keys (`config/settings.rs`) gives the file's schema, the flags' keys, the
+//!   merge and `keyport config`'s report.
 //! * [`limits`]: fixed limits that `app`, `server` and `config` share.
 //! * [`origin`], [`x509`]: web origins; certificate parsing, DigestInfo, signature checks.
 //! * [`logging`], [`secret`], [`error`]: logs that cannot fail or flood; wiping what secrets
