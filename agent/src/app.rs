@@ -5,14 +5,11 @@
 use crate::config::Config;
 use crate::consent::{ConsentUi, PinUi};
 use crate::desktop::{self, Running};
+use crate::limits::MAX_BLOCKING_THREADS;
 use crate::state::Agent;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::Notify;
-
-/// Threads for token calls. Each connection may hold at most `max_in_flight_per_connection`
-/// (default 16) of them, stuck calls included, so one connection cannot take them all.
-pub const MAX_BLOCKING_THREADS: usize = 64;
 
 /// Run the agent until a signal or the tray's Quit; the exit code says how it ended.
 ///

@@ -27,7 +27,10 @@
 //!   state, the login policy, info decoding, cryptoki's errors: the only place cryptoki is
 //!   used); an in-memory fake for tests.
 //! * [`allowlist`]: which libraries a request may name, and what one library is (its file).
-//! * [`config`]: flags (clap) over the TOML file.
+//! * [`config`]: flags (clap) over the person's TOML file over the administrator's (policy);
+//!   one table of keys (`config/settings.rs`) gives the file's schema, the flags' keys, the
+//!   merge and `keyport config`'s report.
+//! * [`limits`]: fixed limits that `app`, `server` and `config` share.
 //! * [`origin`], [`x509`]: web origins; certificate parsing, DigestInfo, signature checks.
 //! * [`logging`], [`secret`], [`error`]: logs that cannot fail or flood; wiping what secrets
 //!   leave on the stack; the one error type and its mapping to wire codes.
@@ -45,6 +48,7 @@ pub mod error;
 pub mod events;
 pub mod guard;
 pub mod hooks;
+pub mod limits;
 pub mod logging;
 pub mod methods;
 pub mod origin;

@@ -22,6 +22,7 @@ pub mod rpc;
 use crate::config::Config;
 use crate::consent::Caller;
 use crate::guard::{Guard, StaticFile};
+use crate::limits::MAX_RESPONSE_BYTES;
 use crate::methods::rpc_module;
 use crate::origin::Origin;
 use crate::state::Agent;
@@ -35,8 +36,6 @@ use tokio_util::task::TaskTracker;
 
 /// Sockets in the HTTP phase at once; more are closed as soon as they are accepted.
 pub const MAX_HANDSHAKING: usize = 128;
-/// Longest answer (bytes); a larger one becomes error -32008.
-pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
 /// Entries in one batch.
 pub const MAX_BATCH: usize = 16;
 
