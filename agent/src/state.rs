@@ -12,6 +12,7 @@ use crate::error::{AgentError, Result};
 use keyport_protocol::ErrorReason;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 pub struct Agent {
     pub backend: Arc<dyn Backend>,
@@ -28,6 +29,29 @@ pub struct Agent {
     pub events: crate::events::SlotEvents,
     /// The tokens present, for the tray ([`Agent::show_tokens`]).
     pub tokens: crate::events::TokenBoard,
+}
+
+/// A request's places in flight: one of its connection's, one of its origin's (the server
+/// takes them; a token call holds a share until it returns, see [`Agent::blocking`]).
+pub struct InFlight {
+    _places: [OwnedSemaphorePermit; 2],
+}
+
+impl InFlight {
+    pub fn new(places: [OwnedSemaphorePermit; 2]) -> InFlight {
+        InFlight { _places: places }
+    }
+}
+
+tokio::task_local! {
+    /// The in-flight permits of the request being handled (see [`request_share`]).
+    pub static IN_FLIGHT: Arc<InFlight>;
+}
+
+/// A share of the current request's in-flight permits, for a token call to hold until it
+/// returns. `None` outside a request (in-process tests, background jobs).
+pub fn request_share() -> Option<Arc<InFlight>> {
+    IN_FLIGHT.try_with(Arc::clone).ok()
 }
 
 /// Cleared when the future that waits for a blocking call is dropped or done.
@@ -121,7 +145,7 @@ impl Agent {
         F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
     {
         let backend = self.backend.clone();
-        let share = crate::server::rpc::request_share();
+        let share = request_share();
         // Work nobody waits for any more (its connection closed, or it timed out while queued
         // for a blocking thread) is dropped before it reaches the token.
         let wanted = Wanted::default();

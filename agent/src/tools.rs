@@ -67,26 +67,6 @@ impl Report {
     }
 }
 
-/// Whether pcscd (the PC/SC daemon smart-card libraries talk to) runs: its socket exists.
-pub fn pcscd_running() -> bool {
-    let socket = std::env::var_os("PCSCLITE_CSOCK_NAME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/run/pcscd/pcscd.comm".into());
-    std::fs::metadata(socket).is_ok()
-}
-
-/// The hint for a module that lists no slot.
-pub fn no_slot_hint() -> String {
-    if pcscd_running() {
-        "it lists no slot: no card reader was found (pcscd is running; is the reader plugged in?)"
-            .into()
-    } else {
-        "it lists no slot: no card reader was found, and pcscd is not running (smart-card \
-         libraries such as OpenSC need it: `systemctl start pcscd.socket`, package pcscd)"
-            .into()
-    }
-}
-
 /// One module: loads? what does it see?
 fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
     let name = format!("module {path}");
@@ -117,7 +97,7 @@ fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
                 "loads ({} {}), but {}",
                 info.manufacturer_id,
                 info.library_description,
-                no_slot_hint()
+                crate::backend::pcsc::no_slot_hint()
             ),
         );
     }

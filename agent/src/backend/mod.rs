@@ -8,6 +8,7 @@
 
 pub mod fake;
 pub mod host;
+pub mod pcsc;
 pub mod pkcs11;
 
 use crate::allowlist::AllowedModule;

@@ -35,7 +35,7 @@ fn explain_no_slot(module: &str) {
     let mut told = TOLD.lock().unwrap_or_else(|e| e.into_inner());
     if !told.iter().any(|m| m == module) && told.len() < 64 {
         told.push(module.to_string());
-        tracing::warn!(module, "{}", crate::tools::no_slot_hint());
+        tracing::warn!(module, "{}", crate::backend::pcsc::no_slot_hint());
     }
 }
 

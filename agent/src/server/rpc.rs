@@ -11,19 +11,20 @@
 //!   over the bound gets BUSY), so a batch cannot queue more work than single requests could.
 //!
 //! A request holds its in-flight permit until its answer is made *and* every token call it
-//! started has returned ([`request_share`]): a call stuck in a module keeps counting against
+//! started has returned ([`crate::state::request_share`]): a call stuck in a module keeps counting against
 //! its connection after the page got REQUEST_TIMEOUT, so one connection cannot pin more
 //! blocking threads than its share.
 
 use crate::consent::Caller;
 use crate::error::AgentError;
+use crate::state::{InFlight, IN_FLIGHT};
 use jsonrpsee::types::{ErrorCode, ErrorObjectOwned, Id};
 use jsonrpsee::{ConnectionId, Extensions, MethodCallback, MethodResponse, Methods};
 use keyport_protocol::ErrorReason;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Longest string `id` that is echoed (bytes of its JSON text, quotes included).
 pub const MAX_ID_BYTES: usize = 256;
@@ -32,23 +33,6 @@ const MAX_NUMBER_ID_CHARS: usize = 40;
 
 /// JSON-RPC's code for a request larger than the agent accepts (jsonrpsee's, kept for clients).
 pub const OVERSIZE_CODE: i32 = -32007;
-
-/// A request's places in flight: one of its connection's, one of its origin's.
-pub struct InFlight {
-    _connection: OwnedSemaphorePermit,
-    _origin: OwnedSemaphorePermit,
-}
-
-tokio::task_local! {
-    /// The in-flight permits of the request being handled (see [`request_share`]).
-    static IN_FLIGHT: Arc<InFlight>;
-}
-
-/// A share of the current request's in-flight permits, for a token call to hold until it
-/// returns. `None` outside a request (in-process tests, background jobs).
-pub fn request_share() -> Option<Arc<InFlight>> {
-    IN_FLIGHT.try_with(Arc::clone).ok()
-}
 
 /// What a connection hands every request it dispatches.
 #[derive(Clone)]
@@ -291,10 +275,7 @@ impl Rpc {
             );
             return Some(error_reply(id, &busy.into()));
         };
-        let places = InFlight {
-            _connection: connection,
-            _origin: origin,
-        };
+        let places = InFlight::new([connection, origin]);
         let response = IN_FLIGHT
             .scope(Arc::new(places), self.call(&method, params, conn))
             .await;
