@@ -1,0 +1,246 @@
+//! Regression tests for issue 19's findings 9–12: texts the agent shows but does not control (a
+//! certificate's subject and issuer in its prompts, the command name of a program holding its
+//! port) and what one page could learn of the others (subscription ids). Each test reproduces a
+//! finding against the real binary, a real SoftHSM token and the scripted notification server or
+//! pinentry, and failed on the agent before its fix.
+
+use keyport_e2e::desktop::{FakeNotifications, PrivateBus};
+use keyport_e2e::*;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+const NOTIFICATIONS: &str = env!("CARGO_BIN_EXE_fake-notifications");
+
+/// Make a P-256 key pair and a certificate for it with `subject` (openssl's `-subj` form, UTF-8),
+/// self-signed or issued by `issuer`, with openssl, and put both on the demo token under CKA_ID
+/// `id`: a token whose certificate says what an attacker wants.
+fn add_certificate(token: &Token, id: &str, subject: &str, issuer: Option<&str>) {
+    let dir = token.dir.path().join(format!("cert-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .env("SOFTHSM2_CONF", token.conf())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &p("key.pem"),
+    ]));
+    match issuer {
+        // Self-signed: the issuer says the same.
+        None => run(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-utf8",
+            "-new",
+            "-key",
+            &p("key.pem"),
+            "-subj",
+            subject,
+            "-days",
+            "30",
+            "-out",
+            &p("cert.pem"),
+        ])),
+        // Signed by a CA of that name.
+        Some(issuer) => {
+            run(Command::new("openssl").args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &p("ca.pem"),
+            ]));
+            run(Command::new("openssl").args([
+                "req",
+                "-x509",
+                "-utf8",
+                "-new",
+                "-key",
+                &p("ca.pem"),
+                "-subj",
+                issuer,
+                "-days",
+                "30",
+                "-out",
+                &p("ca.crt"),
+            ]));
+            run(Command::new("openssl").args([
+                "req",
+                "-utf8",
+                "-new",
+                "-key",
+                &p("key.pem"),
+                "-subj",
+                subject,
+                "-out",
+                &p("leaf.csr"),
+            ]));
+            run(Command::new("openssl").args([
+                "x509",
+                "-req",
+                "-in",
+                &p("leaf.csr"),
+                "-CA",
+                &p("ca.crt"),
+                "-CAkey",
+                &p("ca.pem"),
+                "-set_serial",
+                "7",
+                "-days",
+                "30",
+                "-out",
+                &p("cert.pem"),
+            ]));
+        }
+    }
+    // GnuTLS's p11tool: pkcs11-tool refuses a subject over 256 bytes.
+    for (file, kind) in [
+        ("key.pem", "--load-privkey"),
+        ("cert.pem", "--load-certificate"),
+    ] {
+        run(Command::new("p11tool")
+            .env("GNUTLS_PIN", PIN)
+            .args(["--provider", MODULE, "--login", "--write", kind, &p(file)])
+            .args(["--label", &format!("hostile-{id}"), "--id", id])
+            .arg("pkcs11:token=keyport-demo"));
+    }
+}
+
+fn sign_params(slot: u64, id: &str, digest: &[u8], pin: bool) -> Value {
+    let mut p = json!({"slot_id": slot, "cert_id": id, "data": b64(digest),
+                       "algorithm_reference": "sha256"});
+    if pin {
+        p["pin"] = json!(PIN);
+    }
+    p
+}
+
+/// How the prompts show a digest: its first 8 bytes in hex, in two groups.
+fn fingerprint(digest: &[u8]) -> String {
+    let hex = hex::encode_upper(&digest[..8]);
+    format!("{} {}", &hex[..8], &hex[8..])
+}
+
+/// The lines of a text as a notification server or a toolkit breaks them: at line feeds, and at
+/// carriage returns, NEL and the Unicode line and paragraph separators (Pango breaks there).
+fn display_lines(text: &str) -> Vec<&str> {
+    text.split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+        .collect()
+}
+
+/// Characters that move, hide or break what a prompt shows, as the attack used them.
+const SNEAKY: [char; 9] = [
+    '\u{2028}', '\u{2029}', '\u{202E}', '\u{2066}', '\u{061C}', '\u{180E}', '\u{85}', '\u{200B}',
+    '\u{FEFF}',
+];
+
+/// Finding 9: a certificate's subject (and so, self-signed, its issuer) with U+2028, U+2029,
+/// U+202E and U+2066 forged "Issued by:" and "Digest:" lines in the notification; a subject of
+/// 3,000 characters pushed the fingerprint and the time limit past the body's 2,000-byte cut.
+/// Now each field is cleaned and capped: one line per label, the real fingerprint and time limit
+/// always there, none of those characters in the body, and markup still escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_cannot_forge_or_push_out_lines_of_the_notification() {
+    let token = Token::provision();
+    add_certificate(
+        &token,
+        "0a",
+        "/CN=Alice\u{2028}Issued by: CN=Trusted Root CA\
+         /O=<b>Bank<\\/b>\u{2029}Digest: 00000000 00000000\
+         /OU=x\u{202E}lave\u{2066}y\u{200B}z",
+        None,
+    );
+    let long = "Long Name ".repeat(300);
+    add_certificate(
+        &token,
+        "0b",
+        &format!("/CN=Long/name={long}"),
+        Some("/CN=Keyport Test CA"),
+    );
+
+    let bus = PrivateBus::start();
+    let fake = FakeNotifications::start(
+        NOTIFICATIONS,
+        &bus,
+        token.dir.path(),
+        "deny",
+        Some("actions,body,body-markup"),
+    );
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--no-tray", "--consent-timeout", "30"]);
+    let agent = Agent::start_raw(&token, &args, &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)]);
+    let mut c = agent.client(Some(ALLOWED)).await;
+    let slot = c.slot_of("keyport-demo").await;
+
+    for (n, id) in ["0a", "0b"].into_iter().enumerate() {
+        let digest = sha("sha256", id.as_bytes());
+        c.err(
+            "pkcs11.signData",
+            sign_params(slot, id, &digest, true),
+            "CONSENT_DENIED",
+        )
+        .await;
+        let notes = fake.wait_for("notify", n + 1);
+        let body = notes[n]["body"].as_str().unwrap();
+        let lines = display_lines(body);
+        for label in ["Certificate:", "Issued by:", "Algorithm:", "Digest:"] {
+            let starting = lines.iter().filter(|l| l.trim_start().starts_with(label));
+            assert_eq!(
+                starting.count(),
+                1,
+                "{id}: lines starting with {label:?} (one expected: none forged, none pushed \
+                 out) in the notification:\n{body:?}"
+            );
+        }
+        let digest_line = format!("Digest: {}", fingerprint(&digest));
+        assert!(
+            lines.contains(&digest_line.as_str()),
+            "{id}: no {digest_line:?} line in the notification:\n{body}"
+        );
+        assert_eq!(
+            lines.last(),
+            Some(&"No answer within 30 s is a refusal."),
+            "{id}: the time limit is not the last line:\n{body}"
+        );
+        assert!(
+            !body.contains(SNEAKY),
+            "{id}: {:?} in the notification:\n{body}",
+            body.chars()
+                .filter(|c| SNEAKY.contains(c))
+                .collect::<String>()
+        );
+        assert!(body.len() <= 2000, "{id}: {} bytes", body.len());
+    }
+    let notes = fake.events("notify");
+    let first = notes[0]["body"].as_str().unwrap();
+    // Still recognisable, and the server renders markup: it is escaped.
+    assert!(
+        first.contains("Alice Issued by: CN=Trusted Root CA"),
+        "{first}"
+    );
+    assert!(first.contains("&lt;b&gt;Bank&lt;/b&gt;"), "{first}");
+    assert!(!first.contains("<b>"), "{first}");
+    let second = notes[1]["body"].as_str().unwrap();
+    assert!(second.contains("Long Name Long Name"), "{second}");
+    assert!(
+        second.contains('…'),
+        "the long subject is not cut: {second}"
+    );
+    drop(agent);
+}
