@@ -244,3 +244,112 @@ async fn a_certificate_cannot_forge_or_push_out_lines_of_the_notification() {
     );
     drop(agent);
 }
+
+/// The scripted pinentry (`src/bin/fake-pinentry.rs`) as the person, behind a small shell
+/// script that sets its own variables (the agent gives a pinentry only the environment a
+/// pinentry needs): one answer per dialog, and a record of every command each dialog received.
+struct Pinentry {
+    dir: tempfile::TempDir,
+}
+
+impl Pinentry {
+    fn new(answers: &[&str]) -> Pinentry {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("script"), answers.join("\n") + "\n").unwrap();
+        let program = dir.path().join("pinentry");
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\nFAKE_PINENTRY_SCRIPT='{}' FAKE_PINENTRY_LOG='{}' exec '{}'\n",
+                dir.path().join("script").display(),
+                dir.path().join("log").display(),
+                env!("CARGO_BIN_EXE_fake-pinentry"),
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Pinentry { dir }
+    }
+
+    fn program(&self) -> String {
+        self.dir.path().join("pinentry").display().to_string()
+    }
+
+    /// One record per dialog shown, in order.
+    fn dialogs(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Finding 10: U+061C (Arabic letter mark) and U+180E (Mongolian vowel separator), both format
+/// characters, reached the PIN window (pinentry's cleaning knew a hand-made list of them). Now
+/// every Cc, Cf, Zl and Zp character is blanked: neither the PIN window nor pinentry's consent
+/// window gets them, and the subject is still shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_characters_do_not_reach_the_pin_or_consent_window() {
+    let token = Token::provision();
+    add_certificate(
+        &token,
+        "0c",
+        "/CN=Mallory\u{061C}Bank\u{180E}Corp\
+         /O=Evil\u{061C}\u{180E}\u{FEFF}\u{AD}\u{2060}Org\u{85}Ltd",
+        None,
+    );
+    let person = Pinentry::new(&["cancel", "cancel"]);
+    let program = person.program();
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--no-tray", "--consent", "pinentry", "--pinentry", &program]);
+    let agent = Agent::start_raw(&token, &args, &[("DISPLAY", ":99")]);
+    let mut c = agent.client(Some(ALLOWED)).await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"mongolian vowel separator");
+    // No PIN from the page: the agent's PIN window.
+    c.err(
+        "pkcs11.signData",
+        sign_params(slot, "0c", &digest, false),
+        "CONSENT_DENIED",
+    )
+    .await;
+    // The PIN from the page: pinentry's consent window.
+    c.err(
+        "pkcs11.signData",
+        sign_params(slot, "0c", &digest, true),
+        "CONSENT_DENIED",
+    )
+    .await;
+
+    let dialogs = person.dialogs();
+    assert_eq!(dialogs.len(), 2, "{dialogs:?}");
+    for (d, verb) in dialogs.iter().zip(["GETPIN", "CONFIRM"]) {
+        let commands = d["commands"].as_array().unwrap();
+        assert!(commands.iter().any(|c| c[0] == verb), "{d}");
+        for command in commands {
+            let text = command[1].as_str().unwrap();
+            assert!(
+                !text.contains(SNEAKY) && !text.contains(['\u{FEFF}', '\u{AD}', '\u{2060}']),
+                "{verb}: {:?} in {command}",
+                text.chars()
+                    .filter(|c| !c.is_ascii() && *c != '…')
+                    .collect::<String>()
+            );
+        }
+        let desc = commands
+            .iter()
+            .find(|c| c[0] == "SETDESC")
+            .and_then(|c| c[1].as_str())
+            .expect("a description");
+        assert!(desc.starts_with(ALLOWED), "{verb}: {desc}");
+        assert!(desc.contains("CN=Mallory Bank Corp"), "{verb}: {desc}");
+        assert!(desc.contains("O=Evil Org Ltd"), "{verb}: {desc}");
+        assert!(
+            desc.contains(&format!("Digest: {}", fingerprint(&digest))),
+            "{verb}: {desc}"
+        );
+    }
+    drop(agent);
+}

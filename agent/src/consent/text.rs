@@ -4,9 +4,11 @@
 //!
 //! The certificate's subject and issuer come from the token, which may be hostile, and the
 //! caller's label from the page's origin. Every field goes through the same two steps:
-//! 1. [`clean`]: control characters, line and paragraph separators and the invisible
-//!    bidirectional controls (which could reorder what is shown) become spaces. No field can
-//!    start a line of its own.
+//! 1. [`clean`]: each character of Unicode general category Cc (controls, NEL among them), Cf
+//!    (format: every bidirectional control, zero-width characters, the soft hyphen, U+FEFF,
+//!    U+061C, U+180E, …), Zl or Zp (line and paragraph separators, where Pango and other
+//!    toolkits break lines) becomes a space, and runs of spaces become one. No field can start a
+//!    line of its own, reorder what is shown, or hide text.
 //! 2. [`cap`]: each field is cut (ending with `…`) to at most [`CAP_NAME`] or [`CAP_SHORT`]
 //!    bytes *as the most demanding prompt encodes it* ([`encoded_len`]: UTF-8, a notification
 //!    server's markup entities, Assuan's percent escapes). So a subject of any length leaves
@@ -18,6 +20,7 @@
 
 use super::ConsentRequest;
 use std::time::Duration;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// The cap of the caller, the certificate's subject and its issuer ([`cap`]'s unit).
 pub const CAP_NAME: usize = 200;
@@ -94,22 +97,35 @@ pub fn field(text: &str, max: usize) -> String {
     cap(&clean(text), max)
 }
 
-/// Whether `c` is blanked: a control character, or an invisible format character.
+/// Whether `c` is blanked: general category Cc, Cf, Zl or Zp (U+0085, NEL, is Cc).
 pub fn is_hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{200B}'..='\u{200F}'   // zero-width spaces, LRM, RLM
-            | '\u{2028}' | '\u{2029}' // line and paragraph separators
-            | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
-            | '\u{2060}'..='\u{2069}' // word joiner, bidi isolates
-            | '\u{FEFF}')
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    ) || c == '\u{85}'
 }
 
-/// `text` with every [`is_hidden`] character turned into a space.
+/// `text` with every [`is_hidden`] character turned into a space, runs of spaces made one, and
+/// no space at either end.
 pub fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if is_hidden(c) { ' ' } else { c })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        let c = if is_hidden(c) { ' ' } else { c };
+        if c == ' ' {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(c);
+    }
+    out
 }
 
 /// The most bytes `c` takes in any prompt: its UTF-8 length, or its escaped form where that is
@@ -204,9 +220,86 @@ mod tests {
         );
     }
 
+    /// Every character of the categories, as the Unicode standard lists them (a sample of each
+    /// kind), is blanked; letters, marks, symbols and visible spaces are kept.
     #[test]
-    fn nothing_forges_a_line() {
-        let t = ConsentText::new(&request("CN=A\u{2028}Digest: 00000000 00000000\u{202e}", 1));
+    fn controls_format_characters_and_separators_are_blanked() {
+        let hidden: &[(&str, &[char])] = &[
+            (
+                "C0",
+                &['\u{0}', '\t', '\n', '\r', '\u{7}', '\u{1b}', '\u{1f}'],
+            ),
+            (
+                "DEL and C1",
+                &['\u{7f}', '\u{80}', '\u{85}', '\u{9b}', '\u{9f}'],
+            ),
+            ("soft hyphen", &['\u{ad}']),
+            (
+                "Arabic, Syriac",
+                &['\u{600}', '\u{61c}', '\u{6dd}', '\u{70f}'],
+            ),
+            ("Mongolian vowel separator", &['\u{180e}']),
+            (
+                "zero width, LRM, RLM",
+                &['\u{200b}', '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}'],
+            ),
+            ("line, paragraph separators", &['\u{2028}', '\u{2029}']),
+            (
+                "embeddings, overrides",
+                &['\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}'],
+            ),
+            (
+                "word joiner, invisible operators",
+                &['\u{2060}', '\u{2061}', '\u{2064}'],
+            ),
+            (
+                "isolates",
+                &['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}'],
+            ),
+            ("deprecated format", &['\u{206a}', '\u{206f}']),
+            ("BOM", &['\u{feff}']),
+            ("interlinear annotation", &['\u{fff9}', '\u{fffb}']),
+            (
+                "beyond the BMP",
+                &[
+                    '\u{110bd}',
+                    '\u{1d173}',
+                    '\u{e0001}',
+                    '\u{e0020}',
+                    '\u{e007f}',
+                ],
+            ),
+        ];
+        for (kind, chars) in hidden {
+            for &c in *chars {
+                let u = c as u32;
+                assert!(is_hidden(c), "{kind}: U+{u:04X} kept");
+                assert_eq!(clean(&format!("a{c}b")), "a b", "{kind}: U+{u:04X}");
+            }
+        }
+        let kept: &[(&str, &[char])] = &[
+            ("letters", &['a', 'é', 'Ж', 'ع', '中']),
+            ("a combining mark", &['\u{301}']),
+            ("symbols", &['😀', '<', '&', '%', '…']),
+            ("visible spaces", &['\u{a0}', '\u{2003}', '\u{3000}']),
+            ("private use", &['\u{e000}']),
+        ];
+        for (kind, chars) in kept {
+            for &c in *chars {
+                assert!(!is_hidden(c), "{kind}: U+{:04X} blanked", c as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn runs_collapse_and_nothing_forges_a_line() {
+        assert_eq!(
+            clean("\u{202e}  CN=Alice\u{2028}\u{2029}Issued by: x\r\n\u{85}Digest: 0 \u{2066}"),
+            "CN=Alice Issued by: x Digest: 0"
+        );
+        assert_eq!(clean(""), "");
+        assert_eq!(clean("\u{200b}\u{200b}"), "");
+        let t = ConsentText::new(&request("CN=A\u{2028}Digest: 00000000 00000000", 1));
         for line in [
             &t.headline,
             &t.certificate,
@@ -216,10 +309,7 @@ mod tests {
         ] {
             assert!(!line.chars().any(is_hidden), "{line:?}");
         }
-        assert_eq!(
-            t.certificate,
-            "Certificate: CN=A Digest: 00000000 00000000 "
-        );
+        assert_eq!(t.certificate, "Certificate: CN=A Digest: 00000000 00000000");
     }
 
     #[test]

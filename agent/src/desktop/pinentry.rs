@@ -1084,7 +1084,7 @@ mod tests {
     /// whatever it is made of, pushes the fingerprint off the Assuan line.
     #[test]
     fn no_subject_pushes_the_digest_off_the_line() {
-        for unit in ["%", "😀", "é%", "&", "\u{2028}x"] {
+        for unit in ["%", "😀", "é%", "&", "\u{2028}x", "\u{61c}\u{180e}y"] {
             let long = unit.repeat(3000);
             let r = ConsentRequest {
                 issuer: long.clone(),
@@ -1101,7 +1101,10 @@ mod tests {
                     "{unit}: cut"
                 );
                 assert!(text.contains("\nDigest: ABABABAB ABABABAB"), "{unit}");
-                assert!(!text.contains('\u{2028}'), "{unit}");
+                assert!(
+                    !text.contains(['\u{2028}', '\u{61c}', '\u{180e}']),
+                    "{unit}"
+                );
             }
         }
     }
