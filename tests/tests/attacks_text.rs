@@ -353,3 +353,104 @@ async fn format_characters_do_not_reach_the_pin_or_consent_window() {
     }
     drop(agent);
 }
+
+/// A process that named itself with terminal escapes and holds a port: python3 sets its command
+/// name (`prctl(PR_SET_NAME)`, what `/proc/PID/comm` shows), listens on a free loopback port,
+/// prints it, and waits until its stdin closes. Killed on drop.
+struct Squatter {
+    child: std::process::Child,
+    port: u16,
+}
+
+/// The command name it sets: an OSC that retitles the terminal (ending in BEL), then SGR red.
+const ESCAPES: &[u8] = b"\x1b]0;pwn\x07\x1b[31mX";
+
+impl Squatter {
+    fn start() -> Squatter {
+        let program = r#"
+import ctypes, socket, sys
+name = bytes.fromhex(sys.argv[1])
+if ctypes.CDLL(None, use_errno=True).prctl(15, name, 0, 0, 0) != 0:
+    sys.exit("prctl(PR_SET_NAME) failed")
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", program, &hex::encode(ESCAPES)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line.trim().parse().expect("python3 printed its port");
+        let comm = std::fs::read(format!("/proc/{}/comm", child.id())).unwrap();
+        assert_eq!(
+            comm.strip_suffix(b"\n"),
+            Some(ESCAPES),
+            "prctl did not name it"
+        );
+        Squatter { child, port }
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `keyport ARGS` to the end with the test environment: (exit code, stdout, stderr).
+fn run_keyport(token: &Token, args: &[&str]) -> (i32, Vec<u8>, Vec<u8>) {
+    let mut cmd = Command::new(keyport_bin());
+    cmd.args(args);
+    Agent::hermetic(token, &mut cmd);
+    let out = cmd.stdin(Stdio::null()).output().expect("run keyport");
+    (out.status.code().unwrap_or(-1), out.stdout, out.stderr)
+}
+
+/// Finding 11: the command name of the program holding the agent's port went raw to the
+/// terminal, in the "port in use" error at start and in `keyport doctor`: a name can retitle
+/// the terminal, recolour it, or worse. Now its control characters are replaced (and it is
+/// capped); the holder is still named, with its pid.
+#[test]
+fn a_port_holders_name_cannot_send_terminal_escapes() {
+    let token = Token::provision();
+    let squatter = Squatter::start();
+    let listen = format!("127.0.0.1:{}", squatter.port);
+    let pid = format!("pid {}", squatter.child.id());
+    let start = ["--listen", &listen, "--module", MODULE, "--no-tray"];
+    let (code, out, err) = run_keyport(&token, &start);
+    assert_eq!(code, 1, "the agent did not refuse the port in use");
+    let mut doctor = vec!["doctor"];
+    doctor.extend(start);
+    let (_, doctor_out, doctor_err) = run_keyport(&token, &doctor);
+    for (what, bytes) in [
+        ("start-up stdout", &out),
+        ("start-up stderr", &err),
+        ("doctor stdout", &doctor_out),
+        ("doctor stderr", &doctor_err),
+    ] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !bytes.contains(&0x1b) && !bytes.contains(&0x07) && !text.contains('\u{9b}'),
+            "{what} has terminal controls: {:?}",
+            text
+        );
+    }
+    for (what, bytes) in [("start-up error", &err), ("doctor", &doctor_out)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            text.contains("pwn") && text.contains("[31mX") && text.contains(&pid),
+            "{what} does not name the holder: {text}"
+        );
+    }
+}
