@@ -454,3 +454,66 @@ fn a_port_holders_name_cannot_send_terminal_escapes() {
         );
     }
 }
+
+async fn subscribe(c: &mut Client) -> u64 {
+    c.ok("pkcs11.subscribeSlotEvents", json!({}))
+        .await
+        .as_u64()
+        .expect("a subscription id")
+}
+
+/// Finding 12: subscription ids were one count for the whole agent, so a page that subscribed
+/// twice learnt how many subscriptions other pages had made in between (and could name theirs).
+/// Now they are random: two connections subscribing in turn see ids nowhere near each other's,
+/// all of them exact in JavaScript (below 2^53), and one connection cannot end the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_ids_tell_a_page_nothing_of_the_others() {
+    let token = Token::provision();
+    let agent = Agent::start(&token, &[]);
+    let mut a = agent.client(Some(ALLOWED)).await;
+    let mut b = agent.client(Some(TRUSTED)).await;
+    let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        ids_a.push(subscribe(&mut a).await);
+        ids_b.push(subscribe(&mut b).await);
+    }
+    let all: Vec<u64> = ids_a.iter().chain(&ids_b).copied().collect();
+    for &id in &all {
+        assert!(
+            (1..1 << 53).contains(&id),
+            "{id} is not exact in JavaScript"
+        );
+    }
+    for x in &ids_a {
+        for y in &ids_b {
+            assert!(
+                x.abs_diff(*y) > 8,
+                "ids of two connections are a count: A {ids_a:?}, B {ids_b:?}"
+            );
+        }
+    }
+    let mut distinct = all.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), all.len(), "{all:?}");
+
+    // B cannot end A's subscriptions; A can, once.
+    for id in &ids_a {
+        let ended = b
+            .ok("pkcs11.unsubscribeSlotEvents", json!({"subscription": id}))
+            .await;
+        assert_eq!(ended, json!(false), "B ended A's subscription {id}");
+    }
+    for id in &ids_a {
+        let ended = a
+            .ok("pkcs11.unsubscribeSlotEvents", json!({"subscription": id}))
+            .await;
+        assert_eq!(ended, json!(true), "A's subscription {id} was gone");
+    }
+    for id in &ids_b {
+        let ended = b
+            .ok("pkcs11.unsubscribeSlotEvents", json!({"subscription": id}))
+            .await;
+        assert_eq!(ended, json!(true), "B's subscription {id} was gone");
+    }
+}
