@@ -8,6 +8,10 @@
 //! 4. otherwise the [`ConsentUi`] asks; no UI → CONSENT_UNAVAILABLE; no answer in time →
 //!    CONSENT_TIMEOUT; a refusal → CONSENT_DENIED. Waiting prompts are bounded per origin and in
 //!    total (CONSENT_BUSY).
+//!
+//! What a prompt says about a request is [`text`]'s: every prompt renders it from there.
+
+pub mod text;
 
 use crate::error::{AgentError, Result};
 use crate::origin::Origin;
@@ -38,7 +42,8 @@ impl Caller {
     }
 }
 
-/// What the person is asked to approve. Never contains the PIN.
+/// What the person is asked to approve. Never contains the PIN. Its texts are as they came (the
+/// subject and issuer from the token): prompts show them through [`text::ConsentText`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentRequest {
     /// Who asks: a web origin (which may be remembered) or a local program.
@@ -52,20 +57,6 @@ pub struct ConsentRequest {
     pub digest_fingerprint: String,
     /// How many signatures (a batch signs many after one yes).
     pub count: usize,
-}
-
-impl ConsentRequest {
-    /// "asks to sign" or "asks for 100 signatures", and the fingerprint's label.
-    pub fn what(&self) -> (String, &'static str) {
-        if self.count > 1 {
-            (
-                format!("asks for {} signatures with your certificate", self.count),
-                "Fingerprint of the set",
-            )
-        } else {
-            ("asks to sign with your certificate".to_string(), "Digest")
-        }
-    }
 }
 
 /// The person's answer.

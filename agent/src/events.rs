@@ -19,6 +19,10 @@
 //! bounded by the server), one watcher per module, and notifications go through the
 //! connection's outgoing queue, which is bounded in bytes (a client that does not read is
 //! disconnected, and its subscriptions end with it).
+//!
+//! Subscription ids are random ([`new_id`]), not a count: a page that subscribes learns nothing
+//! of how many subscriptions other pages made, and cannot guess theirs (it could not end them
+//! anyway: a subscription is ended only by the connection that holds it).
 
 use crate::allowlist::AllowedModule;
 use crate::backend::{SlotPresence, SlotWait};
@@ -39,6 +43,31 @@ pub const WAIT_SLICE: Duration = Duration::from_secs(1);
 /// How often the tray's own subscription looks at a polled module (a person glancing at a menu
 /// needs less than a page waiting for a card; pages' subscriptions make it [`POLL_INTERVAL`]).
 pub const TRAY_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The largest subscription id: 2^53 − 1, so that a page reads every id exactly (JavaScript's
+/// numbers are doubles).
+pub const MAX_ID: SubscriptionId = (1 << 53) - 1;
+
+/// A new subscription id: random in 1..=[`MAX_ID`] (53 random bits from the operating system),
+/// and not `taken`.
+fn new_id(taken: impl Fn(SubscriptionId) -> bool) -> Result<SubscriptionId> {
+    // A collision is all but impossible (a few hundred ids among 2^53); a few draws settle it.
+    for _ in 0..8 {
+        let id = getrandom::u64().map_err(|e| {
+            AgentError::with_message(
+                ErrorReason::Internal,
+                format!("no randomness for a subscription id: {e}"),
+            )
+        })? & MAX_ID;
+        if id != 0 && !taken(id) {
+            return Ok(id);
+        }
+    }
+    Err(AgentError::with_message(
+        ErrorReason::Internal,
+        "no free subscription id",
+    ))
+}
 
 /// Where a subscriber's events go. Returns false once the subscriber is gone.
 pub type Sink = Arc<dyn Fn(SubscriptionId, &SlotEvent) -> bool + Send + Sync>;
@@ -73,7 +102,6 @@ pub struct SlotEvents {
 
 #[derive(Default)]
 struct Hub {
-    next_id: SubscriptionId,
     subs: HashMap<SubscriptionId, Subscriber>,
     /// Modules (by path) with a watcher running.
     watched: HashSet<String>,
@@ -115,8 +143,7 @@ impl SlotEvents {
                 ));
             }
         }
-        hub.next_id += 1;
-        let id = hub.next_id;
+        let id = new_id(|id| hub.subs.contains_key(&id))?;
         let start = hub.watched.insert(module.path().to_string());
         hub.subs.insert(
             id,
@@ -565,6 +592,23 @@ mod tests {
         agent.events.drop_connection(4);
         assert_eq!(agent.events.count(), 0);
         assert!(until(Duration::from_secs(5), || agent.events.watched() == 0).await);
+    }
+
+    /// Issue 19, finding 12: ids were one count for the whole agent.
+    #[test]
+    fn ids_are_random_distinct_and_safe_in_javascript() {
+        let mut seen = HashSet::new();
+        for _ in 0..1000 {
+            let id = new_id(|id| seen.contains(&id)).unwrap();
+            assert!((1..=MAX_ID).contains(&id), "{id}");
+            assert!(seen.insert(id));
+        }
+        let mut ids: Vec<_> = seen.into_iter().collect();
+        ids.sort();
+        // Out of 1,000 draws among 2^53, none next to another: not a count.
+        assert!(ids.windows(2).all(|w| w[1] - w[0] > 1));
+        // Everything taken: an error, not a loop forever nor a panic.
+        assert_eq!(new_id(|_| true).unwrap_err().reason, ErrorReason::Internal);
     }
 
     #[tokio::test]

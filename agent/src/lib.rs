@@ -20,7 +20,9 @@
 //!   allowlist, consent policy, time limit), built from the config in one place.
 //! * [`events`]: slot events: subscribers (connections, the tray) and the watchers that look
 //!   at a module's slots while someone listens.
-//! * [`consent`]: who may sign; the [`consent::ConsentUi`] trait the desktop prompt implements.
+//! * [`consent`]: who may sign; the [`consent::ConsentUi`] trait the desktop prompt implements;
+//!   [`consent::text`], what every prompt (notification, PIN-pad notice, pinentry's windows)
+//!   says about a request: one renderer, one cleaning rule, one cap per field.
 //! * [`guard`]: Host and Origin checks before the WebSocket upgrade; the demo page's files.
 //! * [`backend`]: the [`backend::Backend`] trait; [`backend::host`], which runs each library in a
 //!   process of its own; [`backend::pkcs11`], the cryptoki implementation (loading, per-token

@@ -4,6 +4,10 @@
 //! Linux only (`/proc/net/tcp{,6}` gives the listening socket's inode and owner; the process is
 //! the one with that socket among its descriptors, visible for one's own processes, or all of
 //! them as root). Elsewhere nothing is known and the plain error stays.
+//!
+//! A command name is whatever its program set (`prctl(PR_SET_NAME)`), terminal escape sequences
+//! included, and it is printed on a terminal (`keyport doctor`, the start-up error): it is read
+//! through [`printable_name`], which blanks what the prompts blank and caps it.
 
 /// A program listening on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +16,7 @@ pub struct Holder {
     pub uid: u32,
     /// The process, when it can be seen.
     pub pid: Option<u32>,
-    /// Its command name (`/proc/PID/comm`).
+    /// Its command name (`/proc/PID/comm`), printable ([`printable_name`]).
     pub name: Option<String>,
 }
 
@@ -59,9 +63,9 @@ pub fn holder(port: u16) -> Option<Holder> {
         .find_map(|text| listening(&text, port))?;
     let pid = owner_of(inode);
     let name = pid.and_then(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        std::fs::read(format!("/proc/{pid}/comm"))
             .ok()
-            .map(|s| s.trim().to_string())
+            .map(|comm| printable_name(&comm))
     });
     Some(Holder { uid, pid, name })
 }
@@ -69,6 +73,33 @@ pub fn holder(port: u16) -> Option<Holder> {
 #[cfg(not(target_os = "linux"))]
 pub fn holder(_port: u16) -> Option<Holder> {
     None
+}
+
+/// The most characters of a command name shown (Linux keeps 15 bytes of it; more is cut).
+pub const MAX_NAME: usize = 32;
+
+/// A command name as `/proc/PID/comm` gives it (ending in a line feed), made safe to print: not
+/// UTF-8 → replacement characters; every control, format or separator character (the prompts'
+/// rule, [`crate::consent::text::is_hidden`]: ESC, BEL, CSI, bidi overrides, …) → `?`, as `ps`
+/// shows them; at most [`MAX_NAME`] characters, then `…`.
+pub fn printable_name(comm: &[u8]) -> String {
+    let comm = comm.strip_suffix(b"\n").unwrap_or(comm);
+    let text = String::from_utf8_lossy(comm);
+    let mut name: String = text
+        .chars()
+        .take(MAX_NAME)
+        .map(|c| {
+            if crate::consent::text::is_hidden(c) {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.chars().nth(MAX_NAME).is_some() {
+        name.push('…');
+    }
+    name
 }
 
 /// The (uid, inode) of the socket listening on `port` in a `/proc/net/tcp` table.
@@ -121,6 +152,38 @@ mod tests {
            1: 0100007F:28CB 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0000\n";
         assert_eq!(listening(table, 10443), Some((1000, 4242)));
         assert_eq!(listening(table, 10444), None);
+    }
+
+    /// Issue 19, finding 11: a command name with terminal escapes was printed raw.
+    #[test]
+    fn command_names_are_printed_without_escapes_and_capped() {
+        assert_eq!(printable_name(b"keyport\n"), "keyport");
+        assert_eq!(
+            printable_name(b"\x1b]0;pwn\x07\x1b[31mX\n"),
+            "?]0;pwn??[31mX"
+        );
+        assert_eq!(
+            printable_name("\u{9b}2J\u{202e}tropyek\u{85}".as_bytes()),
+            "?2J?tropyek?"
+        );
+        assert_eq!(printable_name(b"a\xffb\n\n"), "a\u{fffd}b?");
+        assert_eq!(printable_name(b""), "");
+        let long = "x".repeat(100);
+        assert_eq!(
+            printable_name(long.as_bytes()),
+            format!("{}…", "x".repeat(MAX_NAME))
+        );
+        let h = Holder {
+            uid: u32::MAX,
+            pid: Some(7),
+            name: Some(printable_name(b"\x1b[2Jevil\n")),
+        };
+        assert!(!h.describe().contains('\x1b'), "{}", h.describe());
+        assert!(
+            h.describe().contains("?[2Jevil (pid 7)"),
+            "{}",
+            h.describe()
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -491,7 +491,8 @@ async fn hostile_texts_cannot_inject_commands() {
         let desc = arg(rec, "SETDESC").unwrap();
         assert!(desc.starts_with(&format!("{ORIGIN} asks")), "{desc}");
         assert!(
-            desc.contains("CN=Evil GETPIN  BYE CONFIRM %0A% x% x%"),
+            // Each run of blanked characters (here CR LF) is one space.
+            desc.contains("CN=Evil GETPIN BYE CONFIRM %0A% x% x%"),
             "{desc}"
         );
         assert!(desc.contains("Digest: 3A7BD3E2 360A3D29"), "{desc}");

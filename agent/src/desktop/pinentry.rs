@@ -29,8 +29,10 @@
 //! text sent is percent-escaped (`%`, CR, LF and every other control character), so no text can
 //! end a line and start a command of its own; each line is capped below Assuan's 1000 bytes
 //! (cut on a character boundary, never inside an escape, marked with `…`). The dialog texts
-//! built here ([`pin_dialog`], the consent text) also turn the certificate's control and
-//! bidirectional-override characters into spaces, so a subject cannot fake a line of its own.
+//! ([`pin_dialog`], the consent text) are rendered by [`crate::consent::text`], which turns the
+//! certificate's control, format (bidirectional among them) and separator characters into
+//! spaces and caps each field, so a subject can neither fake a line of its own nor push the
+//! fingerprint off the line.
 //!
 //! # Secrets
 //! The PIN arrives on `D` lines. Every buffer that holds it is [`Zeroizing`]: the read buffer,
@@ -67,6 +69,7 @@
 //!
 //! A caller that is not a web origin is never offered "always" (nothing could remember it).
 
+use crate::consent::text::{timeout_line, ConsentText};
 use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision, PinUi};
 use keyport_protocol::Pin;
 use std::ffi::OsString;
@@ -363,56 +366,15 @@ pub fn pin_dialog(request: &ConsentRequest, error: Option<String>) -> PinDialog 
 
 /// The text of the consent dialog.
 fn consent_description(request: &ConsentRequest, timeout: Duration) -> String {
-    format!(
-        "{}\n\nNo answer within {} s is a refusal.",
-        describe(request),
-        timeout.as_secs().max(1)
-    )
+    format!("{}\n\n{}", describe(request), timeout_line(timeout))
 }
 
-/// Who asks to sign what. Each field is cleaned and capped, so the whole always fits one Assuan
-/// line with room to spare and the origin, first, is never cut off by a long subject.
+/// Who asks to sign what, as [`ConsentText`] renders it: each field cleaned and capped there, so
+/// the whole always fits one Assuan line with room to spare and the origin, first, is never cut
+/// off by a long subject.
 fn describe(request: &ConsentRequest) -> String {
-    let (asks, fingerprint) = request.what();
-    format!(
-        "{} {asks}.\n\n\
-         Certificate: {}\n\
-         Issued by: {}\n\
-         Algorithm: {}\n\
-         {fingerprint}: {}",
-        field(request.caller.label(), 200),
-        field(&request.subject, 200),
-        field(&request.issuer, 200),
-        field(&request.algorithm, 60),
-        field(&request.digest_fingerprint, 60),
-    )
-}
-
-/// A text from outside (the token, a page) made safe to show on one line: control characters,
-/// line and paragraph separators and the invisible bidirectional controls (which could reorder
-/// what is shown) become spaces; then it is cut so that its escaped form takes at most `max`
-/// bytes.
-fn field(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| {
-            if c.is_control() || is_invisible_format(c) {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    escape_capped(&clean, max).0
-}
-
-fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{200B}'..='\u{200F}'   // zero-width spaces, LRM, RLM
-        | '\u{2028}' | '\u{2029}' // line and paragraph separators
-        | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
-        | '\u{2060}'..='\u{2069}' // word joiner, bidi isolates
-        | '\u{FEFF}')
+    let text = ConsentText::new(request);
+    format!("{}\n\n{}", text.headline, text.details().join("\n"))
 }
 
 /// Whether `c` is sent percent-escaped: the escape character itself, and every control
@@ -422,12 +384,10 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// `text` percent-escaped for an Assuan line, cut (on a character boundary, never inside an
-/// escape, with `…` at the end) so that the escaped form takes at most `max` bytes. Returns the
-/// escaped text and the unescaped text it stands for.
-fn escape_capped(text: &str, max: usize) -> (String, String) {
+/// escape, with `…` at the end) so that the escaped form takes at most `max` bytes.
+fn escape_capped(text: &str, max: usize) -> String {
     const MORE: char = '…';
     let mut escaped = String::new();
-    let mut plain = String::new();
     let full: usize = text.chars().map(escaped_len).sum();
     let budget = if full <= max {
         max
@@ -439,13 +399,11 @@ fn escape_capped(text: &str, max: usize) -> (String, String) {
             break;
         }
         push_escaped(&mut escaped, c);
-        plain.push(c);
     }
     if full > max && max >= MORE.len_utf8() {
         escaped.push(MORE);
-        plain.push(MORE);
     }
-    (plain, escaped)
+    escaped
 }
 
 fn escaped_len(c: char) -> usize {
@@ -470,7 +428,7 @@ fn push_escaped(out: &mut String, c: char) {
 /// One command line: `VERB escaped-text`, capped to [`MAX_LINE`] with its line feed.
 fn command_line(verb: &str, text: &str) -> String {
     let room = MAX_LINE.saturating_sub(verb.len() + 2);
-    let (_, escaped) = escape_capped(text, room);
+    let escaped = escape_capped(text, room);
     format!("{verb} {escaped}")
 }
 
@@ -1119,6 +1077,35 @@ mod tests {
                 text,
                 "cut"
             );
+        }
+    }
+
+    /// Issue 19: each field is capped by its most expensive encoding, so no subject or issuer,
+    /// whatever it is made of, pushes the fingerprint off the Assuan line.
+    #[test]
+    fn no_subject_pushes_the_digest_off_the_line() {
+        for unit in ["%", "😀", "é%", "&", "\u{2028}x", "\u{61c}\u{180e}y"] {
+            let long = unit.repeat(3000);
+            let r = ConsentRequest {
+                issuer: long.clone(),
+                ..request("https://a.example", &long)
+            };
+            for text in [
+                pin_dialog(&r, None).description,
+                consent_description(&r, Duration::from_secs(60)),
+            ] {
+                let line = command_line("SETDESC", &text);
+                assert_eq!(
+                    unescape(line.strip_prefix("SETDESC ").unwrap()),
+                    text,
+                    "{unit}: cut"
+                );
+                assert!(text.contains("\nDigest: ABABABAB ABABABAB"), "{unit}");
+                assert!(
+                    !text.contains(['\u{2028}', '\u{61c}', '\u{180e}']),
+                    "{unit}"
+                );
+            }
         }
     }
 

@@ -15,6 +15,7 @@
 //! notify-rust's own `wait_for_action` has no timeout and subscribes only after the notification
 //! is shown; this module does its own waiting on the same D-Bus signals instead.
 
+use crate::consent::text::{timeout_line, ConsentText};
 use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision};
 use std::time::Duration;
 
@@ -36,48 +37,15 @@ pub struct PromptText {
     pub actions: Vec<(&'static str, &'static str)>,
 }
 
-/// What the person sees. `markup`: the server renders body markup, so `<`, `>`, `&` are escaped
-/// (a certificate subject cannot inject formatting or fake lines).
+/// What the person sees: the request's text as [`ConsentText`] renders it (cleaned and capped
+/// there), one line each. `markup`: the server renders body markup, so `<`, `>`, `&` are escaped
+/// too (a certificate subject cannot inject formatting).
 pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) -> PromptText {
-    let clean = |s: &str| -> String {
-        let s: String = s
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        if markup {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        } else {
-            s
-        }
-    };
-    let origin = clean(request.caller.label());
-    let summary = format!(
-        "Signature request from {}",
-        request.caller.label().replace('\n', " ")
-    );
-    let (asks, fingerprint) = request.what();
-    let mut body = format!(
-        "{origin} {asks}.\n\
-         Certificate: {}\n\
-         Issued by: {}\n\
-         Algorithm: {}\n\
-         {fingerprint}: {}\n\
-         No answer within {} s is a refusal.",
-        clean(&request.subject),
-        clean(&request.issuer),
-        clean(&request.algorithm),
-        clean(&request.digest_fingerprint),
-        timeout.as_secs().max(1),
-    );
-    if body.len() > 2000 {
-        let mut end = 2000;
-        while !body.is_char_boundary(end) {
-            end -= 1;
-        }
-        body.truncate(end);
-    }
+    let text = ConsentText::new(request);
+    let mut lines = vec![text.headline.as_str()];
+    lines.extend(text.details());
+    let last = timeout_line(timeout);
+    lines.push(&last);
     let mut actions = vec![(ACTION_ALLOW, "Allow")];
     // "Always" only means something for a web origin (it is remembered per origin).
     if matches!(request.caller, Caller::Origin(_)) {
@@ -85,11 +53,34 @@ pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) ->
     }
     actions.push((ACTION_DENY, "Deny"));
     PromptText {
-        summary,
-        body,
+        summary: format!("Signature request from {}", text.caller),
+        body: body(&lines, markup),
         actions,
     }
 }
+
+/// The body of a notification: `lines`, escaped for a server that renders markup. The fields'
+/// caps keep it far below [`MAX_BODY`]; the cut is only a last bound.
+fn body(lines: &[&str], markup: bool) -> String {
+    let mut body = lines.join("\n");
+    if markup {
+        body = body
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+    }
+    if body.len() > MAX_BODY {
+        let mut end = MAX_BODY;
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        body.truncate(end);
+    }
+    body
+}
+
+/// The longest body sent.
+pub const MAX_BODY: usize = 2000;
 
 /// What an `ActionInvoked` key means. Only the three buttons allow anything; a click on the
 /// notification's body ("default") or any other key is a refusal.
@@ -102,31 +93,18 @@ pub fn decision_for_action(key: &str, offered_always: bool) -> Decision {
 }
 
 /// The notice shown while a PIN-pad reader waits for the person (no buttons: they answer on the
-/// reader). Built from the request only; control characters become spaces, markup is escaped.
+/// reader): who asks, the certificate and the fingerprint, as [`ConsentText`] renders them.
 pub fn pin_pad_text(request: &ConsentRequest, markup: bool) -> PromptText {
-    let clean = |s: &str| -> String {
-        let s: String = s
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let s: String = s.chars().take(300).collect();
-        if markup {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        } else {
-            s
-        }
-    };
+    let text = ConsentText::new(request);
+    let lines = [
+        text.headline.as_str(),
+        &text.certificate,
+        &text.fingerprint,
+        "Type the PIN on the reader's keypad to sign, or press Cancel on the reader.",
+    ];
     PromptText {
         summary: "Type your PIN on the card reader".to_string(),
-        body: format!(
-            "{} asks to sign with your certificate.\nCertificate: {}\nDigest: {}\n\
-             Type the PIN on the reader's keypad to sign, or press Cancel on the reader.",
-            clean(request.caller.label()),
-            clean(&request.subject),
-            clean(&request.digest_fingerprint),
-        ),
+        body: body(&lines, markup),
         actions: Vec::new(),
     }
 }
@@ -483,6 +461,58 @@ mod tests {
             .body
             .contains("CN=&lt;b&gt;Bank&lt;/b&gt; Algorithm: none &amp; more"));
         assert_eq!(t.body.lines().count(), 6, "{}", t.body);
+    }
+
+    /// Issue 19, finding 9: line and paragraph separators (Pango breaks lines there) and bidi
+    /// controls from a certificate forged lines; a long subject pushed the fingerprint and the
+    /// time limit past the body's cut.
+    #[test]
+    fn no_certificate_text_forges_a_line_or_pushes_the_fingerprint_out() {
+        let forged =
+            "CN=A\u{2028}Issued by: CN=Root\u{2029}Digest: 00000000 00000000\u{202e}\u{2066}";
+        for subject in [
+            forged.to_string(),
+            "&".repeat(3000),
+            "<b>".repeat(1000),
+            "😀".repeat(3000),
+            format!("{forged}{}", "é&".repeat(3000)),
+        ] {
+            let r = ConsentRequest {
+                issuer: subject.clone(),
+                ..request("https://a.example", &subject)
+            };
+            for markup in [true, false] {
+                let t = prompt_text(&r, Duration::from_secs(60), markup);
+                assert!(t.body.len() < MAX_BODY, "{}", t.body.len());
+                let lines: Vec<&str> = t.body.split(['\n', '\u{2028}', '\u{2029}']).collect();
+                assert_eq!(lines.len(), 6, "{}", t.body);
+                assert_eq!(lines[4], "Digest: ABABABAB ABABABAB");
+                assert_eq!(lines[5], "No answer within 60 s is a refusal.");
+                assert_eq!(
+                    lines.iter().filter(|l| l.starts_with("Issued by:")).count(),
+                    1
+                );
+                assert!(!t.body.contains(['\u{202e}', '\u{2066}']), "{}", t.body);
+                let notice = pin_pad_text(&r, markup);
+                let lines: Vec<&str> = notice.body.split('\n').collect();
+                assert_eq!(lines.len(), 4, "{}", notice.body);
+                assert_eq!(lines[2], "Digest: ABABABAB ABABABAB");
+            }
+        }
+    }
+
+    #[test]
+    fn the_pin_pad_notice_names_who_asks_and_what() {
+        let t = pin_pad_text(&request("https://a.example", "CN=<Alice>"), true);
+        assert_eq!(t.summary, "Type your PIN on the card reader");
+        assert_eq!(
+            t.body,
+            "https://a.example asks to sign with your certificate.\n\
+             Certificate: CN=&lt;Alice&gt;\n\
+             Digest: ABABABAB ABABABAB\n\
+             Type the PIN on the reader's keypad to sign, or press Cancel on the reader."
+        );
+        assert!(t.actions.is_empty());
     }
 
     #[test]
