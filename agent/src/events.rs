@@ -27,7 +27,6 @@
 use crate::allowlist::AllowedModule;
 use crate::backend::{SlotPresence, SlotWait};
 use crate::error::{AgentError, Result};
-use crate::state::Agent;
 use keyport_protocol::{ErrorReason, SlotEvent, SlotEventKind, SubscriptionId};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -231,40 +230,40 @@ impl SlotEvents {
     }
 }
 
-impl Agent {
-    /// Subscribe to the slot events of `module`; `conn` owns the subscription (None: the agent
-    /// itself). If the module has no watcher yet, its slots are looked at before this returns
-    /// (a module that cannot be loaded fails the subscription), so that every change after the
-    /// answer is reported; then the watcher starts.
-    pub async fn subscribe_slot_events(
-        self: &Arc<Self>,
-        conn: Option<usize>,
-        module: AllowedModule,
-        sink: Sink,
-    ) -> Result<SubscriptionId> {
-        self.subscribe_polled_every(conn, module, sink, POLL_INTERVAL)
-            .await
-    }
+/// What a watcher asks of the tokens' side: the agent implements it, running each call off the
+/// async runtime and bounded in time (`crate::state::Agent`).
+#[async_trait::async_trait]
+pub trait SlotSource: Send + Sync + 'static {
+    /// Every slot of `module` and the token in it.
+    async fn presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>>;
+    /// Wait at most `slice` for a slot event of `module`.
+    async fn wait_for_event(&self, module: &AllowedModule, slice: Duration) -> Result<SlotWait>;
+}
 
-    /// [`Agent::subscribe_slot_events`], content with a polled module looked at every `poll`.
-    pub async fn subscribe_polled_every(
+impl SlotEvents {
+    /// Subscribe `sink` to the slot events of `module`; `conn` owns the subscription (None: the
+    /// agent itself), and a polled module is looked at every `poll`. If the module has no
+    /// watcher yet, its slots are looked at before this returns (a module that cannot be
+    /// loaded fails the subscription), so that every change after the answer is reported;
+    /// then the watcher starts.
+    pub async fn subscribe(
         self: &Arc<Self>,
+        source: Arc<dyn SlotSource>,
         conn: Option<usize>,
         module: AllowedModule,
         sink: Sink,
         poll: Duration,
     ) -> Result<SubscriptionId> {
-        let (id, start) = self.events.add(conn, module.clone(), sink, poll)?;
+        let (id, start) = self.add(conn, module.clone(), sink, poll)?;
         if start {
-            let m = module.clone();
-            match self.blocking(move |b| b.slot_presence(&m)).await {
+            match source.presence(&module).await {
                 Ok(now) => {
                     tracing::debug!(module = module.path(), "watching slots");
-                    tokio::spawn(watch(self.clone(), module, now));
+                    tokio::spawn(watch(self.clone(), source, module, now));
                 }
                 Err(e) => {
-                    self.events.unsubscribe(conn, id);
-                    self.events.keep_watching(&module);
+                    self.unsubscribe(conn, id);
+                    self.keep_watching(&module);
                     return Err(e);
                 }
             }
@@ -274,7 +273,7 @@ impl Agent {
 }
 
 /// The tokens present, as the tray shows them: kept up to date by the agent's own
-/// subscriptions (see [`Agent::show_tokens`]).
+/// subscriptions (`crate::state::Agent::show_tokens`).
 #[derive(Default)]
 pub struct TokenBoard {
     /// (module, slot id) → token label.
@@ -313,7 +312,7 @@ impl TokenBoard {
         self.changed();
     }
 
-    fn apply(&self, e: &SlotEvent) {
+    pub(crate) fn apply(&self, e: &SlotEvent) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let key = (e.module.clone(), e.slot_id);
         match e.event {
@@ -336,41 +335,6 @@ impl TokenBoard {
             .clone();
         for f in listeners {
             f();
-        }
-    }
-}
-
-impl Agent {
-    /// Keep [`Agent::tokens`] up to date for the tray: what each allowed module holds now, then
-    /// its events (looked at every [`TRAY_POLL_INTERVAL`] where the module has none of its own).
-    pub async fn show_tokens(self: Arc<Self>) {
-        let modules: Vec<String> = self.modules.paths().map(str::to_string).collect();
-        for path in modules {
-            let Ok(module) = self.module(Some(&path)) else {
-                continue;
-            };
-            let m = module.clone();
-            match self.blocking(move |b| b.slot_presence(&m)).await {
-                Ok(now) => self.tokens.set(module.path(), &now),
-                Err(e) => {
-                    tracing::info!(module = module.path(), reason = %e.reason, "the tray cannot list its tokens: {}", e.message);
-                    continue;
-                }
-            }
-            let agent = Arc::downgrade(&self);
-            let sink: Sink = Arc::new(move |_, e: &SlotEvent| match agent.upgrade() {
-                Some(agent) => {
-                    agent.tokens.apply(e);
-                    true
-                }
-                None => false,
-            });
-            if let Err(e) = self
-                .subscribe_polled_every(None, module, sink, TRAY_POLL_INTERVAL)
-                .await
-            {
-                tracing::info!(reason = %e.reason, "the tray cannot follow tokens: {}", e.message);
-            }
         }
     }
 }
@@ -409,22 +373,22 @@ pub fn diff(module: &str, before: &[SlotPresence], now: &[SlotPresence]) -> Vec<
 
 /// The watcher of one module (see the module documentation), from the slots as they were
 /// when it started.
-async fn watch(agent: Arc<Agent>, module: AllowedModule, mut known: Vec<SlotPresence>) {
+async fn watch(
+    events: Arc<SlotEvents>,
+    source: Arc<dyn SlotSource>,
+    module: AllowedModule,
+    mut known: Vec<SlotPresence>,
+) {
     let mut polling = false;
     // The module's own wait starts with the first call: look once more after it, in case a
     // token came or went in between.
     let mut first = true;
-    while let Some(poll) = agent.events.keep_watching(&module) {
+    while let Some(poll) = events.keep_watching(&module) {
         let look_now = if polling {
             tokio::time::sleep(poll).await;
             true
         } else {
-            let m = module.clone();
-            let waited = agent
-                .blocking_within(agent.request_timeout + WAIT_SLICE, move |b| {
-                    b.wait_slot_event(&m, WAIT_SLICE)
-                })
-                .await;
+            let waited = source.wait_for_event(&module, WAIT_SLICE).await;
             let first = std::mem::take(&mut first);
             match waited {
                 Ok(SlotWait::Event) => true,
@@ -449,14 +413,13 @@ async fn watch(agent: Arc<Agent>, module: AllowedModule, mut known: Vec<SlotPres
         if !look_now {
             continue;
         }
-        let m = module.clone();
-        match agent.blocking(move |b| b.slot_presence(&m)).await {
+        match source.presence(&module).await {
             Ok(now) => {
-                let events = diff(module.path(), &known, &now);
-                for e in &events {
+                let changes = diff(module.path(), &known, &now);
+                for e in &changes {
                     tracing::info!(module = module.path(), slot = e.slot_id, label = ?e.token_label, "token {:?}", e.event);
                 }
-                agent.events.publish(&module, &events);
+                events.publish(&module, &changes);
                 known = now;
             }
             Err(e) => {

@@ -5,11 +5,13 @@
 //! (`server/`); none of them reaches the others to get at it.
 
 use crate::allowlist::{AllowedModule, Allowlist};
-use crate::backend::Backend;
+use crate::backend::{Backend, SlotPresence, SlotWait};
 use crate::config::Config;
 use crate::consent::{ConsentPolicy, ConsentUi, PendingLimits, PinUi, RememberedSites};
 use crate::error::{AgentError, Result};
+use crate::events::{self, Sink, SlotSource};
 use keyport_protocol::ErrorReason;
+use keyport_protocol::{SlotEvent, SubscriptionId};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
@@ -26,7 +28,7 @@ pub struct Agent {
     /// Optional capabilities in force (`keyport_protocol::feature`), for `keyport.version`.
     pub features: Vec<String>,
     /// Who is told of tokens inserted and removed ([`crate::events`]).
-    pub events: crate::events::SlotEvents,
+    pub events: Arc<crate::events::SlotEvents>,
     /// The tokens present, for the tray ([`Agent::show_tokens`]).
     pub tokens: crate::events::TokenBoard,
 }
@@ -184,5 +186,83 @@ impl Agent {
         {
             tracing::warn!("a PKCS #11 module did not finish within 5 s; stopping without it");
         }
+    }
+
+    /// Subscribe to the slot events of `module`; `conn` owns the subscription (None: the agent
+    /// itself). If the module has no watcher yet, its slots are looked at before this returns
+    /// (a module that cannot be loaded fails the subscription), so that every change after the
+    /// answer is reported; then the watcher starts.
+    pub async fn subscribe_slot_events(
+        self: &Arc<Self>,
+        conn: Option<usize>,
+        module: AllowedModule,
+        sink: Sink,
+    ) -> Result<SubscriptionId> {
+        self.subscribe_polled_every(conn, module, sink, events::POLL_INTERVAL)
+            .await
+    }
+
+    /// [`Agent::subscribe_slot_events`], content with a polled module looked at every `poll`.
+    pub async fn subscribe_polled_every(
+        self: &Arc<Self>,
+        conn: Option<usize>,
+        module: AllowedModule,
+        sink: Sink,
+        poll: Duration,
+    ) -> Result<SubscriptionId> {
+        let source: Arc<dyn SlotSource> = self.clone();
+        self.events
+            .subscribe(source, conn, module, sink, poll)
+            .await
+    }
+
+    /// Keep [`Agent::tokens`] up to date for the tray: what each allowed module holds now, then
+    /// its events (looked at every [`events::TRAY_POLL_INTERVAL`] where the module has none of
+    /// its own).
+    pub async fn show_tokens(self: Arc<Self>) {
+        let modules: Vec<String> = self.modules.paths().map(str::to_string).collect();
+        for path in modules {
+            let Ok(module) = self.module(Some(&path)) else {
+                continue;
+            };
+            let m = module.clone();
+            match self.blocking(move |b| b.slot_presence(&m)).await {
+                Ok(now) => self.tokens.set(module.path(), &now),
+                Err(e) => {
+                    tracing::info!(module = module.path(), reason = %e.reason, "the tray cannot list its tokens: {}", e.message);
+                    continue;
+                }
+            }
+            let agent = Arc::downgrade(&self);
+            let sink: Sink = Arc::new(move |_, e: &SlotEvent| match agent.upgrade() {
+                Some(agent) => {
+                    agent.tokens.apply(e);
+                    true
+                }
+                None => false,
+            });
+            if let Err(e) = self
+                .subscribe_polled_every(None, module, sink, events::TRAY_POLL_INTERVAL)
+                .await
+            {
+                tracing::info!(reason = %e.reason, "the tray cannot follow tokens: {}", e.message);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SlotSource for Agent {
+    async fn presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>> {
+        let m = module.clone();
+        self.blocking(move |b| b.slot_presence(&m)).await
+    }
+
+    async fn wait_for_event(&self, module: &AllowedModule, slice: Duration) -> Result<SlotWait> {
+        let m = module.clone();
+        self.blocking_within(self.request_timeout + slice, move |b| {
+            b.wait_slot_event(&m, slice)
+        })
+        .await
     }
 }
