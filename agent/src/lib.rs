@@ -2,41 +2,52 @@
 //! the person at the keyboard.
 //!
 //! # Layout
-//! From the top down; a module uses only what is below it.
-//! * `main.rs`: thin: logging, then either a module host ([`backend::host::server`]) or the
-//!   agent: flags and config, then [`app::run`].
-//! * [`app`]: picks a desktop shell and the backend, builds the [`state::Agent`], runs the
-//!   server on its own runtime and the shell's loop (the tray, if any) on the main thread;
-//!   shutdown on a signal or the tray's Quit.
-//! * [`server`]: the transport. Binds loopback, accepts (bounded, backing off), answers the HTTP
-//!   handshake after the [`guard`] and the connection limits ([`server::http`]), runs each
-//!   WebSocket connection ([`server::connection`]) and frames JSON-RPC ([`server::rpc`]).
-//! * [`methods`]: the JSON-RPC methods, one file per group, registered through
-//!   `keyport_protocol::Method`.
-//! * [`desktop`]: the [`desktop::Shell`] seam `app` calls (consent UI, tray, state folder);
-//!   [`desktop::freedesktop`] (the consent notification, XDG paths, the tray-icon/tao tray) and
-//!   [`desktop::headless`]; the toolkit-free tray model and icon they share; docs/DESKTOP.md.
-//! * [`state`]: [`state::Agent`], what the methods, the server and the desktop share (backend,
-//!   allowlist, consent policy, time limit), built from the config in one place.
-//! * [`events`]: slot events: subscribers (connections, the tray) and the watchers that look
-//!   at a module's slots while someone listens.
-//! * [`consent`]: who may sign; the [`consent::ConsentUi`] trait the desktop prompt implements;
-//!   [`consent::text`], what every prompt (notification, PIN-pad notice, pinentry's windows)
-//!   says about a request: one renderer, one cleaning rule, one cap per field.
-//! * [`guard`]: Host and Origin checks before the WebSocket upgrade; the demo page's files.
-//! * [`backend`]: the [`backend::Backend`] trait; [`backend::host`], which runs each library in a
-//!   process of its own; [`backend::pkcs11`], the cryptoki implementation (loading, per-token
-//!   state, the login policy, info decoding, cryptoki's errors: the only place cryptoki is
-//!   used); an in-memory fake for tests.
-//! * [`allowlist`]: which libraries a request may name, and what one library is (its file).
-//! * [`config`]: flags (clap) over the person's TOML file over the administrator's (policy);
-//!   one table of keys (`config/settings.rs`) gives the file's schema, the flags' keys, the
-//!   merge and `keyport config`'s report.
-//! * [`limits`]: fixed limits that `app`, `server` and `config` share.
-//! * [`origin`], [`x509`]: web origins; certificate parsing, DigestInfo, signature checks.
-//! * [`logging`], [`secret`], [`error`]: logs that cannot fail or flood; wiping what secrets
-//!   leave on the stack; the one error type and its mapping to wire codes.
-//! * [`hooks`]: the environment variables the tests use, honoured by debug builds only.
+//! Floors from the top down. A module imports only from floors below its own: no import points
+//! up, so there is no cycle (`agent/tests/layout.rs` checks it from the source, and that every
+//! module is on this map).
+//! 1. `main.rs`: thin: logging, then either a module host ([`backend::host::server`]) or the
+//!    agent: flags and config, then [`app::run`].
+//! 2. [`app`]: picks a desktop shell and the backend, builds the [`state::Agent`], runs the
+//!    server on its own runtime and the shell's loop (the tray, if any) on the main thread;
+//!    shutdown on a signal or the tray's Quit.
+//! 3. [`tools`]: `keyport config`, `keyport modules`, `keyport doctor`.
+//! 4. [`server`]: the transport. Binds loopback, accepts (bounded, backing off), answers the
+//!    HTTP handshake after the [`guard`] and the connection limits ([`server::http`]), runs each
+//!    WebSocket connection ([`server::connection`]) and frames JSON-RPC ([`server::rpc`]).
+//! 5. [`methods`]: the JSON-RPC methods, one file per group, registered through
+//!    `keyport_protocol::Method`.
+//! 6. [`desktop`]: the [`desktop::Shell`] seam `app` calls (consent UI, tray, state folder);
+//!    [`desktop::freedesktop`] (the consent notification, XDG paths, the tray-icon/tao tray),
+//!    [`desktop::pinentry`] (the PIN and consent windows through GnuPG's pinentry programs) and
+//!    [`desktop::headless`]; the toolkit-free tray model and icon they share; docs/DESKTOP.md.
+//! 7. [`state`], [`guard`]: [`state::Agent`], what the methods, the server and the desktop share
+//!    (backend, allowlist, consent policy, time limits, slot events), built from the config in
+//!    one place, with every `impl Agent`; Host and Origin checks before the WebSocket upgrade,
+//!    and the demo page's files.
+//! 8. [`events`]: slot events: subscribers (connections, the tray) and the watchers that look
+//!    at a module's slots while someone listens (through [`events::SlotSource`], which the
+//!    Agent implements).
+//! 9. [`backend`]: the [`backend::Backend`] trait; [`backend::host`], which runs each library in
+//!    a process of its own (channel, supervisor, process, typed wire, the host's server);
+//!    [`backend::pkcs11`], the cryptoki implementation (modules, per-token state, signing, the
+//!    login policy, events, info decoding, cryptoki's errors: the only place cryptoki is used);
+//!    [`backend::pcsc`], the smart-card service hint; an in-memory fake for tests.
+//! 10. [`config`]: flags (clap) over the person's TOML file over the administrator's (policy);
+//!     one table of keys (`config/settings.rs`) gives the file's schema, the flags' keys, the
+//!     merge (`config/policy.rs`) and `keyport config`'s report (`config/report.rs`).
+//! 11. [`ports`]: who holds a port (for the "port in use" error and `doctor`).
+//! 12. [`consent`], [`allowlist`]: who may sign ([`consent::ConsentPolicy`], the
+//!     [`consent::ConsentUi`] and [`consent::PinUi`] traits the desktop implements, the one
+//!     renderer of every prompt's text, [`consent::text`]); which libraries a request may name,
+//!     and what one library is (its file).
+//! 13. [`p11kit`]: modules registered with p11-kit (the administrator's through system folders
+//!     only).
+//! 14. [`hooks`], [`limits`], [`origin`], [`x509`]: the test-only environment variables
+//!     (honoured by debug builds only); fixed limits that `app`, `server` and `config` share; web
+//!     origins; certificate parsing, DigestInfo, signature checks.
+//! 15. [`logging`], [`secret`]: logs that cannot fail or flood; wiping what secrets leave on the
+//!     stack.
+//! 16. [`error`], [`testing`]: the one error type and its mapping to wire codes; helpers for tests.
 //!
 //! The wire contract (names, params, results, error codes) lives in the `keyport-protocol` crate.
 

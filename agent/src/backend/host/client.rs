@@ -13,7 +13,7 @@
 //!   one that fails to start twice in a row, or dies five times within a minute (a library
 //!   that crashes on some request), is retried after a growing pause (1 s, 2 s, … 60 s), and
 //!   its error says when.
-//! * Reading the channel never waits behind writing to it (see [`Host::call`]).
+//! * Reading the channel never waits behind writing to it (see `channel::Host::call`).
 //! * Each host is reaped by its reader thread (no zombies), exits when the agent's end of the
 //!   channel closes (no orphans), and gets only the environment a module needs
 //!   ([`module_environment`]).
@@ -49,7 +49,7 @@ pub struct HostBackend {
 
 impl HostBackend {
     /// Hosts run `exe` (this very binary) in host mode with `policy`; a call waits at most
-    /// `call_timeout`; `extra_env` names variables to pass beyond [`MODULE_ENV`].
+    /// `call_timeout`; `extra_env` names variables to pass beyond `MODULE_ENV`.
     pub fn new(
         exe: PathBuf,
         policy: LoginPolicy,

@@ -6,8 +6,8 @@
 //! * [`server`]: the host process (the cryptoki backend, its login policy and caches, next to
 //!   the module).
 //! * [`client`]: the agent's [`HostBackend`], the [`crate::backend::Backend`] whose calls go to
-//!   the host of the library they name; [`supervisor`]: one library's host over time (restarts,
-//!   back-off); [`process`]: starting a host; [`channel`]: one host's channel (calls, replies,
+//!   the host of the library they name; `supervisor`: one library's host over time (restarts,
+//!   back-off); `process`: starting a host; `channel`: one host's channel (calls, replies,
 //!   deadlines, death).
 //!
 //! `module_isolation = false` in the configuration keeps the in-process backend instead.

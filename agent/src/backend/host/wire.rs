@@ -39,7 +39,7 @@ pub struct Hello {
 }
 
 /// A request, and the type of the value its reply carries: the agent's call and the host's
-/// answer are typed by the same declaration (see [`ops!`]).
+/// answer are typed by the same declaration (see `ops!`).
 pub trait Op: Into<Request> {
     type Reply: Serialize + DeserializeOwned;
 }
