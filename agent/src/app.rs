@@ -16,6 +16,9 @@ use tokio::sync::Notify;
 /// Call it on the main thread (GTK and macOS want their toolkit there) before starting any
 /// thread: the shell is picked first, and a tray shell starts its toolkit then (it may set a
 /// variable in the process environment first, which is only sound while no other thread runs).
+///
+/// One function on purpose: the order of start-up (shell, then threads, then the server,
+/// then the shell's loop) is the point, and reads best top to bottom.
 pub fn run(mut config: Config) -> ExitCode {
     let shell = desktop::pick(&config);
     if config.state_file.is_none() {

@@ -196,7 +196,7 @@ pub fn modules_report(config: &Config) -> String {
     out
 }
 
-/// `keyport doctor`.
+/// `keyport doctor`: one check after another, each a function below.
 pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
     let mut checks = Vec::new();
     let loaded = match loaded {
@@ -206,7 +206,19 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
             return Report { ok: false, checks };
         }
     };
+    configuration_checks(&loaded, &mut checks);
     let config = &loaded.config;
+    module_checks(config, &mut checks);
+    port_check(config, &mut checks);
+    prompt_checks(config, &mut checks);
+    tray_check(config, &mut checks);
+    browser_check(config, &mut checks);
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    Report { ok, checks }
+}
+
+/// Which files were read, and what the administrator's policy changed.
+fn configuration_checks(loaded: &Loaded, checks: &mut Vec<Check>) {
     let files = if loaded.files.is_empty() {
         "no configuration file (defaults and flags)".to_string()
     } else {
@@ -222,8 +234,10 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
         detail.push_str(&format!("; policy: {n}"));
     }
     checks.push(check("configuration", Status::Ok, detail));
+}
 
-    // Modules.
+/// Each configured PKCS #11 library: does it load, what does it see?
+fn module_checks(config: &Config, checks: &mut Vec<Check>) {
     if config.modules.is_empty() {
         checks.push(check(
             "modules",
@@ -239,8 +253,10 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
         }
         backend.shutdown();
     }
+}
 
-    // The port.
+/// Is the port free, or held by this person's own agent?
+fn port_check(config: &Config, checks: &mut Vec<Check>) {
     checks.push(match std::net::TcpListener::bind(config.listen) {
         Ok(_) => check(
             "port",
@@ -279,8 +295,10 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
             format!("cannot listen on {}: {e}", config.listen),
         ),
     });
+}
 
-    // Consent and PIN prompts.
+/// Can the agent ask the person: a notification with buttons, a pinentry window?
+fn prompt_checks(config: &Config, checks: &mut Vec<Check>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
@@ -349,8 +367,10 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
             format!("{pinentry_text}: pages must send the PIN (or use a PIN-pad reader)"),
         )
     });
+}
 
-    // The tray.
+/// Can the tray icon show?
+fn tray_check(config: &Config, checks: &mut Vec<Check>) {
     let display = ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
@@ -373,8 +393,10 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
              AppIndicator extension)",
         ),
     });
+}
 
-    // Browsers.
+/// Which sites may connect, and what browsers ask the person.
+fn browser_check(config: &Config, checks: &mut Vec<Check>) {
     let origins: Vec<String> = config
         .allow_origins
         .iter()
@@ -399,7 +421,4 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
             }
         ),
     ));
-
-    let ok = checks.iter().all(|c| c.status != Status::Fail);
-    Report { ok, checks }
 }

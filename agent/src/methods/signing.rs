@@ -190,6 +190,55 @@ async fn sign(
         .await
 }
 
+/// Where the PIN comes from: the page, or (none sent) the reader's keypad when the token has
+/// one, else the agent's own PIN window.
+async fn pin_source(
+    state: &Arc<Agent>,
+    module: &AllowedModule,
+    job: &mut Job,
+) -> Result<PinSource> {
+    if let Some(pin) = job.pin.take() {
+        return Ok(PinSource::Page(pin));
+    }
+    let (m, slot) = (module.clone(), job.slot_id);
+    let token = state.blocking(move |b| b.token(&m, slot)).await?;
+    if token.protected_authentication_path {
+        Ok(PinSource::PinPad)
+    } else if state.consent.has_pin_ui() {
+        Ok(PinSource::Prompt)
+    } else {
+        Err(AgentError::new(ErrorReason::PinEntryUnavailable))
+    }
+}
+
+/// Ask for the PIN in the agent's window and sign with it; after a wrong PIN (or one of the
+/// wrong length) ask again, saying why, up to [`MAX_PIN_PROMPTS`] times.
+async fn with_prompted_pin<A, AF, S, SF>(ask: A, sign_with: S) -> Result<Vec<Vec<u8>>>
+where
+    A: Fn(Option<String>) -> AF,
+    AF: std::future::Future<Output = Result<Pin>>,
+    S: Fn(Pin) -> SF,
+    SF: std::future::Future<Output = Result<Vec<Vec<u8>>>>,
+{
+    let mut error: Option<String> = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let pin = ask(error.take()).await?;
+        match sign_with(pin).await {
+            Err(e)
+                if matches!(
+                    e.reason,
+                    ErrorReason::PinIncorrect | ErrorReason::PinLenRange
+                ) && attempt < MAX_PIN_PROMPTS =>
+            {
+                error = Some(retry_text(&e));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Consent, the PIN (from the page, the reader's keypad or the agent's own window), and the
 /// signatures, one per digest, encoded as the job asks.
 async fn sign_all(
@@ -202,20 +251,7 @@ async fn sign_all(
     let id = key_id(&job.cert_id)?;
     let module = state.module(job.module.as_deref())?;
     let pre_approved = state.consent.pre_approved(&caller)?;
-    let source = match job.pin.take() {
-        Some(pin) => PinSource::Page(pin),
-        None => {
-            let (m, slot) = (module.clone(), job.slot_id);
-            let token = state.blocking(move |b| b.token(&m, slot)).await?;
-            if token.protected_authentication_path {
-                PinSource::PinPad
-            } else if state.consent.has_pin_ui() {
-                PinSource::Prompt
-            } else {
-                return Err(AgentError::new(ErrorReason::PinEntryUnavailable));
-            }
-        }
-    };
+    let source = pin_source(&state, &module, &mut job).await?;
 
     // The certificate, read only when needed (a trusted page's signature skips this round
     // trip): for what the person is shown (consent, the agent's PIN window, the PIN-pad
@@ -249,26 +285,17 @@ async fn sign_all(
         PinSource::Prompt => {
             // Typing the PIN in the prompt that names the site is the consent.
             let request = shown().await?;
-            let mut error: Option<String> = None;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let pin = state
-                    .consent
-                    .ask_pin(&caller, &request, error.as_deref())
-                    .await?;
-                match sign(&state, &module, &job, &id, &digests, Some(pin)).await {
-                    Err(e)
-                        if matches!(
-                            e.reason,
-                            ErrorReason::PinIncorrect | ErrorReason::PinLenRange
-                        ) && attempt < MAX_PIN_PROMPTS =>
-                    {
-                        error = Some(retry_text(&e));
-                    }
-                    other => break other?,
+            let ask = |error: Option<String>| {
+                let (state, caller, request) = (&state, &caller, &request);
+                async move {
+                    state
+                        .consent
+                        .ask_pin(caller, request, error.as_deref())
+                        .await
                 }
-            }
+            };
+            let sign_with = |pin| sign(&state, &module, &job, &id, &digests, Some(pin));
+            with_prompted_pin(ask, sign_with).await?
         }
     };
     let ec = job.format == SignatureFormat::Der

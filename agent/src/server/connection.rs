@@ -49,6 +49,9 @@ impl Outbox {
     }
 }
 
+/// Serve one WebSocket connection until it ends. One function on purpose: its `select!` loop
+/// is the connection's whole life (requests, answers, pings, limits, shutdown), and the
+/// teardown after it must see every local the loop used.
 pub(super) async fn serve<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     caller: Caller,

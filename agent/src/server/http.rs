@@ -74,6 +74,8 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
 }
 
+/// Answer one HTTP request: the checks in the order they must run (Host, Origin, path,
+/// upgrade, limits), each refusal a typed answer; one function so that the order is visible.
 fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     let guard = &shared.guard;
     let host = header(&req, http::header::HOST);

@@ -12,7 +12,7 @@ use keyport_protocol::ErrorReason;
 use std::ffi::OsString;
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -97,64 +97,18 @@ impl Launcher {
             })?;
         let pid = child.id();
         let stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let name = module.to_string();
         forward_log(stderr, name.clone(), pid);
 
-        // The hello, within START_TIMEOUT (a module whose C_Initialize hangs is killed).
-        let (hello_tx, hello_rx) = mpsc::sync_channel(1);
-        let reader = std::thread::Builder::new()
-            .name("keyport-host-reader".into())
-            .spawn(move || {
-                let first = wire::read_frame(&mut stdout);
-                let _ = hello_tx.send(first);
-                stdout
-            })
-            .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
-        let hello = match hello_rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(frame)) => serde_json::from_slice::<Hello>(&frame)
-                .map_err(|_| wire::garbled("its hello", module)),
-            Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = exit_status(&mut child);
-                Err(AgentError::with_message(
-                    ErrorReason::ModuleCrashed,
-                    format!("The PKCS #11 library {module} crashed at start ({status})."),
-                ))
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(AgentError::with_message(
-                    ErrorReason::ModuleLoadFailed,
-                    format!(
-                        "The PKCS #11 library {module} did not finish loading in {} s.",
-                        START_TIMEOUT.as_secs()
-                    ),
-                ))
-            }
-        };
-        let hello = match hello {
-            Ok(h) => h,
+        let stdout = match hello(&mut child, stdout, module) {
+            Ok(stdout) => stdout,
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                tracing::warn!(module = %name, "{}", e.message);
+                tracing::warn!(module = %name, reason = %e.reason, "{}", e.message);
                 return Err(e);
             }
         };
-        if hello.protocol != wire::PROTOCOL_VERSION {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(wire::garbled("another protocol version", module));
-        }
-        if let Some(e) = hello.load_error {
-            let _ = child.wait();
-            let e = AgentError::from(e);
-            tracing::warn!(module = %name, reason = %e.reason, "{}", e.message);
-            return Err(e);
-        }
-        let stdout = reader.join().expect("the hello reader does not panic");
         if let Err(e) = set_nonblocking(&stdin) {
             let _ = child.kill();
             let _ = child.wait();
@@ -174,6 +128,62 @@ impl Launcher {
         );
         Ok(host)
     }
+}
+
+/// Wait for the host's hello, within [`START_TIMEOUT`] (a module whose `C_Initialize` hangs is
+/// killed): the channel's reading end once the module loaded, else why not (the child is then
+/// reaped).
+fn hello(child: &mut Child, mut stdout: ChildStdout, module: &str) -> Result<ChildStdout> {
+    let (hello_tx, hello_rx) = mpsc::sync_channel(1);
+    let reader = std::thread::Builder::new()
+        .name("keyport-host-reader".into())
+        .spawn(move || {
+            let first = wire::read_frame(&mut stdout);
+            let _ = hello_tx.send(first);
+            stdout
+        })
+        .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
+    let hello = match hello_rx.recv_timeout(START_TIMEOUT) {
+        Ok(Ok(frame)) => {
+            serde_json::from_slice::<Hello>(&frame).map_err(|_| wire::garbled("its hello", module))
+        }
+        Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let status = exit_status(child);
+            Err(AgentError::with_message(
+                ErrorReason::ModuleCrashed,
+                format!("The PKCS #11 library {module} crashed at start ({status})."),
+            ))
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(AgentError::with_message(
+                ErrorReason::ModuleLoadFailed,
+                format!(
+                    "The PKCS #11 library {module} did not finish loading in {} s.",
+                    START_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+    };
+    let hello = match hello {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    if hello.protocol != wire::PROTOCOL_VERSION {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(wire::garbled("another protocol version", module));
+    }
+    if let Some(e) = hello.load_error {
+        let _ = child.wait();
+        return Err(AgentError::from(e));
+    }
+    Ok(reader.join().expect("the hello reader does not panic"))
 }
 
 /// The host's log lines, into the agent's log (cut, and rate-limited with it).
