@@ -66,6 +66,7 @@
 use crate::consent::text::{timeout_line, ConsentText};
 use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision, PinUi};
 use assuan::{error_text, into_pin, Conn, Failure};
+use program::agent_tty;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,6 +74,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod assuan;
+mod program;
 
 pub use assuan::{gpg_err, MAX_DATA, MAX_LINE};
 
@@ -164,14 +166,8 @@ impl Pinentry {
     /// `pinentry-mac`; on Windows, Gpg4win's and GnuPG's usual folders). `None` if it is not
     /// there or not executable.
     pub fn find(configured: Option<&Path>) -> Option<Pinentry> {
-        let program = match configured {
-            Some(p) if p.is_absolute() || p.components().count() > 1 => {
-                is_executable(p).then(|| p.to_path_buf())?
-            }
-            Some(name) => search_path(name.as_os_str())?,
-            None => default_program()?,
-        };
-        let kind = kind_of(&program);
+        let program = program::locate(configured)?;
+        let kind = program::kind_of(&program);
         Some(Pinentry {
             program,
             kind,
@@ -201,13 +197,7 @@ impl Pinentry {
     /// macOS and Windows; `DISPLAY` or `WAYLAND_DISPLAY` elsewhere), a terminal one only when
     /// the agent's stdin is a terminal.
     pub fn usable(&self) -> bool {
-        let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
-        match self.kind {
-            PinentryKind::Graphical => {
-                cfg!(any(target_os = "macos", windows)) || set("DISPLAY") || set("WAYLAND_DISPLAY")
-            }
-            PinentryKind::Terminal => agent_tty().is_some(),
-        }
+        program::can_show(self.kind)
     }
 
     /// Ask for a PIN. `dialog.error` is shown as the error line (a wrong PIN on the previous
@@ -420,113 +410,6 @@ fn tty_options(kind: PinentryKind, tty: Option<&str>, term: Option<&str>) -> Vec
         lines.push(format!("OPTION ttytype={term}"));
     }
     lines
-}
-
-/// The agent's terminal, if its stdin is one.
-fn agent_tty() -> Option<String> {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        return None;
-    }
-    #[cfg(unix)]
-    {
-        let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; ttyname_r writes a NUL-terminated name.
-        let rc = unsafe { libc::ttyname_r(0, buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-        if rc != 0 {
-            return None;
-        }
-        let end = buf.iter().position(|&b| b == 0)?;
-        String::from_utf8(buf[..end].to_vec()).ok()
-    }
-    #[cfg(not(unix))]
-    None
-}
-
-fn is_executable(path: &Path) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    if !meta.is_file() {
-        return false;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        meta.permissions().mode() & 0o111 != 0
-    }
-    #[cfg(not(unix))]
-    true
-}
-
-/// `name` in one of `PATH`'s folders (with `.exe` on Windows).
-fn search_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        if dir.as_os_str().is_empty() {
-            continue;
-        }
-        let candidate = dir.join(name);
-        if is_executable(&candidate) {
-            return Some(candidate);
-        }
-        if cfg!(windows) {
-            let mut exe = candidate.into_os_string();
-            exe.push(".exe");
-            let exe = PathBuf::from(exe);
-            if is_executable(&exe) {
-                return Some(exe);
-            }
-        }
-    }
-    None
-}
-
-/// The pinentry used when none is configured.
-fn default_program() -> Option<PathBuf> {
-    if cfg!(target_os = "macos") {
-        search_path("pinentry-mac".as_ref())
-            .or_else(|| search_path("pinentry".as_ref()))
-            .or_else(|| {
-                [
-                    "/opt/homebrew/bin/pinentry-mac",
-                    "/usr/local/bin/pinentry-mac",
-                    "/usr/local/MacGPG2/libexec/pinentry-mac.app/Contents/MacOS/pinentry-mac",
-                ]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| is_executable(p))
-            })
-    } else if cfg!(windows) {
-        search_path("pinentry".as_ref()).or_else(|| {
-            [
-                r"C:\Program Files (x86)\Gpg4win\bin\pinentry.exe",
-                r"C:\Program Files\Gpg4win\bin\pinentry.exe",
-                r"C:\Program Files (x86)\GnuPG\bin\pinentry-basic.exe",
-                r"C:\Program Files\GnuPG\bin\pinentry-basic.exe",
-            ]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| is_executable(p))
-        })
-    } else {
-        search_path("pinentry".as_ref())
-    }
-}
-
-/// Terminal if the program, symlinks resolved (Debian's `pinentry` is a symlink through
-/// `/etc/alternatives`), is a curses or tty pinentry.
-fn kind_of(program: &Path) -> PinentryKind {
-    let real = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
-    let name = real
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    if name.contains("curses") || name.contains("tty") {
-        PinentryKind::Terminal
-    } else {
-        PinentryKind::Graphical
-    }
 }
 
 /// The environment of the child: the allowed part of the agent's, then the extra variables.
@@ -870,51 +753,6 @@ mod tests {
             ["OPTION ttyname=/dev/pts/3"]
         );
         assert!(tty_options(PinentryKind::Terminal, Some("/dev/x y"), None).is_empty());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn find_checks_the_file_and_tells_terminals_apart() {
-        use std::os::unix::fs::{symlink, PermissionsExt};
-        let dir = tempfile::tempdir().unwrap();
-        let make = |name: &str, mode: u32| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, "#!/bin/sh\n").unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-            p
-        };
-        let gtk = make("pinentry-gtk2", 0o755);
-        let tty = make("pinentry-tty", 0o755);
-        let curses = make("pinentry-curses", 0o755);
-        let plain = make("not-executable", 0o644);
-        // Debian's `pinentry` → /etc/alternatives/pinentry → pinentry-curses.
-        let alt = dir.path().join("alternative");
-        symlink(&curses, &alt).unwrap();
-        let pinentry = dir.path().join("pinentry");
-        symlink(&alt, &pinentry).unwrap();
-
-        let p = Pinentry::find(Some(&gtk)).unwrap();
-        assert_eq!(p.kind(), PinentryKind::Graphical);
-        assert_eq!(p.program(), gtk);
-        assert_eq!(
-            Pinentry::find(Some(&tty)).unwrap().kind(),
-            PinentryKind::Terminal
-        );
-        let p = Pinentry::find(Some(&pinentry)).unwrap();
-        assert_eq!(p.kind(), PinentryKind::Terminal);
-        assert_eq!(
-            p.program(),
-            pinentry,
-            "the configured path, not the resolved one"
-        );
-        assert!(Pinentry::find(Some(&plain)).is_none());
-        assert!(Pinentry::find(Some(dir.path())).is_none(), "a folder");
-        assert!(Pinentry::find(Some(&dir.path().join("missing"))).is_none());
-        assert!(Pinentry::find(Some(Path::new("keyport-no-such-pinentry"))).is_none());
-        // A bare name is looked up on PATH.
-        if let Some(sh) = Pinentry::find(Some(Path::new("sh"))) {
-            assert!(sh.program().is_absolute());
-        }
     }
 
     #[test]
