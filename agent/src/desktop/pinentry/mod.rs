@@ -65,54 +65,20 @@
 
 use crate::consent::text::{timeout_line, ConsentText};
 use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision, PinUi};
-use assuan::{error_text, into_pin, Conn, Failure};
+use assuan::{error_text, into_pin, Failure};
 use program::agent_tty;
+use session::Pipes;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 mod assuan;
 mod program;
+mod session;
 
 pub use assuan::{gpg_err, MAX_DATA, MAX_LINE};
-
-/// The environment variables a pinentry gets from the agent's (when set); nothing else, so that
-/// no secret of the agent's environment reaches another program. Display and session:
-/// `DISPLAY`, `WAYLAND_DISPLAY`, `XAUTHORITY` (X11 and Wayland), `DBUS_SESSION_BUS_ADDRESS` and
-/// `XDG_RUNTIME_DIR` (pinentry-gnome3's system prompter, Qt on Wayland); `HOME` and `PATH` (its
-/// toolkit's settings, and finding helpers); `LANG`, `LANGUAGE`, `LC_*` (the dialog's language
-/// and the charset of what is typed); `TERM` (pinentry-curses draws with it). On Windows a
-/// program cannot start without `SystemRoot`, and its toolkit looks for its settings in the
-/// user's folders: `SYSTEMDRIVE`, `USERPROFILE`, `APPDATA`, `LOCALAPPDATA`, `TEMP`, `TMP`.
-/// `GNUPGHOME` is not needed: a pinentry does not read GnuPG's files.
-pub const PINENTRY_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "DISPLAY",
-    "WAYLAND_DISPLAY",
-    "XAUTHORITY",
-    "DBUS_SESSION_BUS_ADDRESS",
-    "XDG_RUNTIME_DIR",
-    "LANG",
-    "LANGUAGE",
-    "TERM",
-    "SystemRoot",
-    "SYSTEMDRIVE",
-    "USERPROFILE",
-    "APPDATA",
-    "LOCALAPPDATA",
-    "TEMP",
-    "TMP",
-];
-
-/// Prefixes of the other variables a pinentry gets (`LC_ALL`, `LC_CTYPE`, …).
-pub const PINENTRY_ENV_PREFIXES: &[&str] = &["LC_"];
-
-/// The hard deadline is this much after the time limit: a pinentry's own `SETTIMEOUT` counts from
-/// when its dialog shows, after the program started, and should normally win.
-pub const GRACE: Duration = Duration::from_secs(1);
+pub use session::{GRACE, PINENTRY_ENV, PINENTRY_ENV_PREFIXES};
 
 /// The buttons of the consent dialog, with their mnemonics (see the module's documentation).
 pub const LABEL_ALLOW: &str = "_Allow";
@@ -210,14 +176,14 @@ impl Pinentry {
         dialog: &PinDialog,
         timeout: Duration,
     ) -> Result<PinAnswer, String> {
-        let answer = self
-            .dialog(
-                timeout,
-                PinAnswer::TimedOut,
-                "no PIN in time",
-                |session, _| Box::pin(session.get_pin(self.kind, dialog, timeout)),
-            )
-            .await?;
+        let answer = session::one_dialog(
+            self,
+            timeout,
+            PinAnswer::TimedOut,
+            "no PIN in time",
+            |conn, _| Box::pin(getpin(conn, self.kind, dialog, timeout)),
+        )
+        .await?;
         tracing::debug!(
             outcome = match &answer {
                 PinAnswer::Pin(_) => "a PIN",
@@ -229,48 +195,6 @@ impl Pinentry {
         Ok(answer)
     }
 
-    /// One dialog, in turn: start the pinentry, hold `talk` to the hard deadline (`timeout` +
-    /// [`GRACE`]), then say goodbye. A pinentry that fails is killed and reaped (`Err`, naming
-    /// only the program), one that does not answer in time likewise (`Ok(timed_out)`).
-    async fn dialog<'a, T>(
-        &'a self,
-        timeout: Duration,
-        timed_out: T,
-        silence: &str,
-        // The marker's type says `'a: 's`: what `talk` borrows outlives the session's loan.
-        talk: impl for<'s> FnOnce(
-            &'s mut Session,
-            std::marker::PhantomData<&'s &'a ()>,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<T, Failure>> + Send + 's>,
-        >,
-    ) -> Result<T, String> {
-        let deadline = Instant::now() + timeout + GRACE;
-        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
-            tracing::debug!("no pinentry dialog in time: another one was up");
-            return Ok(timed_out);
-        };
-        let mut session = Session::start(self)?;
-        let answer =
-            match tokio::time::timeout_at(deadline, talk(&mut session, std::marker::PhantomData))
-                .await
-            {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => {
-                    session.kill().await;
-                    tracing::warn!(program = %self.program.display(), "pinentry failed: {e}");
-                    return Err(format!("pinentry {}: {e}", self.program.display()));
-                }
-                Err(_) => {
-                    tracing::info!(pid = session.pid, "{silence}: pinentry stopped");
-                    session.kill().await;
-                    return Ok(timed_out);
-                }
-            };
-        session.finish(deadline).await;
-        Ok(answer)
-    }
-
     /// Ask Allow / Always allow this site / Deny (`SETOK` / `SETNOTOK` / `SETCANCEL`; the middle
     /// one only for a web origin and a pinentry known to report it faithfully, see the module's
     /// documentation). `Ok(None)`: no answer in time.
@@ -279,11 +203,10 @@ impl Pinentry {
         request: &ConsentRequest,
         timeout: Duration,
     ) -> Result<Option<Decision>, String> {
-        let decision = self
-            .dialog(timeout, None, "no answer in time", |session, _| {
-                Box::pin(session.confirm(self.kind, request, timeout))
-            })
-            .await?;
+        let decision = session::one_dialog(self, timeout, None, "no answer in time", |conn, _| {
+            Box::pin(confirm(conn, self.kind, request, timeout))
+        })
+        .await?;
         tracing::debug!(?decision, origin = %request.caller.label(), "pinentry consent answered");
         Ok(decision)
     }
@@ -412,137 +335,71 @@ fn tty_options(kind: PinentryKind, tty: Option<&str>, term: Option<&str>) -> Vec
     lines
 }
 
-/// The environment of the child: the allowed part of the agent's, then the extra variables.
-fn child_env(extra: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            let Some(k) = k.to_str() else { return false };
-            PINENTRY_ENV.contains(&k) || PINENTRY_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
-        })
-        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
-        .collect();
-    env.extend(extra.iter().cloned());
-    env
+async fn getpin(
+    c: &mut Pipes,
+    kind: PinentryKind,
+    dialog: &PinDialog,
+    timeout: Duration,
+) -> Result<PinAnswer, Failure> {
+    c.greeting().await?;
+    for line in tty_options(
+        kind,
+        agent_tty().as_deref(),
+        std::env::var("TERM").ok().as_deref(),
+    ) {
+        c.expect_ok(&line).await?;
+    }
+    c.set("SETTITLE", &dialog.title).await?;
+    c.set("SETDESC", &dialog.description).await?;
+    c.set("SETPROMPT", &dialog.prompt).await?;
+    if let Some(error) = &dialog.error {
+        c.set("SETERROR", error).await?;
+    }
+    if let Some(ok) = &dialog.ok {
+        c.set("SETOK", ok).await?;
+    }
+    if let Some(cancel) = &dialog.cancel {
+        c.set("SETCANCEL", cancel).await?;
+    }
+    c.expect_ok(&settimeout(timeout)).await?;
+    let reply = c.transact("GETPIN").await?;
+    match reply.code {
+        None => Ok(PinAnswer::Pin(into_pin(reply.data)?)),
+        Some(number) => getpin_error(number),
+    }
 }
 
-/// A running pinentry and the conversation with it.
-struct Session {
-    child: tokio::process::Child,
-    conn: Conn<tokio::process::ChildStdout, tokio::process::ChildStdin>,
-    pid: Option<u32>,
-}
-
-impl Session {
-    fn start(p: &Pinentry) -> Result<Session, String> {
-        let mut cmd = tokio::process::Command::new(&p.program);
-        cmd.env_clear()
-            .envs(child_env(&p.extra_env))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            tracing::warn!(program = %p.program.display(), error = %e, "cannot start pinentry");
-            format!("cannot start pinentry {}: {e}", p.program.display())
-        })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("pinentry started without its pipes".to_string());
-        };
-        let pid = child.id();
-        tracing::debug!(program = %p.program.display(), pid, "pinentry started");
-        Ok(Session {
-            child,
-            conn: Conn::new(stdout, stdin),
-            pid,
-        })
+async fn confirm(
+    c: &mut Pipes,
+    kind: PinentryKind,
+    request: &ConsentRequest,
+    timeout: Duration,
+) -> Result<Option<Decision>, Failure> {
+    c.greeting().await?;
+    for line in tty_options(
+        kind,
+        agent_tty().as_deref(),
+        std::env::var("TERM").ok().as_deref(),
+    ) {
+        c.expect_ok(&line).await?;
     }
-
-    async fn get_pin(
-        &mut self,
-        kind: PinentryKind,
-        dialog: &PinDialog,
-        timeout: Duration,
-    ) -> Result<PinAnswer, Failure> {
-        let c = &mut self.conn;
-        c.greeting().await?;
-        for line in tty_options(
-            kind,
-            agent_tty().as_deref(),
-            std::env::var("TERM").ok().as_deref(),
-        ) {
-            c.expect_ok(&line).await?;
-        }
-        c.set("SETTITLE", &dialog.title).await?;
-        c.set("SETDESC", &dialog.description).await?;
-        c.set("SETPROMPT", &dialog.prompt).await?;
-        if let Some(error) = &dialog.error {
-            c.set("SETERROR", error).await?;
-        }
-        if let Some(ok) = &dialog.ok {
-            c.set("SETOK", ok).await?;
-        }
-        if let Some(cancel) = &dialog.cancel {
-            c.set("SETCANCEL", cancel).await?;
-        }
-        c.expect_ok(&settimeout(timeout)).await?;
-        let reply = c.transact("GETPIN").await?;
-        match reply.code {
-            None => Ok(PinAnswer::Pin(into_pin(reply.data)?)),
-            Some(number) => getpin_error(number),
-        }
+    let flavor = c.flavor().await?;
+    let offered_always =
+        matches!(request.caller, Caller::Origin(_)) && offers_always(flavor.as_deref());
+    c.set("SETTITLE", TITLE).await?;
+    c.set("SETDESC", &consent_description(request, timeout))
+        .await?;
+    c.set("SETOK", LABEL_ALLOW).await?;
+    if offered_always {
+        c.set("SETNOTOK", LABEL_ALWAYS).await?;
     }
-
-    async fn confirm(
-        &mut self,
-        kind: PinentryKind,
-        request: &ConsentRequest,
-        timeout: Duration,
-    ) -> Result<Option<Decision>, Failure> {
-        let c = &mut self.conn;
-        c.greeting().await?;
-        for line in tty_options(
-            kind,
-            agent_tty().as_deref(),
-            std::env::var("TERM").ok().as_deref(),
-        ) {
-            c.expect_ok(&line).await?;
-        }
-        let flavor = c.flavor().await?;
-        let offered_always =
-            matches!(request.caller, Caller::Origin(_)) && offers_always(flavor.as_deref());
-        c.set("SETTITLE", TITLE).await?;
-        c.set("SETDESC", &consent_description(request, timeout))
-            .await?;
-        c.set("SETOK", LABEL_ALLOW).await?;
-        if offered_always {
-            c.set("SETNOTOK", LABEL_ALWAYS).await?;
-        }
-        c.set("SETCANCEL", LABEL_DENY).await?;
-        c.expect_ok(&settimeout(timeout)).await?;
-        let reply = c.transact("CONFIRM").await?;
-        if reply.data.is_some() {
-            return Err("it sent data in answer to CONFIRM".to_string());
-        }
-        confirm_decision(reply.code, offered_always, reply.closed)
+    c.set("SETCANCEL", LABEL_DENY).await?;
+    c.expect_ok(&settimeout(timeout)).await?;
+    let reply = c.transact("CONFIRM").await?;
+    if reply.data.is_some() {
+        return Err("it sent data in answer to CONFIRM".to_string());
     }
-
-    /// Say goodbye and let it exit (within the deadline, at most a second); else kill it.
-    async fn finish(mut self, deadline: Instant) {
-        let end = deadline.min(Instant::now() + Duration::from_secs(1));
-        let bye = async {
-            let _ = self.conn.transact("BYE").await;
-            self.child.wait().await
-        };
-        if tokio::time::timeout_at(end, bye).await.is_err() {
-            self.kill().await;
-        }
-    }
-
-    /// Kill it and reap it (no zombie is left behind).
-    async fn kill(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-    }
+    confirm_decision(reply.code, offered_always, reply.closed)
 }
 
 fn settimeout(timeout: Duration) -> String {
@@ -753,20 +610,5 @@ mod tests {
             ["OPTION ttyname=/dev/pts/3"]
         );
         assert!(tty_options(PinentryKind::Terminal, Some("/dev/x y"), None).is_empty());
-    }
-
-    #[test]
-    fn the_environment_is_the_allowed_part_plus_the_extra() {
-        let env = child_env(&[("EXTRA".into(), "1".into()), ("PATH".into(), "/x".into())]);
-        for (k, _) in &env {
-            let k = k.to_str().unwrap();
-            assert!(
-                PINENTRY_ENV.contains(&k) || k.starts_with("LC_") || k == "EXTRA",
-                "{k} passed"
-            );
-        }
-        let path: Vec<_> = env.iter().filter(|(k, _)| k == "PATH").collect();
-        assert_eq!(path.len(), 1);
-        assert_eq!(path[0].1, "/x");
     }
 }
