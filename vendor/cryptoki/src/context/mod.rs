@@ -108,17 +108,26 @@ impl Pkcs11 {
 
     unsafe fn _new(pkcs11_lib: cryptoki_sys::Pkcs11) -> Result<Self> {
         /* First try the 3.* API to get default interface. It might have some more functions than
-         * the 2.40 API */
+         * the 2.40 API. A library may export C_GetInterface and still not serve it (an error
+         * such as CKR_FUNCTION_NOT_SUPPORTED, no interface, no function list): like p11-kit and
+         * OpenSC, fall back to C_GetFunctionList then, and report the C_GetInterface error only
+         * if there is no C_GetFunctionList either. */
         let mut interface: *mut cryptoki_sys::CK_INTERFACE = ptr::null_mut();
+        let mut interface_error = None;
         if pkcs11_lib.C_GetInterface.is_ok() {
-            Rv::from(pkcs11_lib.C_GetInterface(
+            if let Err(e) = Rv::from(pkcs11_lib.C_GetInterface(
                 ptr::null_mut(),
                 ptr::null_mut(),
                 &mut interface,
                 0,
             ))
-            .into_result(Function::GetInterface)?;
-            if !interface.is_null() {
+            .into_result(Function::GetInterface)
+            {
+                log::warn!("{e}: falling back to C_GetFunctionList");
+                interface = ptr::null_mut();
+                interface_error = Some(e);
+            }
+            if !interface.is_null() && !(*interface).pFunctionList.is_null() {
                 let ifce: cryptoki_sys::CK_INTERFACE = *interface;
 
                 let list_ptr: *mut cryptoki_sys::CK_FUNCTION_LIST =
@@ -149,7 +158,7 @@ impl Pkcs11 {
         }
 
         if pkcs11_lib.C_GetFunctionList.is_err() {
-            return Err(Error::MissingSymbol("C_GetFunctionList"));
+            return Err(interface_error.unwrap_or(Error::MissingSymbol("C_GetFunctionList")));
         }
         let mut list_ptr: *mut cryptoki_sys::CK_FUNCTION_LIST = ptr::null_mut();
         Rv::from(pkcs11_lib.C_GetFunctionList(&mut list_ptr))
