@@ -6,6 +6,7 @@ use super::pipe::set_nonblocking;
 use super::server::HostArgs;
 use super::wire::{self, Hello};
 use crate::backend::pkcs11::LoginPolicy;
+use crate::config::ModuleEnv;
 use crate::error::{AgentError, Result};
 use crate::logging::quote;
 use keyport_protocol::ErrorReason;
@@ -48,16 +49,26 @@ pub const MODULE_ENV: &[&str] = &[
 /// Prefixes of variables a module host inherits.
 pub const MODULE_ENV_PREFIXES: &[&str] = &["LC_", "P11_KIT_", "PKCS11_"];
 
-/// The environment a module host gets: [`MODULE_ENV`], [`MODULE_ENV_PREFIXES`] and `extra`.
-pub fn module_environment(extra: &[String]) -> Vec<(OsString, OsString)> {
-    std::env::vars_os()
+/// The environment a module host gets: [`MODULE_ENV`], [`MODULE_ENV_PREFIXES`] and the
+/// variables `extra` passes on, from this process; then the ones `extra` sets, whose value wins.
+pub fn module_environment(extra: &[ModuleEnv]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| {
             let Some(k) = k.to_str() else { return false };
             MODULE_ENV.contains(&k)
                 || MODULE_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
-                || extra.iter().any(|e| e == k)
+                || extra
+                    .iter()
+                    .any(|e| matches!(e, ModuleEnv::Pass(name) if name == k))
         })
-        .collect()
+        .collect();
+    for e in extra {
+        if let ModuleEnv::Set(name, value) = e {
+            env.retain(|(k, _)| k.to_str() != Some(name));
+            env.push((name.into(), value.into()));
+        }
+    }
+    env
 }
 
 /// How long a host may take to load its module and say hello.
@@ -209,4 +220,28 @@ fn forward_log(stderr: std::process::ChildStderr, module: String, pid: u32) {
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_env_sets_its_values_and_passes_only_what_is_set() {
+        let env = module_environment(&[
+            ModuleEnv::Set("PKCS11SPY".into(), "/usr/lib/softhsm/libsofthsm2.so".into()),
+            // A usual variable set anew: the new value, once.
+            ModuleEnv::Set("PATH".into(), "/only/this".into()),
+            ModuleEnv::Pass("KEYPORT_TEST_SURELY_UNSET_4711".into()),
+        ]);
+        let values = |name: &str| -> Vec<&OsString> {
+            env.iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(values("PKCS11SPY"), ["/usr/lib/softhsm/libsofthsm2.so"]);
+        assert_eq!(values("PATH"), ["/only/this"]);
+        assert!(values("KEYPORT_TEST_SURELY_UNSET_4711").is_empty());
+    }
 }
