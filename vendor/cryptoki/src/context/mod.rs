@@ -123,7 +123,7 @@ impl Pkcs11 {
             ))
             .into_result(Function::GetInterface)
             {
-                log::warn!("{e}: falling back to C_GetFunctionList");
+                log::warn!("C_GetInterface failed ({e:?}): trying C_GetFunctionList");
                 interface = ptr::null_mut();
                 interface_error = Some(e);
             }
