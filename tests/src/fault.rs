@@ -58,10 +58,14 @@ impl FaultModule {
     /// `softhsm2.conf`), not the one of the process's `SOFTHSM2_CONF`: two SoftHSM processes
     /// must not share one store while either writes. No faults yet, but the file is written.
     pub fn for_store(softhsm_conf: &Path) -> FaultModule {
-        let mut m = Self::new();
-        m.base = format!("softhsm_conf={}\n", softhsm_conf.display());
-        m.set("");
-        m
+        Self::new().serving(softhsm_conf)
+    }
+
+    /// This copy, serving the token store `softhsm_conf` configures (as [`FaultModule::for_store`]).
+    pub fn serving(mut self, softhsm_conf: &Path) -> FaultModule {
+        self.base = format!("softhsm_conf={}\n", softhsm_conf.display());
+        self.set("");
+        self
     }
 
     /// Replace `fault.conf` with these lines (atomically: temporary file + rename, so the
