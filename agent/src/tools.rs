@@ -67,6 +67,16 @@ impl Report {
     }
 }
 
+/// What a library says of itself (`C_GetInfo`): maker, description, its version and the
+/// PKCS #11 version it implements through the interface Keyport uses (OpenSC says 3.0 through
+/// `C_GetInterface`, 2.20 through `C_GetFunctionList`).
+fn library(info: &keyport_protocol::InfoResult) -> String {
+    format!(
+        "{} {} {} (PKCS #11 {})",
+        info.manufacturer_id, info.library_description, info.library_version, info.cryptoki_version
+    )
+}
+
 /// One module: loads? what does it see?
 fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
     let name = format!("module {path}");
@@ -94,9 +104,8 @@ fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
             &name,
             Status::Warn,
             format!(
-                "loads ({} {}), but {}",
-                info.manufacturer_id,
-                info.library_description,
+                "loads ({}), but {}",
+                library(&info),
                 crate::backend::pcsc::no_slot_hint()
             ),
         );
@@ -114,9 +123,8 @@ fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
         &name,
         Status::Ok,
         format!(
-            "loads ({} {}); {} slot(s); tokens: {}",
-            info.manufacturer_id,
-            info.library_description,
+            "loads ({}); {} slot(s); tokens: {}",
+            library(&info),
             slots.len(),
             if tokens.is_empty() {
                 "none inserted".to_string()
@@ -127,9 +135,11 @@ fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
     )
 }
 
-/// `keyport modules`: the p11-kit registry, whether each loads, whether it is allowed. A name
-/// the person's registry gives another library is listed twice: the person's (what their own
-/// `p11-kit:NAME` loads) and the system's (what the administrator's loads).
+/// `keyport modules`: the p11-kit registry, whether each loads, whether it is allowed; then the
+/// allowed libraries that are not registered (pkcs11-spy, p11-kit's proxy and client, a
+/// vendor's), whether each loads. A name the person's registry gives another library is listed
+/// twice: the person's (what their own `p11-kit:NAME` loads) and the system's (what the
+/// administrator's loads).
 pub fn modules_report(config: &Config) -> String {
     const YOURS: &str = " (yours: what your own file and flags mean by it)";
     const SYSTEMS: &str = " (the system's: what the administrator's file means by it)";
@@ -173,14 +183,7 @@ pub fn modules_report(config: &Config) -> String {
             .iter()
             .any(|m| crate::p11kit::same_file(std::path::Path::new(m), &r.path));
         // Any registered module may be tried here: the person asked for this list.
-        let probe = Allowlist::new([path.clone()]);
-        let loads = match probe.resolve(None).and_then(|m| backend.info(&m)) {
-            Ok(info) => format!(
-                "loads: {} {}",
-                info.manufacturer_id, info.library_description
-            ),
-            Err(e) => format!("does not load: {}", e.message),
-        };
+        let loads = loads(backend.as_ref(), &path);
         out.push_str(&format!(
             "{name}{note}\n  library: {path}\n  {loads}\n  {allowed}\n  config: modules = [\"{prefix}{name}\"]\n",
             name = r.name,
@@ -192,8 +195,32 @@ pub fn modules_report(config: &Config) -> String {
             },
         ));
     }
+    let unregistered: Vec<&String> = config
+        .modules
+        .iter()
+        .filter(|m| {
+            !registry
+                .iter()
+                .any(|(r, _)| crate::p11kit::same_file(std::path::Path::new(m), &r.path))
+        })
+        .collect();
+    if !unregistered.is_empty() {
+        out.push_str("Allowed in this configuration, not registered with p11-kit:\n");
+    }
+    for path in unregistered {
+        out.push_str(&format!("{path}\n  {}\n", loads(backend.as_ref(), path)));
+    }
     backend.shutdown();
     out
+}
+
+/// Whether the library at `path` loads, and what it says of itself (for `keyport modules`).
+fn loads(backend: &dyn Backend, path: &str) -> String {
+    let probe = Allowlist::new([path.to_string()]);
+    match probe.resolve(None).and_then(|m| backend.info(&m)) {
+        Ok(info) => format!("loads: {}", library(&info)),
+        Err(e) => format!("does not load: {}", e.message),
+    }
 }
 
 /// `keyport doctor`: one check after another, each a function below.

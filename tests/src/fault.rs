@@ -16,8 +16,11 @@
 
 use std::path::{Path, PathBuf};
 
-/// The module's file name in `target/<profile>/`.
+/// The module's file name in `target/<profile>/`: it exports `C_GetFunctionList` only.
 pub const FILE_NAME: &str = "libkeyport_fault_module.so";
+/// The same module that also exports `C_GetInterface` (`tests/fault-module/v3`), whose answers
+/// `get_interface=` chooses.
+pub const FILE_NAME_V3: &str = "libkeyport_fault_module_v3.so";
 
 /// A private copy of the fault module, with its control file and call log.
 pub struct FaultModule {
@@ -31,9 +34,19 @@ impl FaultModule {
     /// Copy `target/<profile>/libkeyport_fault_module.so` (beside the test executable, or
     /// `$KEYPORT_FAULT_MODULE`) into a new temporary folder. No `fault.conf` yet: no faults.
     pub fn new() -> FaultModule {
+        Self::copy_of(FILE_NAME)
+    }
+
+    /// Like [`FaultModule::new`], with the build that exports `C_GetInterface` too
+    /// (`libkeyport_fault_module_v3.so`, or `$KEYPORT_FAULT_MODULE_V3`).
+    pub fn v3() -> FaultModule {
+        Self::copy_of(FILE_NAME_V3)
+    }
+
+    fn copy_of(file_name: &str) -> FaultModule {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE_NAME);
-        std::fs::copy(built_module(), &path).expect("copy the fault module");
+        let path = dir.path().join(file_name);
+        std::fs::copy(built_module(file_name), &path).expect("copy the fault module");
         FaultModule {
             dir,
             path,
@@ -45,10 +58,14 @@ impl FaultModule {
     /// `softhsm2.conf`), not the one of the process's `SOFTHSM2_CONF`: two SoftHSM processes
     /// must not share one store while either writes. No faults yet, but the file is written.
     pub fn for_store(softhsm_conf: &Path) -> FaultModule {
-        let mut m = Self::new();
-        m.base = format!("softhsm_conf={}\n", softhsm_conf.display());
-        m.set("");
-        m
+        Self::new().serving(softhsm_conf)
+    }
+
+    /// This copy, serving the token store `softhsm_conf` configures (as [`FaultModule::for_store`]).
+    pub fn serving(mut self, softhsm_conf: &Path) -> FaultModule {
+        self.base = format!("softhsm_conf={}\n", softhsm_conf.display());
+        self.set("");
+        self
     }
 
     /// Replace `fault.conf` with these lines (atomically: temporary file + rename, so the
@@ -92,18 +109,22 @@ impl Default for FaultModule {
     }
 }
 
-fn built_module() -> PathBuf {
-    if let Some(p) = std::env::var_os("KEYPORT_FAULT_MODULE") {
+fn built_module(file_name: &str) -> PathBuf {
+    let (var, package) = match file_name {
+        FILE_NAME_V3 => ("KEYPORT_FAULT_MODULE_V3", "keyport-fault-module-v3"),
+        _ => ("KEYPORT_FAULT_MODULE", "keyport-fault-module"),
+    };
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
     // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
     let exe = std::env::current_exe().unwrap();
     let dir: &Path = exe.parent().unwrap();
-    let candidates = [dir.join(FILE_NAME), dir.parent().unwrap().join(FILE_NAME)];
+    let candidates = [dir.join(file_name), dir.parent().unwrap().join(file_name)];
     match candidates.iter().find(|p| p.exists()) {
         Some(p) => p.clone(),
         None => panic!(
-            "{} not built: run `cargo build -p keyport-fault-module` (or cargo test --workspace)",
+            "{} not built: run `cargo build -p {package}` (or cargo build --workspace)",
             candidates[1].display()
         ),
     }

@@ -327,7 +327,8 @@ async fn finding_7_the_persons_p11_kit_registry_does_not_redirect_the_administra
         )) && list.contains(
             "softhsm2 (the system's: what the administrator's file means by it)\n  \
              library: /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so\n  \
-             loads: SoftHSM Implementation of PKCS11\n  allowed (in this configuration)"
+             loads: SoftHSM Implementation of PKCS11 2.6 (PKCS #11 2.40)\n  \
+             allowed (in this configuration)"
         ),
         "{list}"
     );

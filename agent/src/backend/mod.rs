@@ -112,6 +112,18 @@ pub fn for_config(config: &crate::config::Config) -> std::sync::Arc<dyn Backend>
                 tracing::warn!(
                     "cannot find this program's path: PKCS #11 libraries run in process"
                 );
+                let set: Vec<&str> = config
+                    .module_env
+                    .iter()
+                    .filter(|e| matches!(e, crate::config::ModuleEnv::Set(..)))
+                    .map(|e| e.name())
+                    .collect();
+                if !set.is_empty() {
+                    tracing::warn!(
+                        "module_env: {} not set: libraries run in the agent's own process",
+                        set.join(", ")
+                    );
+                }
             }
             pkcs11::CryptokiBackend::start(policy)
         }

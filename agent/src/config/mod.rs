@@ -6,11 +6,13 @@
 //! * `cli.rs`: the flags and commands ([`Cli`], [`Command`]).
 //! * `file.rs`: where the files are, and reading one.
 //! * `policy.rs`: the administrator's file as policy.
+//! * `module_env.rs`: `module_env`'s entries (`NAME` or `NAME=VALUE`).
 //! * `report.rs`: where each value came from ([`Source`], [`Loaded`]), `keyport config`'s report
 //!   and the log's summary line.
 
 mod cli;
 mod file;
+mod module_env;
 mod policy;
 mod report;
 mod settings;
@@ -18,6 +20,7 @@ mod table;
 
 pub use cli::{Cli, Command};
 pub use file::{system_config_path, user_config_path, SYSTEM_CONFIG, SYSTEM_CONFIG_VAR};
+pub use module_env::ModuleEnv;
 pub use report::{Loaded, Source};
 pub use settings::{Config, FileConfig, KEYS};
 pub use table::parse_listen;
@@ -82,6 +85,17 @@ pub enum ConfigError {
     ZeroTimeout(&'static str),
     #[error("--demo serves the demo page from --demo-dir (or `demo_dir`): give the folder that holds index.html (js-client/demo in the source tree)")]
     DemoWithoutDir,
+    #[error(
+        "module_env entry {entry:?}: {why}. Write NAME to pass the agent's own variable on to the \
+         libraries' processes, or NAME=VALUE to set it there (e.g. \"PKCS11SPY=/usr/lib/softhsm/libsofthsm2.so\")"
+    )]
+    ModuleEnv { entry: String, why: &'static str },
+    #[error(
+        "module_env sets {0}, but with module_isolation = false the libraries run inside the agent, \
+         whose environment is the one it was started with: set {0} there (the systemd unit, the \
+         autostart entry, the shell), or leave module_isolation on"
+    )]
+    ModuleEnvInProcess(String),
     #[error("{key} can only be set in the administrator's file ({admin}), not in {path}")]
     AdminOnly {
         key: &'static str,

@@ -7,7 +7,7 @@
 //! the README's table.
 
 use super::table::{at_least, listed, nonzero, settings, within};
-use super::{ConfigError, ConsentMode, NoOriginPolicy};
+use super::{ConfigError, ConsentMode, ModuleEnv, NoOriginPolicy};
 use crate::consent::PendingLimits;
 use crate::limits::{MAX_BLOCKING_THREADS, MAX_RESPONSE_BYTES};
 use crate::origin::Origin;
@@ -55,8 +55,9 @@ settings! {
         flag |c| c.no_tray.then_some(false);
     /// Run each PKCS #11 library in a process of its own (the default).
     module_isolation => module_isolation: bool = true;
-    /// Environment variables a module host gets beyond the usual ones.
-    module_env => module_env: Vec<String> = Vec::new();
+    /// Environment variables a module host gets beyond the usual ones: passed on (`NAME`) or
+    /// set (`NAME=VALUE`).
+    module_env => module_env: Vec<ModuleEnv> = Vec::new();
     max_connections => max_connections: u32 = 64,
         check at_least(1);
     /// WebSocket connections from one origin (no-Origin clients count as one origin).
@@ -139,6 +140,18 @@ impl Config {
         if config.demo && config.demo_dir.is_none() {
             return Err(ConfigError::DemoWithoutDir);
         }
+        // A variable to set has no process of its own to go to when libraries run in the
+        // agent's (setting it in the agent, with threads running, is not safe, and would reach
+        // every library).
+        let set: Vec<&str> = config
+            .module_env
+            .iter()
+            .filter(|e| matches!(e, ModuleEnv::Set(..)))
+            .map(ModuleEnv::name)
+            .collect();
+        if !config.module_isolation && !set.is_empty() {
+            return Err(ConfigError::ModuleEnvInProcess(set.join(", ")));
+        }
         Ok(config)
     }
 }
@@ -151,6 +164,29 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("keyport").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn module_env_is_checked_and_sets_nothing_in_process() {
+        let parse = |text: &str| Config::merge(cli(&[]), toml::from_str(text).unwrap());
+        let cfg = parse("module_env = [\"OPENSC_DEBUG\", \"PKCS11SPY=/usr/lib/x.so\"]").unwrap();
+        assert_eq!(
+            cfg.module_env,
+            [
+                ModuleEnv::Pass("OPENSC_DEBUG".into()),
+                ModuleEnv::Set("PKCS11SPY".into(), "/usr/lib/x.so".into())
+            ]
+        );
+        let err = parse("module_env = [\"PKCS11 SPY=/usr/lib/x.so\"]").unwrap_err();
+        assert!(matches!(err, ConfigError::ModuleEnv { .. }), "{err}");
+        let in_process = "module_isolation = false\nmodule_env = [\"A\", \"PKCS11SPY=/x.so\"]";
+        let err = parse(in_process).unwrap_err().to_string();
+        assert!(
+            err.contains("sets PKCS11SPY") && err.contains("module_isolation"),
+            "{err}"
+        );
+        // Passing a variable on is harmless in process (the agent has it already).
+        parse("module_isolation = false\nmodule_env = [\"A\"]").unwrap();
     }
 
     #[test]

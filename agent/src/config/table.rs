@@ -9,7 +9,7 @@
 //! another, the flags as a layer, and the conversion from the file's form with the row's check.
 //! What a kind of value looks like in the file is [`FileValue`], once per Rust type, not per key.
 
-use super::{ConfigError, ConsentMode, NoOriginPolicy};
+use super::{ConfigError, ConsentMode, ModuleEnv, NoOriginPolicy};
 use crate::origin::Origin;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
@@ -106,6 +106,17 @@ impl FileValue for Vec<Origin> {
                 .map(|o| Value::String(o.as_str().into()))
                 .collect(),
         )
+    }
+}
+
+/// `module_env`: `NAME` or `NAME=VALUE` strings, each checked ([`ModuleEnv::parse_all`]).
+impl FileValue for Vec<ModuleEnv> {
+    type File = Vec<String>;
+    fn from_file(list: Vec<String>) -> Result<Self, ConfigError> {
+        ModuleEnv::parse_all(&list)
+    }
+    fn to_toml(&self) -> Value {
+        Value::Array(self.iter().map(|e| Value::String(e.to_string())).collect())
     }
 }
 

@@ -40,6 +40,8 @@
 //! | `slot_events=1` | `C_WaitForSlotEvent` works (else it is the real module's: SoftHSM has none): a change of `hide_tokens` or `token_epoch` is an event for every slot of the real module. Blocking waits look at the control file every 10 ms and end with CKR_CRYPTOKI_NOT_INITIALIZED at `C_Finalize`; `CKF_DONT_BLOCK` answers CKR_NO_EVENT when nothing changed |
 //! | `no_pss=1` | a token without RSA-PSS: `C_GetMechanismList` leaves out CKM_RSA_PKCS_PSS |
 //! | `log=/abs/path` | append one line per intercepted call, e.g. `C_Login user_type=1 pin_len=8 rv=0x0`, `C_Logout rv=0x30 (injected)`, `C_Sign segv (injected)`; never a PIN |
+//! | `get_interface=<rv>` | (the `-v3` build only, see below) `C_GetInterface` and `C_GetInterfaceList` return that rv (`not_supported` is CKR_FUNCTION_NOT_SUPPORTED, as a Thales Luna library with old firmware answers); `C_GetFunctionList` still serves the 2.x list |
+//! | `get_interface=v2` | (the `-v3` build only) the default interface is the 2.x function list (version 2.40), not the 3.0 one |
 //!
 //! `<rv>` is hexadecimal, with or without `0x` (`initialize=0x30`); booleans are `1` or `0`.
 //! Without `pinpad_pin` or `pinpad=cancel`, a NULL PIN goes to the real module unchanged.
@@ -47,8 +49,21 @@
 //!
 //! Intercepted: `C_Initialize`, `C_Finalize`, `C_GetSlotList`, `C_GetSlotInfo`,
 //! `C_GetTokenInfo`, `C_OpenSession`, `C_Login`, `C_Logout`, `C_FindObjectsInit`, `C_Sign`,
-//! `C_WaitForSlotEvent` (and `C_GetFunctionList`, which returns this module's list). Only the PKCS #11 2.x interface is
-//! offered: there is no `C_GetInterface`, so callers fall back to `C_GetFunctionList`.
+//! `C_WaitForSlotEvent` (and `C_GetFunctionList`, which returns this module's list).
+//!
+//! # Two builds: with and without `C_GetInterface`
+//!
+//! Whether a library exports `C_GetInterface` is a symbol, fixed when it is linked, not
+//! something a control file can switch. So there are two `.so` files with the same code:
+//!
+//! * `libkeyport_fault_module.so` (this crate) exports `C_GetFunctionList` only: a PKCS #11 2.x
+//!   library, which every caller loads through `C_GetFunctionList`.
+//! * `libkeyport_fault_module_v3.so` (`tests/fault-module/v3`, a cdylib of a few lines over this
+//!   crate) also exports `C_GetInterface` and `C_GetInterfaceList`, which [`get_interface`] and
+//!   [`get_interface_list`] answer: by default the interface "PKCS 11" 3.0 (this module's list
+//!   with the 3.0 functions absent), or, for a 2.x version, the 2.x list; `get_interface=` makes
+//!   them fail or serve the 2.x list, while `C_GetFunctionList` keeps working, as real libraries
+//!   that export a `C_GetInterface` they cannot serve do.
 //!
 //! Wrappers never let a panic cross the FFI boundary (it becomes CKR_GENERAL_ERROR); the crash
 //! faults do not unwind, they end the process on purpose.
@@ -104,6 +119,16 @@ pub struct Faults {
     pub slot_events: bool,
     pub no_pss: bool,
     pub log: Option<PathBuf>,
+    pub get_interface: Option<InterfaceFault>,
+}
+
+/// What `get_interface=` asks of `C_GetInterface` and `C_GetInterfaceList` (the `-v3` build).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterfaceFault {
+    /// Return this rv.
+    Return(CK_RV),
+    /// Serve the 2.x function list as the default interface.
+    V2,
 }
 
 impl Faults {
@@ -144,6 +169,7 @@ impl Faults {
                 "slot_events" => put(&mut f.slot_events, parse_bool(value)),
                 "no_pss" => put(&mut f.no_pss, parse_bool(value)),
                 "log" => put(&mut f.log, Some(Some(value.into()))),
+                "get_interface" => put(&mut f.get_interface, parse_interface(value).map(Some)),
                 _ => {
                     problems.push(format!("line {}: unknown key {key:?}", i + 1));
                     continue;
@@ -210,11 +236,12 @@ fn put<T>(slot: &mut T, value: Option<T>) -> bool {
     }
 }
 
-/// `fail`, `device_error`, or a hexadecimal rv (`0x30`, `30`).
+/// `fail`, `device_error`, `not_supported`, or a hexadecimal rv (`0x30`, `30`).
 pub fn parse_rv(value: &str) -> Option<CK_RV> {
     match value {
         "fail" => Some(CKR_GENERAL_ERROR),
         "device_error" => Some(CKR_DEVICE_ERROR),
+        "not_supported" => Some(CKR_FUNCTION_NOT_SUPPORTED),
         hex => {
             let hex = hex
                 .strip_prefix("0x")
@@ -233,6 +260,14 @@ fn parse_sign(value: &str) -> Option<SignFault> {
         "hang" => SignFault::Hang,
         rv => SignFault::Return(parse_rv(rv)?),
     })
+}
+
+/// `v2`, or an rv as [`parse_rv`] reads it.
+fn parse_interface(value: &str) -> Option<InterfaceFault> {
+    match value {
+        "v2" => Some(InterfaceFault::V2),
+        rv => parse_rv(rv).map(InterfaceFault::Return),
+    }
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -396,6 +431,153 @@ pub unsafe extern "C" fn C_GetFunctionList(list: CK_FUNCTION_LIST_PTR_PTR) -> CK
                 CKR_GENERAL_ERROR
             }
         }
+    })
+}
+
+/// The interface name PKCS #11 3.0 defines.
+const INTERFACE_NAME: &CStr = c"PKCS 11";
+
+/// `[the 3.0 interface, the 2.x interface]` of the `-v3` build, made once the target is
+/// loaded: the 3.0 one is this module's list with the 3.0-only functions absent (NULL, which
+/// PKCS #11 allows) and `C_GetInterface` / `C_GetInterfaceList` present.
+fn interfaces() -> Result<&'static [CK_INTERFACE; 2], CK_RV> {
+    struct Shared(&'static [CK_INTERFACE; 2]);
+    // SAFETY: the pointers inside point to data that lives as long as the process (a static
+    // name, leaked lists, the loaded module's list) and is never written again.
+    unsafe impl Send for Shared {}
+    // SAFETY: as above: nothing behind the pointers changes.
+    unsafe impl Sync for Shared {}
+    static INTERFACES: OnceLock<Shared> = OnceLock::new();
+    let m = match MODULE.get_or_init(load_module) {
+        Ok(m) => m,
+        Err(e) => {
+            warn(e);
+            return Err(CKR_GENERAL_ERROR);
+        }
+    };
+    let shared = INTERFACES.get_or_init(|| {
+        let mut v3 = CK_FUNCTION_LIST_3_0::default();
+        // SAFETY: a 3.0 list begins with the 2.x list's fields in the same order (PKCS #11 3.0,
+        // CK_FUNCTION_LIST_3_0): this copies our 2.x list into that prefix.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                &m.ours,
+                &mut v3 as *mut CK_FUNCTION_LIST_3_0 as *mut CK_FUNCTION_LIST,
+                1,
+            )
+        };
+        v3.version = CK_VERSION { major: 3, minor: 0 };
+        v3.C_GetInterfaceList = Some(get_interface_list);
+        v3.C_GetInterface = Some(get_interface);
+        let v3: &'static CK_FUNCTION_LIST_3_0 = Box::leak(Box::new(v3));
+        let name = INTERFACE_NAME.as_ptr() as *mut CK_UTF8CHAR;
+        let interface = |list: *const c_void| CK_INTERFACE {
+            pInterfaceName: name,
+            pFunctionList: list as *mut c_void,
+            flags: 0,
+        };
+        Shared(Box::leak(Box::new([
+            interface(v3 as *const CK_FUNCTION_LIST_3_0 as *const c_void),
+            interface(&m.ours as *const CK_FUNCTION_LIST as *const c_void),
+        ])))
+    });
+    Ok(shared.0)
+}
+
+/// `C_GetInterface` of the `-v3` build (which exports it under that name): the default
+/// interface, or the one of the version asked for (3.x or 2.x), unless `get_interface=` says
+/// otherwise.
+///
+/// # Safety
+///
+/// The PKCS #11 contract: `name` NULL or a NUL-terminated string, `version` NULL or valid for
+/// a read, `interface` NULL or valid for a write.
+pub unsafe extern "C" fn get_interface(
+    name: CK_UTF8CHAR_PTR,
+    version: CK_VERSION_PTR,
+    interface: CK_INTERFACE_PTR_PTR,
+    _flags: CK_FLAGS,
+) -> CK_RV {
+    guard(|| {
+        let f = Faults::read();
+        let v2 = match f.get_interface {
+            Some(InterfaceFault::Return(rv)) => return f.report("C_GetInterface", "", rv, true),
+            Some(InterfaceFault::V2) => true,
+            None => false,
+        };
+        if interface.is_null() {
+            return f.report("C_GetInterface", "", CKR_ARGUMENTS_BAD, false);
+        }
+        // SAFETY: `name`, when not NULL, is a NUL-terminated string (the contract).
+        if !name.is_null()
+            && unsafe { CStr::from_ptr(name as *const std::ffi::c_char) } != INTERFACE_NAME
+        {
+            return f.report("C_GetInterface", "name", CKR_ARGUMENTS_BAD, false);
+        }
+        // SAFETY: `version`, when not NULL, is valid for a read (the contract).
+        let major = (!version.is_null()).then(|| unsafe { (*version).major });
+        let all = match interfaces() {
+            Ok(all) => all,
+            Err(rv) => return f.report("C_GetInterface", "", rv, false),
+        };
+        let chosen = match (major, v2) {
+            (None, false) | (Some(3), false) => &all[0],
+            (None, true) | (Some(2), _) => &all[1],
+            _ => return f.report("C_GetInterface", "version", CKR_ARGUMENTS_BAD, false),
+        };
+        // SAFETY: `interface` is non-NULL and, by contract, valid for a write; `chosen` lives as
+        // long as the process.
+        unsafe { *interface = chosen as *const CK_INTERFACE as *mut CK_INTERFACE };
+        let detail = if std::ptr::eq(chosen, &all[0]) {
+            "3.0"
+        } else {
+            "2.x"
+        };
+        f.report("C_GetInterface", detail, CKR_OK, v2)
+    })
+}
+
+/// `C_GetInterfaceList` of the `-v3` build: both interfaces (only the 2.x one with
+/// `get_interface=v2`), or the rv `get_interface=` asks for.
+///
+/// # Safety
+///
+/// The PKCS #11 contract: `count` NULL or valid for reads and writes; `list`, when not NULL,
+/// valid for `*count` entries.
+pub unsafe extern "C" fn get_interface_list(list: CK_INTERFACE_PTR, count: CK_ULONG_PTR) -> CK_RV {
+    guard(|| {
+        let f = Faults::read();
+        let offered = match f.get_interface {
+            Some(InterfaceFault::Return(rv)) => {
+                return f.report("C_GetInterfaceList", "", rv, true)
+            }
+            Some(InterfaceFault::V2) => 1..2,
+            None => 0..2,
+        };
+        if count.is_null() {
+            return f.report("C_GetInterfaceList", "", CKR_ARGUMENTS_BAD, false);
+        }
+        let all = match interfaces() {
+            Ok(all) => all,
+            Err(rv) => return f.report("C_GetInterfaceList", "", rv, false),
+        };
+        let offered = &all[offered];
+        let n = offered.len() as CK_ULONG;
+        // SAFETY: `count` is non-NULL and valid for reads and writes; `list`, when not NULL,
+        // holds `*count` entries (the contract).
+        let rv = unsafe {
+            if !list.is_null() && *count < n {
+                CKR_BUFFER_TOO_SMALL
+            } else {
+                if !list.is_null() {
+                    ptr::copy_nonoverlapping(offered.as_ptr(), list, offered.len());
+                }
+                CKR_OK
+            }
+        };
+        // SAFETY: as above.
+        unsafe { *count = n };
+        f.report("C_GetInterfaceList", "", rv, false)
     })
 }
 

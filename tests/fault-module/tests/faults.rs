@@ -12,7 +12,7 @@
 #[path = "../../src/fault.rs"]
 mod fault;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
@@ -182,6 +182,38 @@ fn sign_hang_never_returns() {
     t.assert_pin_never_logged();
 }
 
+// The build that exports C_GetInterface (tests/fault-module/v3), through cryptoki: a library
+// whose C_GetInterface fails is loaded through its C_GetFunctionList (the vendored cryptoki's
+// fallback, vendor/README.md).
+
+#[test]
+fn v3_is_loaded_through_its_3_0_interface() {
+    let t = Setup::v3("");
+    t.run_ok("sign_through_3_0");
+    t.assert_called("C_GetInterface 3.0 rv=0x0");
+}
+
+#[test]
+fn v3_whose_get_interface_is_not_supported_signs_through_get_function_list() {
+    let t = Setup::v3("get_interface=not_supported");
+    t.run_ok("sign_through_2_x");
+    t.assert_called("C_GetInterface rv=0x54 (injected)");
+}
+
+#[test]
+fn v3_whose_get_interface_fails_signs_through_get_function_list() {
+    let t = Setup::v3("get_interface=device_error");
+    t.run_ok("sign_through_2_x");
+    t.assert_called("C_GetInterface rv=0x30 (injected)");
+}
+
+#[test]
+fn v3_whose_interface_is_a_2_x_list_signs_through_get_function_list() {
+    let t = Setup::v3("get_interface=v2");
+    t.run_ok("sign_through_2_x");
+    t.assert_called("C_GetInterface 2.x rv=0x0 (injected)");
+}
+
 /// A provisioned token and a private copy of the fault module.
 struct Setup {
     token: tempfile::TempDir,
@@ -190,6 +222,15 @@ struct Setup {
 
 impl Setup {
     fn new(conf: &str) -> Setup {
+        Self::with(FaultModule::new(), conf)
+    }
+
+    /// With the build that exports `C_GetInterface`.
+    fn v3(conf: &str) -> Setup {
+        Self::with(FaultModule::v3(), conf)
+    }
+
+    fn with(module: FaultModule, conf: &str) -> Setup {
         let token = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/provision-token.sh");
         let status = Command::new(script)
@@ -198,7 +239,6 @@ impl Setup {
             .status()
             .expect("run scripts/provision-token.sh");
         assert!(status.success(), "provisioning the SoftHSM token failed");
-        let module = FaultModule::new();
         module.set(conf);
         Setup { token, module }
     }
@@ -362,6 +402,16 @@ fn run_scenario(scenario: &str, p11: &Pkcs11, module: &Path) {
             set_conf(module, "");
             // The failed C_Sign calls ended their operations: a new one starts.
             assert_eq!(sign(&session).unwrap().len(), 64);
+        }
+        // The 3.0 list has C_GetInterface; the 2.x list (C_GetFunctionList's) has not.
+        "sign_through_3_0" | "sign_through_2_x" => {
+            let v3 = p11.is_fn_supported(Function::GetInterface);
+            assert_eq!(
+                v3,
+                scenario == "sign_through_3_0",
+                "which list cryptoki uses"
+            );
+            run_scenario("sign", p11, module);
         }
         "crash" => {
             let session = p11.open_ro_session(demo_slot(p11)).unwrap();

@@ -26,6 +26,7 @@ use super::wire::{self, Hex, Op};
 use crate::allowlist::{AllowedModule, ModuleIdentity};
 use crate::backend::pkcs11::LoginPolicy;
 use crate::backend::{Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait};
+use crate::config::ModuleEnv;
 use crate::error::{AgentError, Result};
 use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
 use std::collections::HashMap;
@@ -49,12 +50,12 @@ pub struct HostBackend {
 
 impl HostBackend {
     /// Hosts run `exe` (this very binary) in host mode with `policy`; a call waits at most
-    /// `call_timeout`; `extra_env` names variables to pass beyond `MODULE_ENV`.
+    /// `call_timeout`; `extra_env` passes on or sets variables beyond `MODULE_ENV`.
     pub fn new(
         exe: PathBuf,
         policy: LoginPolicy,
         call_timeout: Duration,
-        extra_env: &[String],
+        extra_env: &[ModuleEnv],
     ) -> HostBackend {
         HostBackend {
             launcher: Launcher {

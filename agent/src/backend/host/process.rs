@@ -2,18 +2,21 @@
 //! library needs, its log lines forwarded into the agent's log, and its hello awaited.
 
 use super::channel::{exit_status, Host};
+use super::lock;
 use super::pipe::set_nonblocking;
 use super::server::HostArgs;
 use super::wire::{self, Hello};
 use crate::backend::pkcs11::LoginPolicy;
+use crate::config::ModuleEnv;
 use crate::error::{AgentError, Result};
 use crate::logging::quote;
 use keyport_protocol::ErrorReason;
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Variables a module host inherits (when set); everything else is removed. PKCS #11 libraries
@@ -48,17 +51,40 @@ pub const MODULE_ENV: &[&str] = &[
 /// Prefixes of variables a module host inherits.
 pub const MODULE_ENV_PREFIXES: &[&str] = &["LC_", "P11_KIT_", "PKCS11_"];
 
-/// The environment a module host gets: [`MODULE_ENV`], [`MODULE_ENV_PREFIXES`] and `extra`.
-pub fn module_environment(extra: &[String]) -> Vec<(OsString, OsString)> {
-    std::env::vars_os()
+/// The environment a module host gets: [`MODULE_ENV`], [`MODULE_ENV_PREFIXES`] and the
+/// variables `extra` passes on, from this process; then the ones `extra` sets, whose value wins.
+pub fn module_environment(extra: &[ModuleEnv]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| {
             let Some(k) = k.to_str() else { return false };
             MODULE_ENV.contains(&k)
                 || MODULE_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
-                || extra.iter().any(|e| e == k)
+                || extra
+                    .iter()
+                    .any(|e| matches!(e, ModuleEnv::Pass(name) if name == k))
         })
-        .collect()
+        .collect();
+    for e in extra {
+        if let ModuleEnv::Set(name, value) = e {
+            env.retain(|(k, _)| k.to_str() != Some(name));
+            env.push((name.into(), value.into()));
+        }
+    }
+    env
 }
+
+/// What a start failure adds to its message: a library's own words come first, then where a
+/// variable it misses would go. Most libraries that cannot start in a host and can elsewhere
+/// miss a variable (a configuration file's path, pkcs11-spy's `PKCS11SPY`), and their error code
+/// alone (often CKR_DEVICE_ERROR or CKR_GENERAL_ERROR) sends a person looking at the token.
+const ENV_HINT: &str = "It runs in a process of its own that gets only the usual environment \
+     variables: one it needs goes in `module_env` (NAME=VALUE to set it, NAME to pass on the \
+     agent's own; docs/MODULES.md)";
+
+/// Lines of its own a library printed while starting that a start failure quotes (the last
+/// ones), and how long the failure waits for them once the process has exited.
+const START_LINES: usize = 3;
+const START_OUTPUT_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a host may take to load its module and say hello.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,15 +126,17 @@ impl Launcher {
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let name = module.to_string();
-        forward_log(stderr, name.clone(), pid);
+        let output = forward_log(stderr, name.clone(), pid);
 
         let stdout = match hello(&mut child, stdout, module) {
             Ok(stdout) => stdout,
-            Err(e) => {
+            Err(mut e) => {
+                output.explain(&mut e);
                 tracing::warn!(module = %name, reason = %e.reason, "{}", e.message);
                 return Err(e);
             }
         };
+        output.started();
         if let Err(e) = set_nonblocking(&stdin) {
             let _ = child.kill();
             let _ = child.wait();
@@ -186,15 +214,64 @@ fn hello(child: &mut Child, mut stdout: ChildStdout, module: &str) -> Result<Chi
     Ok(reader.join().expect("the hello reader does not panic"))
 }
 
-/// The host's log lines, into the agent's log (cut, and rate-limited with it).
-fn forward_log(stderr: std::process::ChildStderr, module: String, pid: u32) {
+/// What a host printed while it started: the last lines of the library's own (not the host's
+/// log lines), until [`StartOutput::started`]; and whether its stderr has closed.
+struct StartOutput {
+    lines: Arc<Mutex<Option<VecDeque<String>>>>,
+    closed: mpsc::Receiver<()>,
+}
+
+impl StartOutput {
+    /// The host said hello: what the library prints from now on is only logged.
+    fn started(&self) {
+        *lock(&self.lines) = None;
+    }
+
+    /// Add to a start failure what the library printed (once its process has gone and its
+    /// output is all read, within [`START_OUTPUT_WAIT`]) and where a variable it misses would go.
+    fn explain(&self, e: &mut AgentError) {
+        if !matches!(
+            e.reason,
+            ErrorReason::ModuleLoadFailed | ErrorReason::ModuleCrashed
+        ) {
+            return;
+        }
+        let _ = self.closed.recv_timeout(START_OUTPUT_WAIT);
+        let said: Vec<String> = lock(&self.lines).take().unwrap_or_default().into();
+        let mut message = e.message.trim_end().to_string();
+        if !message.ends_with('.') {
+            message.push('.');
+        }
+        if !said.is_empty() {
+            let said = said.join(" / ");
+            message.push_str(&format!(
+                " The library printed: {}.",
+                said.trim_end_matches('.')
+            ));
+        }
+        message.push_str(&format!(" {ENV_HINT}."));
+        e.message = message;
+    }
+}
+
+/// The host's log lines, into the agent's log (cut, and rate-limited with it); the library's
+/// own lines while it starts are also kept for a start failure's message ([`StartOutput`]).
+fn forward_log(stderr: std::process::ChildStderr, module: String, pid: u32) -> StartOutput {
+    let lines = Arc::new(Mutex::new(Some(VecDeque::new())));
+    let kept = lines.clone();
+    let (closed_tx, closed) = mpsc::sync_channel(1);
     let _ = std::thread::Builder::new()
         .name("keyport-host-log".into())
         .spawn(move || {
+            // Dropped at the end of stderr (the host has exited).
+            let _closed = closed_tx;
             for line in std::io::BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { return };
                 let line = String::from_utf8_lossy(&line);
                 let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
                 // The host writes `LEVEL message`; anything else (the module's own output)
                 // is logged as a warning.
                 let (level, text) = line.split_once(' ').unwrap_or(("", line));
@@ -205,8 +282,45 @@ fn forward_log(stderr: std::process::ChildStderr, module: String, pid: u32) {
                     "INFO" => tracing::info!(target: "keyport::host", module = %module, pid, "{text}"),
                     "DEBUG" => tracing::debug!(target: "keyport::host", module = %module, pid, "{text}"),
                     "TRACE" => tracing::trace!(target: "keyport::host", module = %module, pid, "{text}"),
-                    _ => tracing::warn!(target: "keyport::host", module = %module, pid, "{}", quote(line, 400)),
+                    _ => {
+                        tracing::warn!(target: "keyport::host", module = %module, pid, "{}", quote(line, 400));
+                        if let Some(kept) = lock(&kept).as_mut() {
+                            // The last lines, each once (a library asked twice, through
+                            // C_GetInterface and C_GetFunctionList, often says it twice).
+                            let line = quote(line, 200);
+                            kept.retain(|l| *l != line);
+                            if kept.len() == START_LINES {
+                                kept.pop_front();
+                            }
+                            kept.push_back(line);
+                        }
+                    }
                 }
             }
         });
+    StartOutput { lines, closed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_env_sets_its_values_and_passes_only_what_is_set() {
+        let env = module_environment(&[
+            ModuleEnv::Set("PKCS11SPY".into(), "/usr/lib/softhsm/libsofthsm2.so".into()),
+            // A usual variable set anew: the new value, once.
+            ModuleEnv::Set("PATH".into(), "/only/this".into()),
+            ModuleEnv::Pass("KEYPORT_TEST_SURELY_UNSET_4711".into()),
+        ]);
+        let values = |name: &str| -> Vec<&OsString> {
+            env.iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(values("PKCS11SPY"), ["/usr/lib/softhsm/libsofthsm2.so"]);
+        assert_eq!(values("PATH"), ["/only/this"]);
+        assert!(values("KEYPORT_TEST_SURELY_UNSET_4711").is_empty());
+    }
 }

@@ -60,10 +60,11 @@ impl Modules {
         }
         let name = identity.canonical.display().to_string();
         let ctx = Pkcs11::new(&identity.canonical).map_err(|e| {
-            tracing::warn!(module = %name, error = %e, "cannot load PKCS #11 module");
+            let why = error::describe(&e);
+            tracing::warn!(module = %name, "cannot load PKCS #11 module: {why}");
             AgentError::with_message(
                 ErrorReason::ModuleLoadFailed,
-                format!("The PKCS #11 library {path} could not be loaded: {e}."),
+                format!("The PKCS #11 library {path} could not be loaded: {why}."),
             )
         })?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
