@@ -501,3 +501,52 @@ async fn finding_8_the_demo_page_cannot_be_framed() {
         .ok("pkcs11.info", json!({}))
         .await;
 }
+
+/// A library's environment can load another library (LD_PRELOAD, PKCS11SPY): when the
+/// administrator fixes the modules, the person's `module_env` is not used (found while adding
+/// NAME=VALUE entries for issue 23). The library's process shows what it got: the agent still
+/// signs through SoftHSM, and `keyport config` and the log say why the person's entries went.
+#[tokio::test]
+async fn the_persons_module_env_does_not_reach_the_administrators_modules() {
+    let token = Token::provision();
+    write(
+        &admin_file(&token),
+        &format!("modules = [\"{MODULE}\"]\ntrust_origins = [\"{TRUSTED}\"]\n"),
+    );
+    write(
+        &user_file(&token),
+        "module_env = [\"LD_PRELOAD=/nonexistent/evil.so\"]\n",
+    );
+    let report = config_report(&token, &[]);
+    let line = config_line(&report, "module_env");
+    assert!(line.starts_with("module_env = []"), "{line}");
+    assert!(line.contains("administrator"), "{line}");
+    assert!(
+        report.contains("module_env: LD_PRELOAD not used"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("evil.so"),
+        "a value is never echoed: {report}"
+    );
+
+    // The agent signs through the administrator's library, with no preload in its process.
+    let agent = start(&token, &[]);
+    let mut c = agent.trusted().await;
+    let slot = c.slot_of("keyport-demo").await;
+    let digest = sha("sha256", b"module_env under policy");
+    let sig = c
+        .ok(
+            "pkcs11.signData",
+            json!({"slot_id": slot, "cert_id": "02", "pin": PIN, "data": b64(&digest),
+                   "algorithm_reference": "sha256"}),
+        )
+        .await;
+    assert!(token.verifies("ec-p256", "sha256", &digest, &sig));
+    let host = host_of(agent.pid(), "libsofthsm2").expect("the library's process");
+    let environ = std::fs::read(format!("/proc/{host}/environ")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("LD_PRELOAD"),
+        "the person's LD_PRELOAD reached the library's process"
+    );
+}

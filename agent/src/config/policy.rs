@@ -6,6 +6,8 @@
 //!   (a page it only allowed cannot be trusted by the person, nor a page it never listed
 //!   allowed), and demo mode is off unless its own file turns it on; `user_may_add_origins =
 //!   true` lets the person add to both;
+//! * when it lists `modules`, `module_env` is its own too (a library's environment can load
+//!   another: `LD_PRELOAD`, `PKCS11SPY`), unless `user_may_add_modules = true`;
 //! * its `no_origin` is the most open the person may choose;
 //! * its `module_isolation = true` cannot be turned off.
 //!
@@ -143,7 +145,37 @@ impl<'a> Policy<'a> {
             self.sources.insert(key, source);
             list.set(&mut merged, value);
         }
+        self.fix_module_env(&person, &mut merged);
         Ok(merged)
+    }
+
+    /// A library's environment can load another library (`LD_PRELOAD`, `PKCS11SPY`): when the
+    /// administrator fixes the modules, their environment is its own too (unless it lets the
+    /// person add modules).
+    fn fix_module_env(&mut self, person: &FileConfig, merged: &mut FileConfig) {
+        if self.admin.modules.is_none() || self.may_add(List::Modules) {
+            return;
+        }
+        let Some(theirs) = &person.module_env else {
+            return;
+        };
+        if Some(theirs) == self.admin.module_env.as_ref() {
+            return;
+        }
+        merged.module_env = self.admin.module_env.clone();
+        self.notes.push(format!(
+            "module_env: {} not used: the administrator's {} sets the modules, and a library's \
+             environment can load another (user_may_add_modules = true there would allow yours)",
+            // Names only: a value may be a secret.
+            theirs
+                .iter()
+                .map(|e| e.split('=').next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.path.display()
+        ));
+        self.sources
+            .insert("module_env", Source::Admin(self.path.to_path_buf()));
     }
 
     /// The note for the person's entries of `list` that are not used.
