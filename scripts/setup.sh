@@ -17,6 +17,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
+# Windows and macOS are type-checked by the test command (issue 21): their standard libraries.
+if command -v rustup >/dev/null; then
+  installed=$(rustup target list --installed)
+  for t in x86_64-pc-windows-gnu aarch64-apple-darwin; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t"
+  done
+fi
 if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
   echo "Node.js 20 or newer is required for the TypeScript client and the demo page." >&2
   exit 1

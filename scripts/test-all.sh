@@ -13,6 +13,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo clippy (headless agent: no tray feature, no GTK)"
 cargo clippy -p keyport --no-default-features -- -D warnings
+echo "== cargo clippy (Windows and macOS: type-checked, never run here yet)"
+for target in x86_64-pc-windows-gnu aarch64-apple-darwin; do
+  cargo clippy --target "$target" -p keyport -- -D warnings
+done
 echo "== cargo test"
 # Libraries too: the fault module's cdylib lands in target/debug/, where the JS tests load it.
 cargo build --workspace

@@ -42,7 +42,7 @@ pub(super) fn pss_params(alg: AlgorithmReference) -> PkcsPssParams {
     PkcsPssParams {
         hash_alg,
         mgf,
-        s_len: (alg.digest_len() as u64).into(),
+        s_len: (alg.digest_len() as cryptoki_sys::CK_ULONG).into(),
     }
 }
 

@@ -19,8 +19,11 @@ use crate::consent::text::{timeout_line, ConsentText};
 use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision};
 use std::time::Duration;
 
+#[cfg(all(unix, not(target_os = "macos")))]
 const BUS_NAME: &str = "org.freedesktop.Notifications";
+#[cfg(all(unix, not(target_os = "macos")))]
 const PATH: &str = "/org/freedesktop/Notifications";
+#[cfg(all(unix, not(target_os = "macos")))]
 const INTERFACE: &str = "org.freedesktop.Notifications";
 
 /// Action keys sent to the notification server, with their button labels.
