@@ -731,3 +731,68 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
     cond()
 }
+
+// Shared by the end-to-end files that set up files, libraries and commands.
+
+pub fn admin_file(token: &Token) -> PathBuf {
+    token.dir.path().join("etc-keyport").join("keyport.toml")
+}
+
+pub fn user_file(token: &Token) -> PathBuf {
+    token
+        .dir
+        .path()
+        .join("config")
+        .join("keyport")
+        .join("keyport.toml")
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Run `keyport ARGS` to the end (a command, or an agent that must refuse to start): exit
+/// code, stdout, stderr.
+pub fn run(token: &Token, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(keyport_bin());
+    cmd.args(args);
+    Agent::hermetic(token, &mut cmd);
+    let out = cmd.stdin(Stdio::null()).output().expect("run keyport");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn config_line<'a>(report: &'a str, key: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in\n{report}"))
+}
+
+/// The demo token's slot as `module` sees it.
+pub async fn demo_slot(c: &mut Client, module: &str) -> u64 {
+    let slots = c
+        .ok("pkcs11.slotsWithTokenPresent", json!({"module": module}))
+        .await;
+    for s in slots.as_array().unwrap() {
+        let id = s["slot_id"].as_u64().unwrap();
+        let t = c
+            .ok("pkcs11.token", json!({"slot_id": id, "module": module}))
+            .await;
+        if t["label"] == "keyport-demo" {
+            return id;
+        }
+    }
+    panic!("no demo token behind {module}");
+}
+
+/// A fault module on a token store of its own (two SoftHSM processes must not share one).
+pub fn faulty_library() -> (Token, fault::FaultModule) {
+    let store = Token::provision();
+    let faulty = fault::FaultModule::for_store(&store.conf());
+    (store, faulty)
+}

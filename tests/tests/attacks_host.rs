@@ -32,30 +32,6 @@ fn agent_with(token: &Token, module: Option<&str>) -> Agent {
     Agent::start(token, &args)
 }
 
-/// A fault module on a token store of its own (two SoftHSM processes must not share one).
-fn faulty_library() -> (Token, FaultModule) {
-    let store = Token::provision();
-    let faulty = FaultModule::for_store(&store.conf());
-    (store, faulty)
-}
-
-/// The demo token's slot as `module` sees it.
-async fn demo_slot(c: &mut Client, module: &str) -> u64 {
-    let slots = c
-        .ok("pkcs11.slotsWithTokenPresent", json!({"module": module}))
-        .await;
-    for s in slots.as_array().unwrap() {
-        let id = s["slot_id"].as_u64().unwrap();
-        let t = c
-            .ok("pkcs11.token", json!({"slot_id": id, "module": module}))
-            .await;
-        if t["label"] == "keyport-demo" {
-            return id;
-        }
-    }
-    panic!("no demo token behind {module}");
-}
-
 /// How many module hosts the agent started so far (its log says so once per start).
 fn host_starts(agent: &Agent) -> usize {
     agent.log().matches("module host started").count()

@@ -5,53 +5,11 @@
 
 use keyport_e2e::*;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Debian's softhsm2 package registers it with p11-kit under this name.
 const P11KIT_SOFTHSM: &str = "p11-kit:softhsm2";
-
-/// The administrator's file and the person's file of one test (both in the token's folder,
-/// where the harness points the agent: `KEYPORT_SYSTEM_CONFIG`, `XDG_CONFIG_HOME`).
-fn admin_file(token: &Token) -> PathBuf {
-    token.dir.path().join("etc-keyport").join("keyport.toml")
-}
-
-fn user_file(token: &Token) -> PathBuf {
-    token
-        .dir
-        .path()
-        .join("config")
-        .join("keyport")
-        .join("keyport.toml")
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// Run `keyport ARGS` to the end (a command, or an agent that must refuse to start).
-fn run(token: &Token, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(keyport_bin());
-    cmd.args(args);
-    Agent::hermetic(token, &mut cmd);
-    let out = cmd.stdin(Stdio::null()).output().expect("run keyport");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The line of `keyport config`'s report for `key`.
-fn config_line<'a>(report: &'a str, key: &str) -> &'a str {
-    report
-        .lines()
-        .find(|l| l.starts_with(&format!("{key} = ")))
-        .unwrap_or_else(|| panic!("no {key} in\n{report}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_administrators_file_is_policy_and_the_persons_file_is_found_without_config() {

@@ -15,31 +15,6 @@ fn sign_params(slot: u64, module: &str, digest: &[u8]) -> Value {
            "algorithm_reference": "sha256", "module": module})
 }
 
-/// The slot of the demo token as `module` sees it.
-async fn demo_slot(c: &mut Client, module: &str) -> u64 {
-    let slots = c
-        .ok("pkcs11.slotsWithTokenPresent", json!({"module": module}))
-        .await;
-    for s in slots.as_array().unwrap() {
-        let id = s["slot_id"].as_u64().unwrap();
-        let t = c
-            .ok("pkcs11.token", json!({"slot_id": id, "module": module}))
-            .await;
-        if t["label"] == "keyport-demo" {
-            return id;
-        }
-    }
-    panic!("no demo token behind {module}");
-}
-
-/// A fault module with a token store of its own (two SoftHSM processes must not share one),
-/// beside the agent's healthy SoftHSM on `token`.
-fn faulty_library() -> (Token, FaultModule) {
-    let store = Token::provision();
-    let faulty = FaultModule::for_store(&store.conf());
-    (store, faulty)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_a_library_is_module_crashed_and_everything_else_keeps_working() {
     let token = Token::provision();

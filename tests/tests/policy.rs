@@ -16,27 +16,13 @@
 
 use keyport_e2e::*;
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A page the administrator never listed.
 const EVIL: &str = "https://evil.example";
 /// Another library than SoftHSM (Debian's opensc package).
 const OPENSC: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
-
-fn admin_file(token: &Token) -> PathBuf {
-    token.dir.path().join("etc-keyport").join("keyport.toml")
-}
-
-fn user_file(token: &Token) -> PathBuf {
-    token
-        .dir
-        .path()
-        .join("config")
-        .join("keyport")
-        .join("keyport.toml")
-}
 
 /// p11-kit's registry folder of the person (`$XDG_CONFIG_HOME/pkcs11/modules`).
 fn user_registry(token: &Token) -> PathBuf {
@@ -48,24 +34,6 @@ fn user_registry(token: &Token) -> PathBuf {
         .join("modules")
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// Run `keyport ARGS` to the end.
-fn run(token: &Token, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(keyport_bin());
-    cmd.args(args);
-    Agent::hermetic(token, &mut cmd);
-    let out = cmd.stdin(Stdio::null()).output().expect("run keyport");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `keyport config ARGS`: its report.
 fn config_report(token: &Token, args: &[&str]) -> String {
     let mut all = vec!["config"];
@@ -73,13 +41,6 @@ fn config_report(token: &Token, args: &[&str]) -> String {
     let (code, report, err) = run(token, &all);
     assert_eq!(code, 0, "keyport config: {err}");
     report
-}
-
-fn config_line<'a>(report: &'a str, key: &str) -> &'a str {
-    report
-        .lines()
-        .find(|l| l.starts_with(&format!("{key} = ")))
-        .unwrap_or_else(|| panic!("no {key} in\n{report}"))
 }
 
 /// An agent with the test's files, any port, no tray, and `extra` flags.
