@@ -116,3 +116,22 @@ pub fn digest_fingerprint(digest: &[u8]) -> String {
         false => head,
     }
 }
+
+#[cfg(test)]
+impl ConsentRequest {
+    /// A request as the prompts' tests show it: from `origin` (or a local program if it is not
+    /// one), for one RSA signature with `subject`'s certificate.
+    pub(crate) fn sample(origin: &str, subject: &str) -> ConsentRequest {
+        ConsentRequest {
+            caller: match Origin::parse(origin) {
+                Ok(o) => Caller::Origin(o),
+                Err(_) => Caller::Local { trusted: false },
+            },
+            subject: subject.into(),
+            issuer: "CN=Demo CA".into(),
+            algorithm: "SHA-256 with RSA".into(),
+            digest_fingerprint: "ABABABAB ABABABAB".into(),
+            count: 1,
+        }
+    }
+}

@@ -402,24 +402,10 @@ mod imp {
 mod tests {
     use super::*;
 
-    fn request(origin: &str, subject: &str) -> ConsentRequest {
-        ConsentRequest {
-            caller: match crate::origin::Origin::parse(origin) {
-                Ok(o) => Caller::Origin(o),
-                Err(_) => Caller::Local { trusted: false },
-            },
-            subject: subject.into(),
-            issuer: "CN=Demo CA".into(),
-            algorithm: "SHA-256 with RSA".into(),
-            digest_fingerprint: "ABABABAB ABABABAB".into(),
-            count: 1,
-        }
-    }
-
     #[test]
     fn the_prompt_names_who_asks_and_what() {
         let t = prompt_text(
-            &request("https://a.example", "CN=Alice"),
+            &ConsentRequest::sample("https://a.example", "CN=Alice"),
             Duration::from_secs(60),
             false,
         );
@@ -441,7 +427,7 @@ mod tests {
     #[test]
     fn a_local_client_is_not_offered_always() {
         let t = prompt_text(
-            &request("a local application (no web origin)", "CN=A"),
+            &ConsentRequest::sample("a local application (no web origin)", "CN=A"),
             Duration::from_secs(5),
             false,
         );
@@ -453,7 +439,7 @@ mod tests {
     #[test]
     fn markup_and_control_characters_cannot_forge_lines() {
         let t = prompt_text(
-            &request(
+            &ConsentRequest::sample(
                 "https://a.example",
                 "CN=<b>Bank</b>\nAlgorithm: none & more",
             ),
@@ -482,7 +468,7 @@ mod tests {
         ] {
             let r = ConsentRequest {
                 issuer: subject.clone(),
-                ..request("https://a.example", &subject)
+                ..ConsentRequest::sample("https://a.example", &subject)
             };
             for markup in [true, false] {
                 let t = prompt_text(&r, Duration::from_secs(60), markup);
@@ -506,7 +492,10 @@ mod tests {
 
     #[test]
     fn the_pin_pad_notice_names_who_asks_and_what() {
-        let t = pin_pad_text(&request("https://a.example", "CN=<Alice>"), true);
+        let t = pin_pad_text(
+            &ConsentRequest::sample("https://a.example", "CN=<Alice>"),
+            true,
+        );
         assert_eq!(t.summary, "Type your PIN on the card reader");
         assert_eq!(
             t.body,

@@ -232,26 +232,11 @@ mod tests {
     use super::super::assuan::tests::unescape;
     use super::super::MAX_LINE;
     use super::*;
-    use crate::origin::Origin;
-
-    fn request(origin: &str, subject: &str) -> ConsentRequest {
-        ConsentRequest {
-            caller: match Origin::parse(origin) {
-                Ok(o) => Caller::Origin(o),
-                Err(_) => Caller::Local { trusted: false },
-            },
-            subject: subject.into(),
-            issuer: "CN=Demo CA".into(),
-            algorithm: "SHA-256 with RSA".into(),
-            digest_fingerprint: "ABABABAB ABABABAB".into(),
-            count: 1,
-        }
-    }
 
     #[test]
     fn the_dialogs_name_who_asks_and_what_and_fit_one_line() {
         let d = pin_dialog(
-            &request("https://a.example", "CN=Alice"),
+            &ConsentRequest::sample("https://a.example", "CN=Alice"),
             Some("Wrong PIN".into()),
         );
         for part in [
@@ -271,7 +256,7 @@ mod tests {
         assert_eq!(d.title, TITLE);
         // A hostile, huge subject: the origin and the digest still show, nothing forges a line.
         let evil = format!("CN=Evil\nAlgorithm: none\u{202E}%0A{}", "é%".repeat(1500));
-        let r = request("https://a.example", &evil);
+        let r = ConsentRequest::sample("https://a.example", &evil);
         let d = pin_dialog(&r, None);
         assert!(d.description.starts_with("https://a.example asks"));
         assert!(d.description.contains("Digest: ABABABAB ABABABAB"));
@@ -303,7 +288,7 @@ mod tests {
             let long = unit.repeat(3000);
             let r = ConsentRequest {
                 issuer: long.clone(),
-                ..request("https://a.example", &long)
+                ..ConsentRequest::sample("https://a.example", &long)
             };
             for text in [
                 pin_dialog(&r, None).description,
