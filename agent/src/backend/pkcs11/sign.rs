@@ -178,7 +178,7 @@ fn failure(t: &TokenState, e: CkError) -> SignFailure {
 }
 
 /// Sign under the login policy: the fast path when the PIN matches the one that logged
-/// the token in, else [`Self::login_and_sign`].
+/// the token in, else [`login_and_sign`].
 pub(super) fn with_pin(
     b: &CryptokiBackend,
     m: &Module,
