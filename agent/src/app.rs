@@ -177,7 +177,8 @@ async fn serve(
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGTERM (Unix); elsewhere never (Ctrl-C and Quit still stop the agent).
+/// Resolves on SIGTERM (Unix), or when Windows closes the agent's console or ends the session;
+/// Ctrl-C and Quit stop the agent everywhere.
 async fn terminated() {
     #[cfg(unix)]
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -189,6 +190,23 @@ async fn terminated() {
             std::future::pending::<()>().await
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_close, ctrl_logoff, ctrl_shutdown};
+        match (ctrl_close(), ctrl_logoff(), ctrl_shutdown()) {
+            (Ok(mut close), Ok(mut logoff), Ok(mut shutdown)) => {
+                tokio::select! {
+                    _ = close.recv() => {}
+                    _ = logoff.recv() => {}
+                    _ = shutdown.recv() => {}
+                }
+            }
+            _ => {
+                tracing::warn!("cannot watch the console's close and the session's end");
+                std::future::pending::<()>().await
+            }
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     std::future::pending::<()>().await
 }

@@ -1,57 +1,68 @@
 //! Who holds a TCP port: for "address already in use" to say *which* program (another Keyport,
 //! another person's Keyport on a shared machine, or something else), and for `keyport doctor`.
 //!
-//! Linux only (`/proc/net/tcp{,6}` gives the listening socket's inode and owner; the process is
-//! the one with that socket among its descriptors, visible for one's own processes, or all of
-//! them as root). Elsewhere nothing is known and the plain error stays.
+//! Linux: `/proc/net/tcp{,6}` gives the listening socket's inode and owner; the process is the
+//! one with that socket among its descriptors, visible for one's own processes, or all of them
+//! as root. Windows: the IP Helper's table of listeners gives the process, and its token the
+//! user (`ports/windows.rs`). Elsewhere nothing is known and the plain error stays.
 //!
-//! A command name is whatever its program set (`prctl(PR_SET_NAME)`), terminal escape sequences
-//! included, and it is printed on a terminal (`keyport doctor`, the start-up error): it is read
-//! through [`printable_name`], which blanks what the prompts blank and caps it.
+//! A command name is whatever its program set (`prctl(PR_SET_NAME)`, an executable's file
+//! name), terminal escape sequences included, and it is printed on a terminal (`keyport doctor`,
+//! the start-up error): it is read through [`printable_name`], which blanks what the prompts
+//! blank and caps it.
+
+#[cfg(windows)]
+mod windows;
 
 /// A program listening on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
-    /// The socket's owner.
-    pub uid: u32,
+    /// Whether it runs as the same user as this process (None: that cannot be told).
+    pub mine: Option<bool>,
+    /// Its user, as a sentence names it: "uid 1001", "another account".
+    pub owner: String,
     /// The process, when it can be seen.
     pub pid: Option<u32>,
-    /// Its command name (`/proc/PID/comm`), printable ([`printable_name`]).
+    /// Its command name (`/proc/PID/comm`, or the executable's name without `.exe`),
+    /// printable ([`printable_name`]).
     pub name: Option<String>,
 }
 
 impl Holder {
     /// A sentence: "another Keyport (pid 42)", "another user's program (uid 1001)", …
     pub fn describe(&self) -> String {
-        let me = current_uid();
         let what = match (&self.name, self.pid) {
             (Some(n), Some(pid)) => format!("{n} (pid {pid})"),
-            _ => "a program".to_string(),
+            (None, Some(pid)) => format!("program (pid {pid})"),
+            _ => "program".to_string(),
         };
-        let keyport = self.name.as_deref() == Some("keyport");
-        match (keyport, Some(self.uid) == me) {
+        let mine = self.mine != Some(false);
+        match (self.is_keyport(), mine) {
             (true, true) => format!("another Keyport is already running: {what}"),
             (true, false) => format!(
-                "another user's Keyport (uid {}) holds it: on a shared machine each person needs \
+                "another user's Keyport ({}) holds it: on a shared machine each person needs \
                  a port of their own (`listen` in the configuration)",
-                self.uid
+                self.owner
             ),
-            (false, true) => format!("it is used by {what}"),
-            (false, false) => format!("it is used by another user's {what} (uid {})", self.uid),
+            (false, true) => format!("it is used by {}", with_article(&what)),
+            (false, false) => format!("it is used by another user's {what} ({})", self.owner),
         }
+    }
+
+    /// Whether it is a Keyport agent.
+    pub fn is_keyport(&self) -> bool {
+        self.name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case("keyport"))
     }
 }
 
-/// This process's user (None where it cannot be told).
-#[cfg(target_os = "linux")]
-pub fn current_uid() -> Option<u32> {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    Some(unsafe { libc::getuid() })
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn current_uid() -> Option<u32> {
-    None
+/// "a program (pid 7)", but "keyport (pid 7)".
+fn with_article(what: &str) -> String {
+    match what.starts_with("program") {
+        true => format!("a {what}"),
+        false => what.to_string(),
+    }
 }
 
 /// Who listens on TCP `port` (any local address), if that can be found out.
@@ -67,10 +78,20 @@ pub fn holder(port: u16) -> Option<Holder> {
             .ok()
             .map(|comm| printable_name(&comm))
     });
-    Some(Holder { uid, pid, name })
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    Some(Holder {
+        mine: Some(uid == me),
+        owner: format!("uid {uid}"),
+        pid,
+        name,
+    })
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+pub use windows::holder;
+
+#[cfg(not(any(target_os = "linux", windows)))]
 pub fn holder(_port: u16) -> Option<Holder> {
     None
 }
@@ -174,7 +195,8 @@ mod tests {
             format!("{}…", "x".repeat(MAX_NAME))
         );
         let h = Holder {
-            uid: u32::MAX,
+            mine: Some(false),
+            owner: "uid 4294967295".into(),
             pid: Some(7),
             name: Some(printable_name(b"\x1b[2Jevil\n")),
         };
@@ -193,7 +215,8 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let h = holder(port).expect("found");
         assert_eq!(h.pid, Some(std::process::id()));
-        assert_eq!(Some(h.uid), current_uid());
+        assert_eq!(h.mine, Some(true));
+        assert!(h.is_keyport() || h.name.is_some());
         assert!(h
             .describe()
             .contains(&format!("pid {}", std::process::id())));

@@ -207,9 +207,9 @@ fn port_check(config: &Config, checks: &mut Vec<Check>) {
         ),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             let holder = crate::ports::holder(config.listen.port());
-            let keyport = holder.as_ref().is_some_and(|h| {
-                h.name.as_deref() == Some("keyport") && Some(h.uid) == crate::ports::current_uid()
-            });
+            let keyport = holder
+                .as_ref()
+                .is_some_and(|h| h.is_keyport() && h.mine == Some(true));
             let why = holder
                 .map(|h| h.describe())
                 .unwrap_or_else(|| "which program holds it cannot be seen from here".into());

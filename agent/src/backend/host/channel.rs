@@ -6,7 +6,7 @@
 //! the channel for every site.
 
 use super::lock;
-use super::pipe::{readable_before, DeadlineWriter};
+use super::os::{read_frame_before, DeadlineWriter, Frame, Stopper};
 use super::wire::{self, Call, Op, Reply, Request};
 use crate::error::{AgentError, Result};
 use keyport_protocol::ErrorReason;
@@ -34,12 +34,21 @@ pub(super) struct Host {
     /// Set when the agent kills it: from then on no new call is given to it, even before the
     /// reaper has seen it end.
     stopping: std::sync::atomic::AtomicBool,
+    /// Stops it at once ([`Host::kill`]).
+    stopper: Stopper,
 }
 
 impl Host {
     /// The channel to the host `pid` of the library `name`, with nothing on its way yet.
-    pub(super) fn new(name: String, pid: u32, stdin: ChildStdin, stdout: ChildStdout) -> Host {
+    pub(super) fn new(
+        name: String,
+        pid: u32,
+        stopper: Stopper,
+        stdin: ChildStdin,
+        stdout: ChildStdout,
+    ) -> Host {
         Host {
+            stopper,
             name,
             pid,
             stdin: parking_lot::Mutex::new(stdin),
@@ -104,6 +113,11 @@ fn describe(status: std::process::ExitStatus) -> String {
             };
             return format!("killed by signal {sig}{name}");
         }
+    }
+    #[cfg(windows)]
+    if let Some(name) = status.code().and_then(super::windows::exit_code_name) {
+        let code = status.code().unwrap_or_default() as u32;
+        return format!("exit status {code:#010X}: {name}");
     }
     match status.code() {
         Some(code) => format!("exit status {code}"),
@@ -260,11 +274,10 @@ impl Host {
                     Delivery::YourTurn => {}
                 }
             }
-            if !readable_before(stdout, *deadline) {
-                return Read::TimedOut;
-            }
-            let Ok(frame) = wire::read_frame(stdout) else {
-                return Read::Ended;
+            let frame = match read_frame_before(stdout, *deadline) {
+                Frame::Read(frame) => frame,
+                Frame::TimedOut => return Read::TimedOut,
+                Frame::Ended => return Read::Ended,
             };
             let Ok(reply) = serde_json::from_slice::<Reply>(&frame) else {
                 self.kill("it answered garbage".into());
@@ -353,12 +366,8 @@ impl Host {
         }
         tracing::warn!(module = %self.name, pid = self.pid, "stopping the module host: {why}");
         *lock(&self.kill_reason) = Some(why);
-        #[cfg(unix)]
-        // SAFETY: kill(2) on the pid of our own child, not reaped yet (the reaper sets `death`
-        // after waitpid, and we checked it is unset).
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
-        }
+        // Not reaped yet: the reaper sets `death` after waiting, and we checked it is unset.
+        self.stopper.stop();
     }
 
     /// The reaper thread: wait for the host to end, say why, and fail every call still waiting.

@@ -8,16 +8,18 @@
 //! * [`client`]: the agent's [`HostBackend`], the [`crate::backend::Backend`] whose calls go to
 //!   the host of the library they name; `supervisor`: one library's host over time (restarts,
 //!   back-off); `process`: starting a host; `channel`: one host's channel (calls, replies,
-//!   deadlines, death).
+//!   deadlines, death); `os` and `windows`: what those need from the system.
 //!
 //! `module_isolation = false` in the configuration keeps the in-process backend instead.
 
 mod channel;
 pub mod client;
-mod pipe;
+mod os;
 mod process;
 pub mod server;
 mod supervisor;
+#[cfg(windows)]
+mod windows;
 pub mod wire;
 
 pub use client::HostBackend;

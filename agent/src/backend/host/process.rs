@@ -3,7 +3,7 @@
 
 use super::channel::{exit_status, Host};
 use super::lock;
-use super::pipe::set_nonblocking;
+use super::os::{set_nonblocking, Stopper};
 use super::server::HostArgs;
 use super::wire::{self, Hello};
 use crate::backend::pkcs11::LoginPolicy;
@@ -122,6 +122,18 @@ impl Launcher {
                 )
             })?;
         let pid = child.id();
+        // First of all (Windows): into the agent's job, so that it cannot outlive the agent.
+        let stopper = match Stopper::of(&child) {
+            Ok(stopper) => stopper,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(AgentError::with_message(
+                    ErrorReason::Internal,
+                    format!("The agent could not supervise the process for {module}: {e}."),
+                ));
+            }
+        };
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -145,7 +157,7 @@ impl Launcher {
                 e.to_string(),
             ));
         }
-        let host = Arc::new(Host::new(name, pid, stdin, stdout));
+        let host = Arc::new(Host::new(name, pid, stopper, stdin, stdout));
         host.watch(child)
             .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
         tracing::info!(

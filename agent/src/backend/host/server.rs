@@ -2,7 +2,7 @@
 //! loads one PKCS #11 library and serves the agent's [`Call`]s on its stdin/stdout.
 //!
 //! * Before the module is loaded, the protocol channel is moved off fds 0 and 1 (which then
-//!   read /dev/null and write to stderr): a library that prints cannot corrupt the frames.
+//!   read /dev/null or NUL and write to stderr): a library that prints cannot corrupt the frames.
 //! * A reader thread reads calls; a pool of workers runs them on the [`CryptokiBackend`] (the
 //!   login policy, session pool and caches live here, next to the module) and writes replies.
 //! * The host exits when the agent closes the channel (the agent ended, however it ended), or
@@ -113,11 +113,13 @@ fn take_channel() -> std::io::Result<Channel> {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 fn take_channel() -> std::io::Result<Channel> {
-    Err(std::io::Error::other(
-        "the module host runs on Unix only (set module_isolation = false)",
-    ))
+    let (input, output) = super::windows::take_channel()?;
+    Ok(Channel {
+        input,
+        output: Mutex::new(output),
+    })
 }
 
 impl Channel {
