@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install the system packages Keyport needs on Debian/Ubuntu (as root, or through sudo).
 # Reads .ci/packages*.txt. Idempotent: installs only what is missing.
+#   --cross: also what the Windows and macOS builds and the Wine tests need (scripts/test-all.sh):
+#            .ci/windows-packages.txt and rustup's Windows and macOS standard libraries.
 set -euo pipefail
+cross=false
+[ "${1:-}" = "--cross" ] && cross=true
 cd "$(dirname "$0")/.."
 
 mapfile -t wanted < <(cat .ci/packages*.txt | sed 's/#.*//' | awk 'NF {print $1}' | sort -u)
@@ -16,9 +20,23 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The Windows build and Wine (issue 21): with their recommended packages (.ci/windows-packages.txt).
+windows=()
+$cross && mapfile -t windows < <(sed 's/#.*//' .ci/windows-packages.txt | awk 'NF {print $1}')
+missing=()
+for p in ${windows[@]+"${windows[@]}"}; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing (Windows build and Wine): ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 command -v cargo >/dev/null || { echo "Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 # Windows and macOS are type-checked by the test command (issue 21): their standard libraries.
-if command -v rustup >/dev/null; then
+if $cross && command -v rustup >/dev/null; then
   installed=$(rustup target list --installed)
   for t in x86_64-pc-windows-gnu aarch64-apple-darwin; do
     grep -qx "$t" <<<"$installed" || rustup target add "$t"

@@ -5,7 +5,7 @@
 # installed, run, removed; scripts/test-deb.sh), and the fuzz targets briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --cross
 
 echo "== cargo fmt"
 cargo fmt --all -- --check

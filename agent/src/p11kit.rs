@@ -212,6 +212,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(unix)] // p11-kit's folders and library paths are Unix ones.
     fn registry_files_name_modules_and_later_folders_win() {
         let dir = tempfile::tempdir().unwrap();
         let (system, user) = (dir.path().join("system"), dir.path().join("user"));
