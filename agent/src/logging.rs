@@ -263,6 +263,27 @@ fn is_char_boundary(buf: &[u8], i: usize) -> bool {
     i == 0 || i >= buf.len() || (buf[i] as i8) >= -0x40
 }
 
+/// Windows: a program of the windows subsystem (the agent) starts without standard handles
+/// unless its parent gave it some (a pipe, a file, Wine's terminal); started from a console, it
+/// writes to that console. Elsewhere, nothing to do.
+pub fn attach_console() {
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::Console::{
+            AttachConsole, GetStdHandle, ATTACH_PARENT_PROCESS, STD_ERROR_HANDLE,
+            STD_OUTPUT_HANDLE,
+        };
+        // SAFETY: GetStdHandle and AttachConsole have no preconditions; std reads the standard
+        // handles anew at each write, so it writes to the console from here on.
+        unsafe {
+            if GetStdHandle(STD_OUTPUT_HANDLE).is_null() && GetStdHandle(STD_ERROR_HANDLE).is_null()
+            {
+                AttachConsole(ATTACH_PARENT_PROCESS);
+            }
+        }
+    }
+}
+
 /// Print a line to stderr (not through the log: a message for the person who started us).
 pub fn stderr_line(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");

@@ -1,3 +1,7 @@
+// On Windows the agent is a tray program: started at login it opens no console window. Run from
+// a console (`keyport doctor`), it writes there ([`keyport::logging::attach_console`]).
+#![cfg_attr(windows, windows_subsystem = "windows")]
+
 use clap::Parser;
 use keyport::config::{Cli, Command, Config};
 use std::process::ExitCode;
@@ -10,6 +14,7 @@ static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
 
 fn main() -> ExitCode {
     keyport::desktop::before_any_thread();
+    keyport::logging::attach_console();
     // A module host (a child process of the agent serving one PKCS #11 library).
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(keyport::backend::host::server::HOST_ARG) {
