@@ -76,11 +76,8 @@ pub(crate) unsafe extern "C" fn get_token_info(slot: CK_SLOT_ID, info: CK_TOKEN_
         })?;
         let spec = &SLOTS[slot_index(slot)?];
         nonnull(info)?;
-        let mut flags = CKF_LOGIN_REQUIRED
-            | CKF_USER_PIN_INITIALIZED
-            | CKF_TOKEN_INITIALIZED
-            | CKF_WRITE_PROTECTED
-            | pin_flags;
+        let mut flags =
+            CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED | pin_flags;
         if spec.pinpad {
             flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
         }

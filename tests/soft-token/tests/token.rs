@@ -75,7 +75,7 @@ fn two_slots_two_tokens() {
     let t0 = ctx.get_token_info(slot(0)).unwrap();
     assert_eq!(t0.label().trim_end(), "Keyport Soft Token");
     assert!(t0.login_required() && t0.token_initialized() && t0.user_pin_initialized());
-    assert!(!t0.protected_authentication_path());
+    assert!(!t0.protected_authentication_path() && !t0.write_protected());
     assert_eq!((t0.min_pin_length(), t0.max_pin_length()), (4, 64));
     let t1 = ctx.get_token_info(slot(1)).unwrap();
     assert_eq!(t1.label().trim_end(), "Keyport Soft PIN-pad");
