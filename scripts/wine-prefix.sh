@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Create Keyport's private Wine prefix (once) and put the test-only ProcessPrng shim in it.
 #   scripts/wine-prefix.sh PREFIX
+#   scripts/wine-prefix.sh --kill PREFIX   stop every Wine process of the prefix (its wineserver)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ "${1:-}" = "--kill" ]; then
+    WINEPREFIX="$2" /usr/lib/wine/wineserver -k 2>/dev/null || true
+    exit 0
+fi
 prefix="$1"
 sys32="$prefix/drive_c/windows/system32"
 shim="$sys32/bcryptprimitives.dll"

@@ -153,7 +153,8 @@ impl AllowedModule {
 
     /// The file this path is, now (symlinks resolved).
     pub fn identity(&self) -> std::io::Result<ModuleIdentity> {
-        let canonical = std::fs::canonicalize(&*self.path)?;
+        // `\\?\C:\…` on Windows only where the plain form would not name the same file.
+        let canonical = dunce::canonicalize(&*self.path)?;
         let meta = std::fs::metadata(&canonical)?;
         #[cfg(unix)]
         let (device, inode) = {

@@ -270,8 +270,7 @@ pub fn attach_console() {
     #[cfg(windows)]
     {
         use windows_sys::Win32::System::Console::{
-            AttachConsole, GetStdHandle, ATTACH_PARENT_PROCESS, STD_ERROR_HANDLE,
-            STD_OUTPUT_HANDLE,
+            AttachConsole, GetStdHandle, ATTACH_PARENT_PROCESS, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE,
         };
         // SAFETY: GetStdHandle and AttachConsole have no preconditions; std reads the standard
         // handles anew at each write, so it writes to the console from here on.

@@ -41,6 +41,14 @@ pub(super) fn read_frame_before(stdout: &mut ChildStdout, deadline: Instant) -> 
     }
 }
 
+/// What must be done before the agent starts a host (Windows: see `windows::before_spawn`).
+pub(super) fn before_spawn() -> std::io::Result<()> {
+    #[cfg(windows)]
+    return super::windows::before_spawn();
+    #[cfg(not(windows))]
+    Ok(())
+}
+
 /// What stops a host at once: its pid on Unix, its process handle on Windows (where the host is
 /// also put into the agent's job, so that it cannot outlive the agent).
 pub(super) struct Stopper {

@@ -3,7 +3,7 @@
 
 use super::channel::{exit_status, Host};
 use super::lock;
-use super::os::{set_nonblocking, Stopper};
+use super::os::{before_spawn, set_nonblocking, Stopper};
 use super::server::HostArgs;
 use super::wire::{self, Hello};
 use crate::backend::pkcs11::LoginPolicy;
@@ -106,6 +106,12 @@ impl Launcher {
             module: module.to_string(),
             policy: self.policy,
         };
+        before_spawn().map_err(|e| {
+            AgentError::with_message(
+                ErrorReason::Internal,
+                format!("The agent cannot supervise processes here: {e}."),
+            )
+        })?;
         let mut child = Command::new(&self.exe)
             .args(args.to_args())
             .env_clear()

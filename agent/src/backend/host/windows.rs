@@ -20,8 +20,8 @@ use std::os::windows::io::{AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_IO_PENDING, HANDLE,
-    WAIT_OBJECT_0,
+    CloseHandle, GetLastError, SetHandleInformation, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF,
+    ERROR_IO_PENDING, HANDLE, HANDLE_FLAG_INHERIT, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
 use windows_sys::Win32::System::Console::{
@@ -177,6 +177,28 @@ fn job() -> std::io::Result<HANDLE> {
     }
 }
 
+/// Before the agent starts a host: its own standard handles stop being inheritable (a console
+/// or the pipes of whoever started it: std gives a child the handles it asks for as duplicates
+/// of its own, so nothing else needs them inheritable), and the job exists. With std's other
+/// handles all non-inheritable, a host then inherits its three pipes and nothing else.
+pub(super) fn before_spawn() -> std::io::Result<()> {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.get().is_none() {
+        for which in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
+            // SAFETY: GetStdHandle has no preconditions; SetHandleInformation changes only the
+            // inheritance flag of a handle of this process (a null or invalid one is refused).
+            unsafe {
+                let h = GetStdHandle(which);
+                if !h.is_null() && h as isize != -1 {
+                    SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0);
+                }
+            }
+        }
+        let _ = DONE.set(());
+    }
+    job().map(drop)
+}
+
 /// Put a freshly started host into the agent's job, and keep a handle to stop it with.
 pub(super) fn adopt(child: &std::process::Child) -> std::io::Result<OwnedHandle> {
     let job = job()?;
@@ -245,4 +267,153 @@ pub(super) fn take_channel() -> std::io::Result<(std::fs::File, std::fs::File)> 
         libc::close(nul);
     }
     Ok((input, output))
+}
+
+#[cfg(test)]
+mod tests {
+    //! These run under Wine (`cargo test --target x86_64-pc-windows-gnu`): each test starts this
+    //! test program again as the process it needs (`KEYPORT_WIN_TEST` says which role).
+    use super::*;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_SYNCHRONIZE};
+
+    const ROLE: &str = "KEYPORT_WIN_TEST";
+
+    /// This test program, running only `test` with `role`.
+    fn again(test: &str, role: &str) -> Command {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(ROLE, role);
+        c
+    }
+
+    /// A role that waits: says so on stdout, then sleeps, reading and writing nothing.
+    fn sleeper_role() -> bool {
+        if std::env::var(ROLE).as_deref() == Ok("sleeper") {
+            println!("SLEEPING");
+            std::thread::sleep(Duration::from_secs(60));
+            std::process::exit(0);
+        }
+        false
+    }
+
+    #[test]
+    fn a_host_does_not_outlive_the_agent_that_adopted_it() {
+        const TEST: &str =
+            "backend::host::windows::tests::a_host_does_not_outlive_the_agent_that_adopted_it";
+        if sleeper_role() {
+            return;
+        }
+        if std::env::var(ROLE).as_deref() == Ok("agent") {
+            // The "agent": adopts a sleeping host, says its pid, and ends without stopping it.
+            before_spawn().unwrap();
+            let child = again(TEST, "sleeper")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            // It inherited none of the agent's handles: `output()` below returns at once,
+            // not when the sleeper ends.
+            let _stopper = adopt(&child).unwrap();
+            println!("HOST {}", child.id());
+            std::process::exit(0);
+        }
+        let started = Instant::now();
+        let out = again(TEST, "agent").output().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the host held the agent's stdout or stderr: it inherited them"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let pid: u32 = text
+            .split("HOST ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("no host pid in {text:?}"));
+        // SAFETY: a wait-only handle, closed below; none (the process is gone) is fine too.
+        let h = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+        if h.is_null() {
+            return; // Already gone.
+        }
+        // SAFETY: the handle just opened.
+        let ended = unsafe { WaitForSingleObject(h, 15_000) } == WAIT_OBJECT_0;
+        // SAFETY: as above.
+        unsafe { CloseHandle(h) };
+        assert!(ended, "the host {pid} outlived its agent by 15 s");
+    }
+
+    #[test]
+    fn reading_a_silent_host_and_writing_to_a_deaf_one_give_up_at_the_deadline() {
+        const TEST: &str = "backend::host::windows::tests::\
+            reading_a_silent_host_and_writing_to_a_deaf_one_give_up_at_the_deadline";
+        if sleeper_role() {
+            return;
+        }
+        let mut child = again(TEST, "sleeper")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stopper = adopt(&child).unwrap();
+        let (mut stdin, mut stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        // The test harness's words, then the sleeper's: from then on it writes nothing.
+        let mut said = Vec::new();
+        while !String::from_utf8_lossy(&said).contains("SLEEPING\n") {
+            let mut byte = [0u8; 1];
+            let n = DeadlineReader {
+                pipe: &mut stdout,
+                deadline: Instant::now() + Duration::from_secs(20),
+            }
+            .read(&mut byte)
+            .unwrap();
+            assert_eq!(
+                n,
+                1,
+                "the sleeper ended: {:?}",
+                String::from_utf8_lossy(&said)
+            );
+            said.push(byte[0]);
+        }
+
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        let read = DeadlineReader {
+            pipe: &mut stdout,
+            deadline: started + Duration::from_millis(500),
+        }
+        .read(&mut buf);
+        let waited = started.elapsed();
+        assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            waited >= Duration::from_millis(450) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+
+        // Far more than the pipe holds: the writer stops at the deadline, not never.
+        let started = Instant::now();
+        let big = vec![7u8; 4 << 20];
+        let written = DeadlineWriter {
+            pipe: &mut stdin,
+            deadline: started + Duration::from_millis(500),
+        }
+        .write_all(&big);
+        let waited = started.elapsed();
+        assert_eq!(written.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+
+        // And stopping it ends it: the reader sees the end of the pipe.
+        terminate(&stopper);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(1));
+        let n = DeadlineReader {
+            pipe: &mut stdout,
+            deadline: Instant::now() + Duration::from_secs(5),
+        }
+        .read(&mut buf)
+        .unwrap();
+        assert_eq!(n, 0);
+    }
 }
