@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The library the host loads (it only has to load): SoftHSM, or `KEYPORT_SOAK_MODULE` (on
+/// Windows, under Wine, the test token DLL: scripts/test-windows.sh sets it).
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const MIB: usize = 1024 * 1024;
 /// The frame cap less room for the envelope.
 const LARGEST: usize = 8 * MIB - 1024;
@@ -37,6 +39,13 @@ fn the_host_channel_keeps_moving_under_concurrent_large_frames() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let module = std::env::var("KEYPORT_SOAK_MODULE").unwrap_or_else(|_| {
+        assert!(
+            cfg!(unix),
+            "set KEYPORT_SOAK_MODULE to a PKCS #11 library (scripts/test-windows.sh does)"
+        );
+        SOFTHSM.into()
+    });
     // SoftHSM with an empty store of its own: the host needs a module that loads.
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("softhsm2.conf");
@@ -57,7 +66,7 @@ fn the_host_channel_keeps_moving_under_concurrent_large_frames() {
         CALL_TIMEOUT,
         &[],
     ));
-    let module = Allowlist::new([MODULE.to_string()]).resolve(None).unwrap();
+    let module = Allowlist::new([module]).resolve(None).unwrap();
     backend
         .echo(&module, String::new(), 1, 0)
         .expect("the host starts");
