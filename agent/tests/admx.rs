@@ -306,3 +306,26 @@ fn the_group_policy_template_writes_what_the_agent_reads() {
         assert!(offered.contains(key), "{key}");
     }
 }
+
+/// The example of the administrator's file the MSI ships (policy\keyport.toml.example): every
+/// commented-out key, uncommented, is a key the agent takes.
+#[test]
+fn the_windows_example_file_names_real_keys() {
+    let text = read("keyport.toml.example");
+    let uncommented: String = text
+        .lines()
+        .filter_map(|line| line.strip_prefix('#'))
+        .filter(|line| line.contains(" = ") && !line.starts_with(' '))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(uncommented.lines().count() >= 10, "{uncommented}");
+    let file: FileConfig = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}"));
+    for key in [
+        "modules",
+        "allow_origins",
+        "user_may_add_origins",
+        "no_origin",
+    ] {
+        assert!(file.sets(key), "{key}");
+    }
+}
