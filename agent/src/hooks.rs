@@ -1,6 +1,7 @@
 //! Test hooks: environment variables that point the agent at another administrator's file
-//! (`KEYPORT_SYSTEM_CONFIG`) or other p11-kit registry folders (`KEYPORT_P11KIT_MODULES`), so
-//! that the end-to-end tests never read the machine's own policy.
+//! (`KEYPORT_SYSTEM_CONFIG`), another policy key in the Windows registry (`KEYPORT_POLICY_KEY`)
+//! or other p11-kit registry folders (`KEYPORT_P11KIT_MODULES`), so that the end-to-end tests
+//! never read the machine's own policy.
 //!
 //! Only a debug build honours them (the tests run `target/debug/keyport`). A release build, the
 //! one that is installed, ignores them and logs that it did: otherwise anyone who can set a

@@ -15,6 +15,9 @@
 //! `module:` is looked up in p11-kit's module folder (`/usr/lib/<multiarch>/pkcs11`). Other
 //! p11-kit options (`enable-in`, `priority`, …) are not used: Keyport loads a module only when
 //! its configuration says so.
+//!
+//! Windows has no p11-kit registry: there the folders are none (but the test hook's), and a
+//! `p11-kit:NAME` entry is an error that asks for the library's path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +45,9 @@ pub fn system_folders() -> Vec<PathBuf> {
     if let Some(dirs) = crate::hooks::var(DIRS_VAR) {
         return std::env::split_paths(&dirs).collect();
     }
+    if cfg!(windows) {
+        return Vec::new();
+    }
     vec![
         PathBuf::from("/usr/share/p11-kit/modules"),
         PathBuf::from("/etc/pkcs11/modules"),
@@ -50,6 +56,9 @@ pub fn system_folders() -> Vec<PathBuf> {
 
 /// The person's registry folder (`$XDG_CONFIG_HOME/pkcs11/modules`), if there is a home.
 pub fn user_folder() -> Option<PathBuf> {
+    if cfg!(windows) {
+        return None;
+    }
     dirs::config_dir().map(|config| config.join("pkcs11").join("modules"))
 }
 
@@ -63,6 +72,9 @@ pub fn folders() -> Vec<PathBuf> {
 
 /// Where a relative `module:` is found.
 fn module_dirs() -> Vec<PathBuf> {
+    if cfg!(windows) {
+        return Vec::new();
+    }
     let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
     [
         format!("/usr/lib/{triplet}/pkcs11"),
@@ -175,7 +187,12 @@ fn resolve_entry_in(entry: &str, folders: &[PathBuf]) -> Result<String, String> 
         Some(r) => Ok(r.path.display().to_string()),
         None => {
             let names: Vec<&str> = registry.keys().map(String::as_str).collect();
-            Err(if names.is_empty() {
+            Err(if folders.is_empty() {
+                format!(
+                    "p11-kit has no module named {name:?}: there is no p11-kit registry here; \
+                     give the library's path"
+                )
+            } else if names.is_empty() {
                 format!(
                     "p11-kit has no module named {name:?} (no module is registered in {})",
                     shown(folders)
@@ -211,6 +228,8 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 mod tests {
     use super::*;
 
+    // The registry's files name Unix paths, and Windows has no registry: these two are Unix's.
+    #[cfg(unix)]
     #[test]
     #[cfg(unix)] // p11-kit's folders and library paths are Unix ones.
     fn registry_files_name_modules_and_later_folders_win() {
@@ -251,6 +270,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn the_administrators_names_do_not_see_the_persons_registry() {
         let dir = tempfile::tempdir().unwrap();
@@ -283,5 +303,19 @@ mod tests {
         assert!(!system_folders()
             .iter()
             .any(|f| Some(f) == user_folder().as_ref()));
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn windows_has_no_registry_and_says_so() {
+        assert!(system_folders().is_empty() && user_folder().is_none());
+        for resolve in [resolve_entry, resolve_system_entry] {
+            let err = resolve("p11-kit:opensc").unwrap_err();
+            assert!(
+                err.contains("no p11-kit registry here; give the library's path"),
+                "{err}"
+            );
+        }
+        assert_eq!(resolve_entry(r"C:\x.dll").unwrap(), r"C:\x.dll");
     }
 }

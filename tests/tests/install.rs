@@ -116,7 +116,7 @@ async fn the_administrators_file_is_policy_and_the_persons_file_is_found_without
     let (code, _, err) = run(&token, &["--listen", "127.0.0.1:0", "--no-tray"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("user_may_add_modules can only be set in the administrator's file"),
+        err.contains("user_may_add_modules can only be set in the administrator's policy"),
         "{err}"
     );
 }

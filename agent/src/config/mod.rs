@@ -4,8 +4,10 @@
 //! * `settings.rs`: the table, one row per key; `table.rs` turns it into [`Config`],
 //!   [`FileConfig`] (the TOML schema), [`KEYS`] and what `keyport config` shows.
 //! * `cli.rs`: the flags and commands ([`Cli`], [`Command`]).
-//! * `file.rs`: where the files are, and reading one.
-//! * `policy.rs`: the administrator's file as policy.
+//! * `file.rs`: where the files are per platform, and reading one; the administrator's layers.
+//! * `registry.rs`: the administrator's policy in the Windows registry (what Group Policy
+//!   writes), read through the same table.
+//! * `policy.rs`: the administrator's layers as policy.
 //! * `module_env.rs`: `module_env`'s entries (`NAME` or `NAME=VALUE`).
 //! * `report.rs`: where each value came from ([`Source`], [`Loaded`]), `keyport config`'s report
 //!   and the log's summary line.
@@ -14,19 +16,22 @@ mod cli;
 mod file;
 mod module_env;
 mod policy;
+pub mod registry;
 mod report;
 mod settings;
 mod table;
 
 pub use cli::{Cli, Command};
-pub use file::{system_config_path, user_config_path, SYSTEM_CONFIG, SYSTEM_CONFIG_VAR};
+pub use file::{
+    system_config_path, user_config_path, user_state_dir, APP_DIR, SYSTEM_CONFIG, SYSTEM_CONFIG_VAR,
+};
 pub use module_env::ModuleEnv;
 pub use report::{Loaded, Source};
-pub use settings::{Config, FileConfig, KEYS};
-pub use table::parse_listen;
+pub use settings::{Config, FileConfig, ADMIN_KEYS, KEYS};
+pub use table::{parse_listen, Kind};
 
 use clap::ValueEnum;
-use file::Layer;
+use file::{Admin, Layer};
 use policy::Policy;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -96,7 +101,9 @@ pub enum ConfigError {
          autostart entry, the shell), or leave module_isolation on"
     )]
     ModuleEnvInProcess(String),
-    #[error("{key} can only be set in the administrator's file ({admin}), not in {path}")]
+    #[error("invalid policy value {value}: {message}")]
+    Registry { value: String, message: String },
+    #[error("{key} can only be set in the administrator's policy ({admin}), not in {path}")]
     AdminOnly {
         key: &'static str,
         admin: String,
@@ -112,29 +119,37 @@ impl Config {
 
     /// [`Config::load`], with where each setting came from (`keyport config`).
     pub fn load_explained(cli: Cli) -> Result<Loaded, ConfigError> {
-        let admin = Layer::admin()?;
+        Self::load_with(cli, Admin::read()?)
+    }
+
+    /// [`Config::load_explained`] with the administrator's layers given.
+    fn load_with(cli: Cli, admin: Admin) -> Result<Loaded, ConfigError> {
         let user = Layer::person(cli.config.as_deref())?;
-        for key in ["user_may_add_modules", "user_may_add_origins"] {
+        for &key in ADMIN_KEYS {
             if user.settings.sets(key) {
                 return Err(ConfigError::AdminOnly {
                     key,
-                    admin: admin.path.display().to_string(),
+                    admin: admin.places(),
                     path: user.path,
                 });
             }
         }
-        let files = [(&admin, "administrator"), (&user, "yours")]
-            .into_iter()
+        let admins = admin.layers().iter().map(|layer| (layer, "administrator"));
+        let files = admins
+            .chain([(&user, "yours")])
             .filter(|(layer, _)| layer.read)
             .map(|(layer, whose)| (layer.path.clone(), whose))
             .collect();
         let flags = FileConfig::from_flags(&cli);
-        let sources = report::provenance(&[
+        let mut layers = vec![
             (&flags, Source::Flag),
             (&user.settings, Source::User(user.path.clone())),
-            (&admin.settings, Source::Admin(admin.path.clone())),
-        ]);
-        let mut policy = Policy::new(&admin.settings, &admin.path, sources);
+        ];
+        for layer in admin.layers() {
+            layers.push((&layer.settings, Source::Admin(layer.path.clone())));
+        }
+        let sources = report::provenance(&layers);
+        let mut policy = Policy::new(&admin, sources);
         let merged = policy.merge(flags.over(user.settings))?;
         let mut config = Config::from_file(merged)?;
         policy.overrule(&mut config);
@@ -201,12 +216,11 @@ mod tests {
             "#,
         )
         .unwrap();
-        let cfg = Config::merge(
-            cli(&["--module", "/usr/lib/b.so", "--listen", "127.0.0.1:0"]),
-            file,
-        )
-        .unwrap();
-        assert_eq!(cfg.modules, ["/usr/lib/b.so"]);
+        // An absolute path on this platform (`/usr/lib/b.so` is not one on Windows).
+        let module = std::env::temp_dir().join("b.so").display().to_string();
+        let cfg =
+            Config::merge(cli(&["--module", &module, "--listen", "127.0.0.1:0"]), file).unwrap();
+        assert_eq!(cfg.modules, [module]);
         assert_eq!(cfg.listen.port(), 0);
         assert_eq!(cfg.allow_origins[0].as_str(), "https://file.example");
         assert_eq!(cfg.consent_timeout, Duration::from_secs(5));

@@ -1,4 +1,5 @@
-//! The administrator's file is policy, not just a lower layer:
+//! The administrator's policy (its file, and on Windows its registry key over the file: see
+//! [`super::file::Admin`]) is policy, not just a lower layer:
 //! * when it lists `modules`, the person's additions (file or flags) are not used unless it
 //!   sets `user_may_add_modules = true`, and its `p11-kit:NAME` entries mean the system's
 //!   registered modules, whatever the person's p11-kit registry says;
@@ -12,12 +13,14 @@
 //! * its `module_isolation = true` cannot be turned off.
 //!
 //! What the policy overrules is said in [`Policy::notes`] (the log, `keyport config`), and where
-//! each value then comes from in [`Policy::sources`].
+//! each value then comes from in [`Policy::sources`]: the administrator's layer that sets the key
+//! (the one that sets the list that fixes it, for a key fixed by another).
 
+use super::file::Admin;
 use super::report::Source;
 use super::{Config, ConfigError, FileConfig, NoOriginPolicy};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// The lists the administrator can fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +66,11 @@ impl List {
     }
 }
 
-/// The administrator's file applied to the person's settings.
+/// The administrator's policy applied to the person's settings.
 pub(super) struct Policy<'a> {
+    /// The administrator's layers over each other.
     admin: &'a FileConfig,
-    path: &'a Path,
+    layers: &'a Admin,
     /// Where each key's value comes from, as the policy leaves it.
     pub sources: BTreeMap<&'static str, Source>,
     /// What the policy overruled, in words.
@@ -75,17 +79,18 @@ pub(super) struct Policy<'a> {
 
 impl<'a> Policy<'a> {
     /// `sources`: where each key comes from before the policy.
-    pub fn new(
-        admin: &'a FileConfig,
-        path: &'a Path,
-        sources: BTreeMap<&'static str, Source>,
-    ) -> Self {
+    pub fn new(admin: &'a Admin, sources: BTreeMap<&'static str, Source>) -> Self {
         Policy {
-            admin,
-            path,
+            admin: &admin.settings,
+            layers: admin,
             sources,
             notes: Vec::new(),
         }
+    }
+
+    /// The administrator's layer that sets `key` (its file when none does).
+    fn path(&self, key: &str) -> PathBuf {
+        self.layers.path_of(key).to_path_buf()
     }
 
     fn may_add(&self, list: List) -> bool {
@@ -132,14 +137,14 @@ impl<'a> Policy<'a> {
             };
             let source = if self.may_add(list) && !extra.is_empty() {
                 value.extend(extra);
-                Source::AdminAndPerson(self.path.to_path_buf())
+                Source::AdminAndPerson(self.path(key))
             } else {
                 if !extra.is_empty() {
                     self.notes.push(self.unused(list, &extra, fixed_by));
                 }
                 match fixed_by {
-                    Some(by) => Source::AdminFixedBy(self.path.to_path_buf(), by),
-                    None => Source::Admin(self.path.to_path_buf()),
+                    Some(by) => Source::AdminFixedBy(self.path(by), by),
+                    None => Source::Admin(self.path(key)),
                 }
             };
             self.sources.insert(key, source);
@@ -172,20 +177,27 @@ impl<'a> Policy<'a> {
                 .map(|e| e.split('=').next().unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.path.display()
+            self.path("modules").display()
         ));
+        let from = match self.admin.module_env {
+            Some(_) => "module_env",
+            None => "modules",
+        };
         self.sources
-            .insert("module_env", Source::Admin(self.path.to_path_buf()));
+            .insert("module_env", Source::Admin(self.path(from)));
     }
 
     /// The note for the person's entries of `list` that are not used.
     fn unused(&self, list: List, extra: &[String], fixed_by: Option<&str>) -> String {
-        let admin = self.path.display();
         let why = match fixed_by {
-            Some(by) => {
-                format!("the administrator's {admin} sets {by}, which fixes both origin lists")
-            }
-            None => format!("the administrator's {admin} sets them"),
+            Some(by) => format!(
+                "the administrator's {} sets {by}, which fixes both origin lists",
+                self.path(by).display()
+            ),
+            None => format!(
+                "the administrator's {} sets them",
+                self.path(list.key()).display()
+            ),
         };
         format!(
             "{}: {} not used: {why} ({} = true there would allow yours)",
@@ -198,7 +210,6 @@ impl<'a> Policy<'a> {
     /// The rules on single settings, once they are converted: the no-Origin ceiling, demo mode
     /// under fixed origins, module isolation.
     pub fn overrule(&mut self, config: &mut Config) {
-        let admin = self.path.to_path_buf();
         if let Some(ceiling) = self.admin.no_origin {
             if openness(config.no_origin) > openness(ceiling) {
                 self.notes.push(format!(
@@ -206,14 +217,15 @@ impl<'a> Policy<'a> {
                     config.no_origin
                 ));
                 config.no_origin = ceiling;
-                self.sources
-                    .insert("no_origin", Source::Admin(admin.clone()));
+                let admin = self.path("no_origin");
+                self.sources.insert("no_origin", Source::Admin(admin));
             }
         }
         // Demo mode lets in the demo page's own origins (http://127.0.0.1:PORT,
         // http://localhost:PORT), which any local program can send: not where the administrator
         // fixes the origins, unless the administrator's own file turns demo mode on.
         if let Some(by) = self.fixing_origins() {
+            let admin = self.path(by);
             if config.demo && self.admin.demo != Some(true) {
                 self.notes.push(format!(
                     "demo: not used: the administrator's {} sets {by}, which fixes the origins \
@@ -223,8 +235,7 @@ impl<'a> Policy<'a> {
                     admin.display()
                 ));
                 config.demo = false;
-                self.sources
-                    .insert("demo", Source::AdminFixedBy(admin.clone(), by));
+                self.sources.insert("demo", Source::AdminFixedBy(admin, by));
             }
         }
         if self.admin.module_isolation == Some(true) && !config.module_isolation {
@@ -234,6 +245,7 @@ impl<'a> Policy<'a> {
                     .into(),
             );
             config.module_isolation = true;
+            let admin = self.path("module_isolation");
             self.sources
                 .insert("module_isolation", Source::Admin(admin));
         }

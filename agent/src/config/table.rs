@@ -20,11 +20,65 @@ use toml::Value;
 /// A kind of setting: how the file writes it, and how `keyport config` shows it.
 pub trait FileValue: Sized {
     /// The value as the TOML file (or a flag) gives it.
-    type File: DeserializeOwned + Clone + std::fmt::Debug;
+    type File: DeserializeOwned + Clone + std::fmt::Debug + Kinded;
     /// The value in force, from the file's form (an invalid one is an error).
     fn from_file(file: Self::File) -> Result<Self, ConfigError>;
     /// The value in force, as the TOML a file would give it.
     fn to_toml(&self) -> Value;
+}
+
+/// What kind of value a key takes, as a store without TOML's types needs to know it: the
+/// registry's policy key ([`super::registry`]) and the ADMX template that writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `true` or `false` (the registry: a REG_DWORD, 0 or 1).
+    Bool,
+    /// A whole number from 0 to `max` (the registry: a REG_DWORD, or a REG_QWORD).
+    Number { max: u64 },
+    /// Text: a path, an address (the registry: REG_SZ, or REG_EXPAND_SZ).
+    Text,
+    /// One of these words (the registry: REG_SZ).
+    Choice(Vec<String>),
+    /// A list of texts (the registry: a subkey of numbered values, or a REG_MULTI_SZ).
+    List,
+}
+
+/// The [`Kind`] of a key, from the type its file takes ([`FileValue::File`]).
+pub trait Kinded {
+    fn kind() -> Kind;
+}
+
+macro_rules! kinded {
+    ($($ty:ty => $kind:expr),* $(,)?) => {$(
+        impl Kinded for $ty {
+            fn kind() -> Kind {
+                $kind
+            }
+        }
+    )*};
+}
+
+kinded! {
+    bool => Kind::Bool,
+    u32 => Kind::Number { max: u32::MAX.into() },
+    usize => Kind::Number { max: usize::MAX as u64 },
+    u64 => Kind::Number { max: u64::MAX },
+    String => Kind::Text,
+    PathBuf => Kind::Text,
+    Vec<String> => Kind::List,
+    NoOriginPolicy => choice::<NoOriginPolicy>(),
+    ConsentMode => choice::<ConsentMode>(),
+}
+
+/// The words an enum setting takes: clap's names for it, which are serde's (lowercase).
+fn choice<T: clap::ValueEnum>() -> Kind {
+    Kind::Choice(
+        T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect(),
+    )
 }
 
 /// Values the file writes as they are.
@@ -208,6 +262,9 @@ macro_rules! settings {
         /// Every key a file may set, in the order `keyport config` prints them.
         pub const KEYS: &[&str] = &[$( stringify!($key) ),*];
 
+        /// The keys only the administrator may set.
+        pub const ADMIN_KEYS: &[&str] = &[$( stringify!($admin_key) ),*];
+
         impl FileConfig {
             /// Whether this layer sets `key`.
             pub fn sets(&self, key: &str) -> bool {
@@ -215,6 +272,18 @@ macro_rules! settings {
                     $( stringify!($key) => self.$key.is_some(), )*
                     $( stringify!($admin_key) => self.$admin_key.is_some(), )*
                     _ => false,
+                }
+            }
+
+            /// The kind of value `key` takes (`None`: no such key). The admin-only keys are
+            /// booleans.
+            pub fn kind(key: &str) -> Option<$crate::config::table::Kind> {
+                use $crate::config::table::{Kind, Kinded};
+                match key {
+                    $( stringify!($key) =>
+                        Some(<<$ty as $crate::config::table::FileValue>::File as Kinded>::kind()), )*
+                    $( stringify!($admin_key) => Some(Kind::Bool), )*
+                    _ => None,
                 }
             }
 
