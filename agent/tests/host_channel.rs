@@ -40,10 +40,9 @@ fn the_host_channel_keeps_moving_under_concurrent_large_frames() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let module = std::env::var("KEYPORT_SOAK_MODULE").unwrap_or_else(|_| {
-        assert!(
-            cfg!(unix),
-            "set KEYPORT_SOAK_MODULE to a PKCS #11 library (scripts/test-windows.sh does)"
-        );
+        if !cfg!(unix) {
+            panic!("set KEYPORT_SOAK_MODULE to a PKCS #11 library (scripts/test-windows.sh does)");
+        }
         SOFTHSM.into()
     });
     // SoftHSM with an empty store of its own: the host needs a module that loads.
