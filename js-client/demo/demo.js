@@ -8,7 +8,11 @@ const CKF_TOKEN_INITIALIZED = 0x400;
 
 // The agent: `?agent=ws://127.0.0.1:10443` when the page is served by a site, else the agent that
 // served this page.
-const agentUrl = new URLSearchParams(location.search).get("agent") || `ws://${location.host}`;
+const params = new URLSearchParams(location.search);
+const agentUrl = params.get("agent") || `ws://${location.host}`;
+// The PKCS #11 library per operating system, as a site names it: `?linux=…&mac=…&win=…` (the
+// client sends the one for the OS the browser runs on). None: the agent's default library.
+const modules = Object.fromEntries(["linux", "mac", "win"].filter((os) => params.get(os)).map((os) => [os, params.get(os)]));
 let pkcs11 = null;
 /** The agent's features (`keyport.version`): "pin_prompt" when it can ask for the PIN itself. */
 let features = [];
@@ -255,6 +259,7 @@ async function start() {
   try {
     const client = await KeyportClient.initialize({
       url: agentUrl,
+      ...(Object.keys(modules).length ? { module: modules } : {}),
       onStatus: (status) => {
         if (STATUS_TEXT[status]) setStatus(status, STATUS_TEXT[status]);
         // Back after the agent restarted: what changed meanwhile was not sent.
