@@ -1,16 +1,16 @@
-//! The tray shell: a tao event loop on the main thread and a tray-icon icon whose menu is drawn
-//! from [`TrayView`]s. All decisions live in [`crate::desktop::tray_model`], the pixels in
-//! [`crate::desktop::icon`]; consent, paths and opening a folder are the freedesktop ones
-//! ([`super`]).
+//! The tray shell, the same on every desktop that has a tray (freedesktop.org, Windows): a tao
+//! event loop on the main thread and a tray-icon icon whose menu is drawn from [`TrayView`]s.
+//! All decisions live in [`crate::desktop::tray_model`], the pixels in [`crate::desktop::icon`];
+//! consent, paths and opening a folder are the [`Desktop`]'s it is started with.
 //!
-//! Starting it ([`TrayShell::start`]) checks what tray-icon and tao would otherwise panic on (no
-//! display, no AppIndicator library), turns GDK's GL probe off ([`super::gl`]), and builds the
-//! event loop, which starts GTK. Any failure: the caller goes on headless.
+//! A desktop checks first what tray-icon and tao would panic on there (`freedesktop/tray.rs`: no
+//! display, no AppIndicator), then [`TrayShell::start`] builds the event loop, which starts the
+//! toolkit (GTK on Linux, a hidden message window on Windows). Any failure: the caller goes on
+//! headless.
 
-use super::{consent_ui, default_state_file, gl, open_folder};
 use crate::desktop::icon::{icon_rgba, ICON_SIZE};
 use crate::desktop::tray_model::{IconState, MenuEntry, TrayModel, TrayView};
-use crate::desktop::{ConsentUiChoice, PromptConfig, Running, Shell};
+use crate::desktop::{ConsentUiChoice, Desktop, PromptConfig, Running, Shell};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use tao::event::{Event, StartCause};
@@ -31,39 +31,34 @@ pub enum UserEvent {
     Stopped,
 }
 
-/// A tray icon on a freedesktop desktop (AppIndicator / StatusNotifierItem, or XEmbed).
+/// A tray icon: an AppIndicator / StatusNotifierItem or XEmbed icon on a freedesktop.org
+/// desktop, a notification-area icon on Windows.
 pub struct TrayShell {
     event_loop: EventLoop<UserEvent>,
     prompts: PromptConfig,
+    desktop: Desktop,
 }
 
 impl TrayShell {
     /// Start the toolkit on this thread, which must be the main thread, before any other thread
-    /// starts. `Err(why)`: no tray can run here.
-    pub fn start(prompts: PromptConfig) -> Result<TrayShell, String> {
-        if let Some(why) = no_display() {
-            return Err(why);
-        }
-        // Decided in `main` before any thread started (the logging thread is one); said now.
-        gl::log_decision();
-        if let Some(why) = no_appindicator() {
-            return Err(why);
-        }
+    /// starts. `Err(why)`: no tray can run here. The desktop has checked what it must first.
+    pub fn start(prompts: PromptConfig, desktop: Desktop) -> Result<TrayShell, String> {
         let event_loop = quietly(|| EventLoopBuilder::<UserEvent>::with_user_event().build())?;
         Ok(TrayShell {
             event_loop,
             prompts,
+            desktop,
         })
     }
 }
 
 impl Shell for TrayShell {
     fn consent_ui(&self) -> ConsentUiChoice {
-        consent_ui(&self.prompts)
+        (self.desktop.consent_ui)(&self.prompts)
     }
 
     fn default_state_file(&self) -> Option<PathBuf> {
-        default_state_file()
+        (self.desktop.default_state_file)()
     }
 
     fn has_tray(&self) -> bool {
@@ -87,49 +82,12 @@ impl Shell for TrayShell {
             running.url,
             running.folder,
             running.quit,
-            open_folder,
+            self.desktop.open_folder,
         );
         if let Err(why) = run_tray(self.event_loop, model) {
             tracing::info!("running headless, without a tray icon: cannot show it ({why})");
         }
     }
-}
-
-/// Why tao cannot start here (`None`: it may).
-fn no_display() -> Option<String> {
-    #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-        if !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
-            return Some("no display (neither DISPLAY nor WAYLAND_DISPLAY is set)".into());
-        }
-    }
-    None
-}
-
-/// Why tray-icon cannot show an icon here (`None`: it may): it loads AppIndicator at run time
-/// and panics if it cannot.
-pub fn no_appindicator() -> Option<String> {
-    #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        let names = [
-            "libayatana-appindicator3.so.1",
-            "libappindicator3.so.1",
-            "libayatana-appindicator3.so",
-            "libappindicator3.so",
-        ];
-        // SAFETY: these are the libraries tray-icon itself loads; loading runs their
-        // initialisers, which is what tray-icon would do a moment later.
-        if !names
-            .iter()
-            .any(|n| unsafe { libloading::Library::new(n) }.is_ok())
-        {
-            return Some(
-                "the AppIndicator library is missing (install libayatana-appindicator3-1)".into(),
-            );
-        }
-    }
-    None
 }
 
 /// Run `f`, turning a panic into an error without printing it.
