@@ -17,9 +17,12 @@
 //! 5. [`methods`]: the JSON-RPC methods, one file per group, registered through
 //!    `keyport_protocol::Method`.
 //! 6. [`desktop`]: the [`desktop::Shell`] seam `app` calls (consent UI, tray, state folder);
-//!    [`desktop::freedesktop`] (the consent notification, XDG paths, the tray-icon/tao tray),
-//!    [`desktop::pinentry`] (the PIN and consent windows through GnuPG's pinentry programs) and
-//!    [`desktop::headless`]; the toolkit-free tray model and icon they share; docs/DESKTOP.md.
+//!    the shells, the same on every platform (`desktop::tray`, the tray-icon/tao tray, and
+//!    [`desktop::headless`]), each made with a [`desktop::Desktop`]: [`desktop::freedesktop`]
+//!    (the consent notification, XDG paths, the tray's Linux checks) or [`desktop::windows`]
+//!    (the Win32 consent, PIN and PIN-pad dialogs, `%LOCALAPPDATA%`, Explorer);
+//!    [`desktop::pinentry`] (the PIN and consent windows through GnuPG's pinentry programs);
+//!    the toolkit-free tray model and icon; docs/DESKTOP.md.
 //! 7. [`state`], [`guard`]: [`state::Agent`], what the methods, the server and the desktop share
 //!    (backend, allowlist, consent policy, time limits, slot events), built from the config in
 //!    one place, with every `impl Agent`; Host and Origin checks before the WebSocket upgrade,

@@ -322,7 +322,7 @@ mod tests {
         assert!(main <= 1000 && old <= 1000, "{main} {old}");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with("line 0499 of the log\n"), "{text}");
-        // Windows deletes no file that is still open.
+        // Closed first: Windows does not remove a folder whose file is still open.
         drop(f);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -84,6 +84,13 @@ impl ConsentText {
     }
 }
 
+/// The line under the request in the agent's PIN prompts (pinentry's, the Windows PIN dialog).
+pub const PIN_INSTRUCTION: &str = "Enter the token's PIN to sign.";
+
+/// The last line of the PIN-pad notice (a notification, the Windows notice window).
+pub const PIN_PAD_INSTRUCTION: &str =
+    "Type the PIN on the reader's keypad to sign, or press Cancel on the reader.";
+
 /// The closing line of a prompt that waits for an answer.
 pub fn timeout_line(timeout: Duration) -> String {
     format!(

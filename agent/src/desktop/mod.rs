@@ -2,27 +2,39 @@
 //! the desktop (the consent UI, where the person's state lives, a tray or none, and the loop the
 //! main thread runs). [`pick`] chooses one for the configuration and the machine.
 //!
+//! The two shells are the same on every platform; what differs is the [`Desktop`] they are
+//! made with (how to ask, where the state lives, how to show a folder), [`native`]'s:
 //! * [`freedesktop`]: Linux and the BSDs. Consent as a desktop notification
-//!   ([`freedesktop::notify`]), XDG paths, `xdg-open`, and (with the `tray` feature) the tray
-//!   shell: a tao event loop and a tray-icon icon (`freedesktop/tray.rs`).
-//! * [`headless`]: no tray; consent as the configuration and the platform allow. The only shell
+//!   ([`freedesktop::notify`]) or pinentry, XDG paths, `xdg-open`. macOS uses it too (its own
+//!   desktop is not written yet): only pinentry (pinentry-mac) can ask there, `open` shows a
+//!   folder.
+//! * [`windows`]: consent, the PIN and the PIN-pad notice as native Win32 dialogs,
+//!   `%LOCALAPPDATA%\Keyport`, `explorer.exe`.
+//!
+//! The shells:
+//! * `tray` (the `tray` feature): a tao event loop and a tray-icon icon, the same code on
+//!   Linux and Windows; a desktop checks first what would make the toolkit panic
+//!   (`freedesktop/tray.rs`).
+//! * [`headless`]: no tray; consent as the configuration and the desktop allow. The only shell
 //!   of a `--no-default-features` build.
 //! * [`tray_model`]: what a tray shows and what its menu does, toolkit-free and unit-tested;
-//!   [`icon`]: its icon's pixels. Any tray shell draws these.
+//!   [`icon`]: its icon's pixels. The tray shell draws these.
 //!
-//! A shell for another desktop (macOS, Windows) is a sibling folder implementing [`Shell`].
 //! Which platform gets which consent UI is in docs/DESKTOP.md.
 
 pub mod freedesktop;
 pub mod headless;
 pub mod icon;
 pub mod pinentry;
+#[cfg(feature = "tray")]
+pub mod tray;
 pub mod tray_model;
+pub mod windows;
 
 use crate::config::{Config, ConsentMode};
 use crate::consent::{ConsentUi, PinUi};
 use crate::state::Agent;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
@@ -85,22 +97,49 @@ pub trait Shell {
     fn run(self: Box<Self>, running: Receiver<Running>);
 }
 
+/// What differs from one desktop to another, for the shells that are the same on all of them
+/// (the tray, headless).
+#[derive(Clone, Copy)]
+pub struct Desktop {
+    /// The prompts, for the configuration and what this machine offers.
+    pub consent_ui: fn(&PromptConfig) -> ConsentUiChoice,
+    /// Where the person's state lives when no `state_file` is configured.
+    pub default_state_file: fn() -> Option<PathBuf>,
+    /// Show a folder to the person (the tray's "Open settings and log folder").
+    pub open_folder: fn(&Path) -> std::io::Result<()>,
+}
+
+/// This platform's desktop: Windows' own on Windows, else freedesktop.org's.
+pub fn native() -> Desktop {
+    #[cfg(windows)]
+    let desktop = windows::DESKTOP;
+    #[cfg(not(windows))]
+    let desktop = freedesktop::DESKTOP;
+    desktop
+}
+
 /// The shell for this configuration and machine. Call it on the main thread before any other
-/// thread starts: the tray shell starts its toolkit here, and first sets a variable in the
-/// process environment for it (see `freedesktop/gl.rs`). Says once in the log when it picks
+/// thread starts: the tray shell starts its toolkit here, and on Linux first sets a variable in
+/// the process environment for it (see `freedesktop/gl.rs`). Says once in the log when it picks
 /// no tray, and why.
 pub fn pick(config: &Config) -> Box<dyn Shell> {
     let headless = |why: &str| -> Box<dyn Shell> {
         tracing::info!("running headless, without a tray icon: {why}");
-        Box::new(headless::Headless::new(PromptConfig::of(config)))
+        Box::new(headless::Headless::new(PromptConfig::of(config), native()))
     };
     if !config.tray {
         return headless("started with --no-tray");
     }
     #[cfg(feature = "tray")]
-    match freedesktop::tray::TrayShell::start(PromptConfig::of(config)) {
-        Ok(shell) => Box::new(shell),
-        Err(why) => headless(&why),
+    {
+        #[cfg(windows)]
+        let tray = tray::TrayShell::start(PromptConfig::of(config), windows::DESKTOP);
+        #[cfg(not(windows))]
+        let tray = freedesktop::tray::start(PromptConfig::of(config));
+        match tray {
+            Ok(shell) => Box::new(shell),
+            Err(why) => headless(&why),
+        }
     }
     #[cfg(not(feature = "tray"))]
     headless("this build has no tray (built without the `tray` feature)")

@@ -13,7 +13,6 @@ use serde::Serialize;
 
 mod modules;
 pub use modules::modules_report;
-use std::time::Duration;
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -239,15 +238,24 @@ fn port_check(config: &Config, checks: &mut Vec<Check>) {
     });
 }
 
-/// Can the agent ask the person: a notification with buttons, a pinentry window?
+/// Can the agent ask the person?
 fn prompt_checks(config: &Config, checks: &mut Vec<Check>) {
+    #[cfg(windows)]
+    windows_prompt_checks(config, checks);
+    #[cfg(not(windows))]
+    freedesktop_prompt_checks(config, checks);
+}
+
+/// Elsewhere: a notification with buttons, a pinentry window?
+#[cfg(not(windows))]
+fn freedesktop_prompt_checks(config: &Config, checks: &mut Vec<Check>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
     let caps = match &runtime {
         Ok(rt) => rt.block_on(async {
             tokio::time::timeout(
-                Duration::from_secs(3),
+                std::time::Duration::from_secs(3),
                 crate::desktop::freedesktop::notify::capabilities(),
             )
             .await
@@ -311,7 +319,49 @@ fn prompt_checks(config: &Config, checks: &mut Vec<Check>) {
     });
 }
 
+/// Windows: the agent's own dialogs ask (or pinentry, or nothing, as configured).
+#[cfg(windows)]
+fn windows_prompt_checks(config: &Config, checks: &mut Vec<Check>) {
+    let choice = crate::desktop::windows::consent_ui(&crate::desktop::PromptConfig::of(config));
+    let trusted = !config.trust_origins.is_empty();
+    checks.push(match (&choice.ui, trusted) {
+        (Some(_), _) => check("consent prompt", Status::Ok, choice.note.clone()),
+        (None, true) => check("consent prompt", Status::Warn, choice.note.clone()),
+        (None, false) => check(
+            "consent prompt",
+            Status::Fail,
+            format!(
+                "{}, and no origin is trusted: nothing can sign",
+                choice.note
+            ),
+        ),
+    });
+    checks.push(match choice.pin {
+        Some(_) => check(
+            "PIN window",
+            Status::Ok,
+            "pages may leave the PIN to the agent's own window",
+        ),
+        None => check(
+            "PIN window",
+            Status::Warn,
+            "no PIN window: pages must send the PIN (or use a PIN-pad reader)",
+        ),
+    });
+}
+
+/// Can the tray icon show? (Windows: always, in the notification area.)
+#[cfg(windows)]
+fn tray_check(config: &Config, checks: &mut Vec<Check>) {
+    checks.push(match (config.tray, cfg!(feature = "tray")) {
+        (false, _) => check("tray", Status::Ok, "off (tray = false / --no-tray)"),
+        (true, false) => check("tray", Status::Warn, "this build has no tray"),
+        (true, true) => check("tray", Status::Ok, "an icon in the notification area"),
+    });
+}
+
 /// Can the tray icon show?
+#[cfg(not(windows))]
 fn tray_check(config: &Config, checks: &mut Vec<Check>) {
     let display = ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()

@@ -10,7 +10,7 @@
 //! * A `GDK_GL` the person set (not empty) is theirs: left as it is.
 //! * Changing the environment is only sound while no other thread reads it: `std::env::set_var`
 //!   is `unsafe` from edition 2024 for that reason (this crate is edition 2021, where the call is
-//!   safe but the rule is the same). [`disable_probe`] runs from [`super::tray::TrayShell::start`],
+//!   safe but the rule is the same). [`disable_probe`] runs from [`super::tray::start`],
 //!   which [`crate::desktop::pick`] calls on the main thread before the agent starts any thread
 //!   (`app::run` picks the shell first). On Linux it also counts the process's threads in
 //!   `/proc/self/task` and leaves the variable alone if there is more than one: a later change

@@ -1,10 +1,11 @@
 //! The freedesktop.org desktop (Linux, the BSDs): consent as a notification with buttons
-//! ([`notify`]), the XDG state folder, `xdg-open`, and the tray shell (`tray.rs`, with the `tray`
-//! feature; `gl.rs` keeps GTK from loading a GL driver it will not use).
+//! ([`notify`]), the XDG state folder, `xdg-open` ([`DESKTOP`]), and the checks before the tray
+//! shell starts (`tray.rs`, with the `tray` feature; `gl.rs` keeps GTK from loading a GL driver
+//! it will not use).
 //!
-//! These are the only desktop conventions written so far, so the headless shell uses them on
-//! every platform: elsewhere the notification cannot ask ([`choose_consent`]), and the state
-//! file goes to the XDG default under `$HOME`.
+//! macOS uses this desktop too until it has its own: there the notification cannot ask
+//! ([`choose_consent`]: pinentry-mac does), the state file goes to the per-user application data
+//! folder, and `open` shows a folder. Windows has its own ([`crate::desktop::windows`]).
 
 #[cfg(feature = "tray")]
 pub mod gl;
@@ -12,12 +13,19 @@ pub mod notify;
 #[cfg(feature = "tray")]
 pub mod tray;
 
-use super::{ConsentUiChoice, PromptConfig};
+use super::{ConsentUiChoice, Desktop, PromptConfig};
 use crate::config::ConsentMode;
 use crate::consent::{ConsentRequest, ConsentUi, Decision};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// This desktop's conventions, for the shared shells.
+pub const DESKTOP: Desktop = Desktop {
+    consent_ui,
+    default_state_file,
+    open_folder,
+};
 
 /// Which consent UI, decided from the mode and what the machine offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,8 +187,6 @@ pub fn default_state_file() -> Option<PathBuf> {
 pub fn open_folder(path: &Path) -> std::io::Result<()> {
     let opener = if cfg!(target_os = "macos") {
         "open"
-    } else if cfg!(windows) {
-        "explorer"
     } else {
         "xdg-open"
     };

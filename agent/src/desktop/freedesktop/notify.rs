@@ -15,7 +15,7 @@
 //! notify-rust's own `wait_for_action` has no timeout and subscribes only after the notification
 //! is shown; this module does its own waiting on the same D-Bus signals instead.
 
-use crate::consent::text::{timeout_line, ConsentText};
+use crate::consent::text::{timeout_line, ConsentText, PIN_PAD_INSTRUCTION};
 use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision};
 use std::time::Duration;
 
@@ -103,7 +103,7 @@ pub fn pin_pad_text(request: &ConsentRequest, markup: bool) -> PromptText {
         text.headline.as_str(),
         &text.certificate,
         &text.fingerprint,
-        "Type the PIN on the reader's keypad to sign, or press Cancel on the reader.",
+        PIN_PAD_INSTRUCTION,
     ];
     PromptText {
         summary: "Type your PIN on the card reader".to_string(),

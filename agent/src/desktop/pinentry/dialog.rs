@@ -40,7 +40,7 @@ use super::assuan::{error_text, gpg_err, into_pin, Failure};
 use super::program::agent_tty;
 use super::session::Pipes;
 use super::{PinAnswer, PinDialog, PinentryKind};
-use crate::consent::text::{timeout_line, ConsentText};
+use crate::consent::text::{timeout_line, ConsentText, PIN_INSTRUCTION};
 use crate::consent::{Caller, ConsentRequest, Decision};
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ pub const TITLE: &str = "Keyport: signature request";
 pub fn pin_dialog(request: &ConsentRequest, error: Option<String>) -> PinDialog {
     PinDialog {
         title: TITLE.to_string(),
-        description: format!("{}\n\nEnter the token's PIN to sign.", describe(request)),
+        description: format!("{}\n\n{PIN_INSTRUCTION}", describe(request)),
         prompt: "PIN:".to_string(),
         error,
         ok: Some("_Sign".to_string()),
