@@ -15,6 +15,7 @@ import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { userInfo } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -230,11 +231,14 @@ async function startSigning(page, { slot = 0, certId, text, pinPath = "page", pi
   })();
 }
 
+/** xdotool's --name is a regular expression: the title, matched exactly. */
+const titleRegex = (title) => `^${title.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`;
+
 /** The X window id of the Wine window titled `title`, once it is shown (at most `ms`). */
 async function dialog(title, ms = 30_000) {
   const deadline = Date.now() + ms;
   for (;;) {
-    const found = await xvfb.xdotool("search", "--onlyvisible", "--name", `^${title}$`).then(
+    const found = await xvfb.xdotool("search", "--onlyvisible", "--name", titleRegex(title)).then(
       (r) => r.stdout.trim().split("\n").filter(Boolean),
       () => [],
     );
@@ -249,7 +253,7 @@ async function dialog(title, ms = 30_000) {
 
 /** Whether a window titled `title` is shown now. */
 async function shown(title) {
-  return xvfb.xdotool("search", "--onlyvisible", "--name", `^${title}$`).then(
+  return xvfb.xdotool("search", "--onlyvisible", "--name", titleRegex(title)).then(
     (r) => r.stdout.trim() !== "",
     () => false,
   );
@@ -265,9 +269,21 @@ async function press(id, ...keys) {
   }
 }
 
-async function screenshot(name) {
+/** Whether the window titled `title` is gone within `ms` (Wine takes a moment to withdraw one
+ * without a window manager). */
+async function gone(title, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (await shown(title)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return true;
+}
+
+/** The window `id` alone, as docs/`name` (with UPDATE_SCREENSHOT=1). */
+async function screenshot(name, id) {
   if (!SCREENSHOTS) return;
-  await xvfb.screenshot(join(SCREENSHOTS, name));
+  await run("import", ["-display", xvfb.display, "-window", id, join(SCREENSHOTS, name)]);
 }
 
 async function verify(certId, text, signature) {
@@ -297,12 +313,14 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
       const text = `Signed under Wine with ${key.cn} at ${new Date().toISOString()}`;
       const outcome = startSigning(page, { certId: key.id, text });
       const id = await dialog(CONSENT_TITLE);
-      if (key.id === "01") await screenshot("windows-consent.png");
+      if (key.id === "01") await screenshot("windows-consent.png", id);
       await press(id, "alt+a");
       const result = await outcome;
       assert.equal(result.state, "signed", result.error ?? "");
       assert.equal(await verify(key.id, text, result.signature), true, "openssl verifies the signature");
-      assert.equal(await shown(CONSENT_TITLE), false, "the dialog is gone");
+      assert.ok(await gone(CONSENT_TITLE), "the dialog is gone");
+      // The agent knew the page by the origin its browser gave.
+      assert.match(agent.log(), new RegExp(`signature made origin="${siteOrigin}"`));
     });
   }
 
@@ -312,6 +330,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     const result = await outcome;
     assert.equal(result.reason, "CONSENT_DENIED", result.error ?? "");
     assert.equal(result.signature, "");
+    assert.ok(await gone(CONSENT_TITLE), "the dialog is gone");
   });
 
   test("no answer in time: CONSENT_TIMEOUT, and the dialog withdraws itself", async () => {
@@ -322,8 +341,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     assert.equal(result.reason, "CONSENT_TIMEOUT", result.error ?? "");
     const waited = (Date.now() - started) / 1000;
     assert.ok(waited >= CONSENT_SECS - 1 && waited < CONSENT_SECS + 20, `answered after ${waited} s`);
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(await shown(CONSENT_TITLE), false, "the dialog was withdrawn");
+    assert.ok(await gone(CONSENT_TITLE), "the dialog was withdrawn");
   });
 
   test("the agent's PIN dialog: a wrong PIN is said, with the tries left; the right one signs", async () => {
@@ -335,11 +353,12 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     id = await dialog(PIN_TITLE);
     const name = await xvfb.xdotool("getwindowname", id).then((r) => r.stdout.trim());
     assert.equal(name, PIN_TITLE);
-    await screenshot("windows-pin-wrong.png");
+    await screenshot("windows-pin.png", id);
     await press(id, { type: PIN }, "Return");
     const result = await outcome;
     assert.equal(result.state, "signed", result.error ?? "");
     assert.equal(await verify("01", text, result.signature), true);
+    assert.ok(await gone(PIN_TITLE), "the dialog is gone");
   });
 
   test("the PIN pad: the agent says to use the reader's keypad; the pad's PIN signs", async () => {
@@ -347,14 +366,32 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     const outcome = startSigning(page, { slot: 1, certId: "02", text, pinPath: "reader" });
     // Consent first (the page sends no PIN to the keypad path), then the keypad notice.
     await press(await dialog(CONSENT_TITLE), "alt+a");
-    await dialog(PIN_PAD_TITLE);
-    await screenshot("windows-pin-pad.png");
+    await screenshot("windows-pin-pad.png", await dialog(PIN_PAD_TITLE));
     await writeFile(join(tokenDir, "pinpad-pin"), PIN);
     const result = await outcome;
     assert.equal(result.state, "signed", result.error ?? "");
     assert.equal(await verify("02", text, result.signature), true);
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(await shown(PIN_PAD_TITLE), false, "the notice is gone");
+    assert.ok(await gone(PIN_PAD_TITLE), "the notice is gone");
+  });
+
+  test("Always allow this site: remembered for the page's real origin; the next signature asks nobody", async () => {
+    const first = startSigning(page, { certId: "01", text: "always, from now on" });
+    await press(await dialog(CONSENT_TITLE), "alt+s");
+    assert.equal((await first).state, "signed");
+    assert.ok(await gone(CONSENT_TITLE), "the dialog is gone");
+    const state = join(drive, "users", userInfo().username, "AppData/Local/Keyport/state.json");
+    assert.deepEqual(JSON.parse(await readFile(state, "utf8")).always_allow, [siteOrigin]);
+    const text = "no dialog this time";
+    const result = await startSigning(page, { certId: "02", text });
+    assert.equal(result.state, "signed", result.error ?? "");
+    assert.equal(await verify("02", text, result.signature), true);
+    assert.equal(await shown(CONSENT_TITLE), false, "no dialog was shown");
+    // Forget it again, for the tests after this one: the agent reads the file at start.
+    await agent.stop();
+    await rm(state);
+    agent = await startInstalledAgent();
+    await page.reload();
+    await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
   });
 
   test("a library that crashes: MODULE_CRASHED, then the next signature works", async () => {
@@ -363,6 +400,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     await press(await dialog(CONSENT_TITLE), "alt+a");
     const result = await crashed;
     assert.equal(result.reason, "MODULE_CRASHED", result.error ?? "");
+    assert.ok(await gone(CONSENT_TITLE), "the dialog is gone");
     assert.equal(existsSync(join(tokenDir, "crash-on-sign")), false, "the fault fired");
     const text = "after the crash";
     const again = startSigning(page, { certId: "02", text });
