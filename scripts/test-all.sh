@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: formatting, lints, Rust unit + in-process + end-to-end tests (real agent,
 # SoftHSM token, openssl as verifier), the benchmark in smoke mode, the TypeScript client's
-# type check, unit, integration and headless-Chromium tests, the Debian package (as root: built,
+# type check, unit, integration and headless-Chromium tests, Windows under Wine (scripts/
+# test-windows.sh: the agent's tests, the MSI, end to end), the Debian package (as root: built,
 # installed, run, removed; scripts/test-deb.sh), and the fuzz targets briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,10 +14,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo clippy (headless agent: no tray feature, no GTK)"
 cargo clippy -p keyport --no-default-features -- -D warnings
-echo "== cargo clippy (Windows and macOS: type-checked, never run here yet)"
-for target in x86_64-pc-windows-gnu aarch64-apple-darwin; do
-  cargo clippy --target "$target" -p keyport -- -D warnings
-done
+echo "== cargo clippy (Windows, run under Wine below; macOS, type-checked only)"
+cargo clippy --target x86_64-pc-windows-gnu -p keyport -p keyport-soft-token --all-targets -- -D warnings
+cargo clippy --target aarch64-apple-darwin -p keyport --all-targets -- -D warnings
 echo "== cargo test"
 # Libraries too: the fault module's cdylib lands in target/debug/, where the JS tests load it.
 cargo build --workspace
@@ -30,6 +30,8 @@ if [ -x scripts/test-js.sh ]; then
   echo "== TypeScript client"
   scripts/test-js.sh
 fi
+echo "== Windows under Wine (the agent's tests, the module host, the MSI, end to end with Chromium)"
+scripts/test-windows.sh
 if [ -x scripts/test-deb.sh ]; then
   # Installs and removes a package: only where the run is root (CI); elsewhere run it with sudo.
   if [ "$(id -u)" -eq 0 ]; then

@@ -29,7 +29,13 @@ dll="$target_dir/$T/debug/keyport_soft_token.dll"
 echo "== Windows: the agent's unit tests under Wine"
 timeout 900 cargo test --target "$T" -p keyport --lib --test admx
 echo "== Windows: the host channel soak under Wine (20 s, the test token DLL as the library)"
-KEYPORT_SOAK_SECS=${KEYPORT_SOAK_SECS_WINE:-20} KEYPORT_SOAK_MODULE="$(win_path "$dll")" \
+# The token reads its files from beside the DLL (keyport_soft_token.d): a provisioned copy.
+tok="$(mktemp -d)"
+trap 'rm -rf "$tok"' EXIT
+cp "$dll" "$tok/"
+tests/soft-token/provision.sh "$tok/keyport_soft_token.d"
+KEYPORT_SOAK_SECS=${KEYPORT_SOAK_SECS_WINE:-20} \
+  KEYPORT_SOAK_MODULE="$(win_path "$tok/keyport_soft_token.dll")" \
   timeout 600 cargo test --target "$T" -p keyport --test host_channel
 echo "== Windows: the test token DLL's tests under Wine"
 timeout 600 cargo test --target "$T" -p keyport-soft-token
