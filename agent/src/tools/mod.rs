@@ -180,11 +180,18 @@ fn configuration_checks(loaded: &Loaded, checks: &mut Vec<Check>) {
 /// Each configured PKCS #11 library: does it load, what does it see?
 fn module_checks(config: &Config, checks: &mut Vec<Check>) {
     if config.modules.is_empty() {
+        // Windows has no p11-kit: a library is named by its path there.
+        let how = if cfg!(windows) {
+            "add `modules = ['C:\\Program Files\\Vendor\\pkcs11.dll']` (the library's path) \
+             to %APPDATA%\\Keyport\\keyport.toml, or start with --module PATH"
+        } else {
+            "add `modules = [\"p11-kit:NAME\"]` (see `keyport modules`) or a path, or start \
+             with --module PATH"
+        };
         checks.push(check(
             "modules",
             Status::Fail,
-            "no PKCS #11 library is configured: add `modules = [\"p11-kit:NAME\"]` (see `keyport \
-             modules`) or a path, or start with --module PATH",
+            format!("no PKCS #11 library is configured: {how}"),
         ));
     } else {
         let backend = crate::backend::for_config(config);
