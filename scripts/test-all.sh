@@ -7,40 +7,42 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --cross
+# Each step says when it starts (minutes:seconds into the run): what the suite costs, step by step.
+step() { printf '== [%d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
-echo "== cargo fmt"
+step "cargo fmt"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo clippy (headless agent: no tray feature, no GTK)"
+step "cargo clippy (headless agent: no tray feature, no GTK)"
 cargo clippy -p keyport --no-default-features -- -D warnings
-echo "== cargo clippy (Windows, run under Wine below; macOS, type-checked only)"
+step "cargo clippy (Windows, run under Wine below; macOS, type-checked only)"
 cargo clippy --target x86_64-pc-windows-gnu -p keyport -p keyport-soft-token --all-targets -- -D warnings
 cargo clippy --target aarch64-apple-darwin -p keyport --all-targets -- -D warnings
-echo "== cargo test"
+step "cargo test"
 # Libraries too: the fault module's cdylib lands in target/debug/, where the JS tests load it.
 cargo build --workspace
 # The module-host channel's soak test runs a minute here (20 s by default).
 KEYPORT_SOAK_SECS=${KEYPORT_SOAK_SECS:-60} cargo test --workspace --no-fail-fast
 if [ -x scripts/bench-smoke.sh ]; then
-  echo "== benchmark (smoke mode)"
+  step "benchmark (smoke mode)"
   scripts/bench-smoke.sh
 fi
 if [ -x scripts/test-js.sh ]; then
-  echo "== TypeScript client"
+  step "TypeScript client"
   scripts/test-js.sh
 fi
-echo "== Windows under Wine (the agent's tests, the module host, the MSI, end to end with Chromium)"
+step "Windows under Wine (the agent's tests, the module host, the MSI, end to end with Chromium)"
 scripts/test-windows.sh
 if [ -x scripts/test-deb.sh ]; then
   # Installs and removes a package: only where the run is root (CI); elsewhere run it with sudo.
   if [ "$(id -u)" -eq 0 ]; then
-    echo "== Debian package (build, lintian, install, run on SoftHSM, remove)"
+    step "Debian package (build, lintian, install, run on SoftHSM, remove)"
     scripts/test-deb.sh
   else
-    echo "== Debian package: skipped (not root; scripts/test-deb.sh runs it, through sudo)"
+    step "Debian package: skipped (not root; scripts/test-deb.sh runs it, through sudo)"
   fi
 fi
-echo "== fuzz targets (30 s each on their corpora)"
+step "fuzz targets (30 s each on their corpora)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh
-echo "All tests passed."
+step "All tests passed."
