@@ -57,6 +57,34 @@ pub(super) async fn serve(
     }
 }
 
+/// The door a connection says it came through (`X-Keyport-Door`): the browser extension's
+/// native-messaging host sends `extension`; pages connect directly. For the log only: any
+/// local program can send the header, and it changes nothing the agent allows.
+/// The header that names the door.
+pub const DOOR_HEADER: &str = "x-keyport-door";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    WebSocket,
+    Extension,
+}
+
+impl Door {
+    pub fn of(headers: &http::HeaderMap) -> Door {
+        match headers.get(DOOR_HEADER).map(|v| v.as_bytes()) {
+            Some(v) if v.eq_ignore_ascii_case(b"extension") => Door::Extension,
+            _ => Door::WebSocket,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::WebSocket => "websocket",
+            Door::Extension => "extension",
+        }
+    }
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     Response::builder()
         .status(status)
@@ -111,6 +139,7 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     }
 
     let origin = OriginHeader::of(req.headers());
+    let door = Door::of(req.headers());
     let caller = match guard.check(host, origin) {
         Verdict::Refuse(why) => {
             let shown = match origin {
@@ -121,6 +150,7 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
             tracing::info!(
                 origin = %shown,
                 host = %quote(host.unwrap_or("-"), 80),
+                door = door.as_str(),
                 "handshake refused: {why}"
             );
             return text(StatusCode::FORBIDDEN, why);
@@ -167,7 +197,7 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        connection::serve(ws, caller, conn_shared, admitted).await;
+        connection::serve(ws, caller, door, conn_shared, admitted).await;
     });
 
     Response::builder()
