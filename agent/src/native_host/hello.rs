@@ -53,10 +53,8 @@ struct Wire {
 pub fn parse(bytes: &[u8]) -> Result<Hello, HelloError> {
     let wire: Wire = serde_json::from_slice(bytes).map_err(|e| {
         HelloError::NotAHello(match e.classify() {
-            serde_json::error::Category::Data => {
-                // serde's text names the member, never echoes a value.
-                e.to_string()
-            }
+            // serde's text names the member and may quote a value: cut short.
+            serde_json::error::Category::Data => quote(&e.to_string(), 160),
             _ => "not JSON".to_string(),
         })
     })?;
@@ -73,18 +71,24 @@ pub fn parse(bytes: &[u8]) -> Result<Hello, HelloError> {
     Ok(Hello { origin })
 }
 
-/// The answer once the agent took the connection.
+/// A JSON string (always encodable).
+fn string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// The answer once the agent took the connection (members in the documented order).
 pub fn ready(agent_url: &str) -> Vec<u8> {
-    serde_json::json!({"keyport": "ready", "agent": agent_url})
-        .to_string()
-        .into_bytes()
+    format!(r#"{{"keyport":"ready","agent":{}}}"#, string(agent_url)).into_bytes()
 }
 
 /// The answer when the host cannot serve this port; it exits after sending it.
 pub fn error(reason: ErrorReason, message: &str) -> Vec<u8> {
-    serde_json::json!({"keyport": "error", "reason": reason.as_str(), "message": message})
-        .to_string()
-        .into_bytes()
+    format!(
+        r#"{{"keyport":"error","reason":{},"message":{}}}"#,
+        string(reason.as_str()),
+        string(message)
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -153,16 +157,21 @@ mod tests {
 
     #[test]
     fn the_answers_are_the_documented_json() {
+        assert_eq!(
+            ready("ws://127.0.0.1:10443/"),
+            br#"{"keyport":"ready","agent":"ws://127.0.0.1:10443/"}"#
+        );
         let r: Value = serde_json::from_slice(&ready("ws://127.0.0.1:10443/")).unwrap();
         assert_eq!(
             r,
             json!({"keyport": "ready", "agent": "ws://127.0.0.1:10443/"})
         );
         let e: Value =
-            serde_json::from_slice(&error(ErrorReason::AgentUnavailable, "not running")).unwrap();
+            serde_json::from_slice(&error(ErrorReason::AgentUnavailable, "not \"running\"\n"))
+                .unwrap();
         assert_eq!(
             e,
-            json!({"keyport": "error", "reason": "AGENT_UNAVAILABLE", "message": "not running"})
+            json!({"keyport": "error", "reason": "AGENT_UNAVAILABLE", "message": "not \"running\"\n"})
         );
     }
 }
