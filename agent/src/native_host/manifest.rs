@@ -186,6 +186,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documentation_names_the_pinned_ids() {
+        let doc = include_str!("../../../docs/BROWSERS.md");
+        let id = extension_id().unwrap();
+        assert!(
+            doc.contains(&format!("chrome-extension://{id}/")) && doc.contains(GECKO_ID),
+            "docs/BROWSERS.md does not name the extension's ids ({id}, {GECKO_ID})"
+        );
+    }
+
+    #[test]
     fn chromium_and_firefox_manifests() {
         let bin = Path::new("/usr/bin/keyport");
         let chrome: Value = serde_json::from_str(&render(Family::Chromium, bin).unwrap()).unwrap();
