@@ -490,3 +490,31 @@ async fn messages_over_the_limits_become_errors_and_the_port_stays_open() {
         .everything_logged()
         .contains("over the browser's 1 MB limit"));
 }
+
+#[tokio::test]
+async fn an_idle_port_answers_the_agents_pings_and_stays_open() {
+    let token = Token::provision();
+    // The agent pings every second and drops a peer silent for two intervals.
+    write(&user_file(&token), "ping_interval_secs = 1\n");
+    let agent = Agent::start(&token, &[]);
+    write(
+        &user_file(&token),
+        &format!(
+            "ping_interval_secs = 1\nlisten = \"127.0.0.1:{}\"\n",
+            agent.port
+        ),
+    );
+    let mut host = Host::start(&token);
+    assert_eq!(host.hello(TRUSTED)["keyport"], "ready");
+    // A page that keeps its port open without a request, as a tab that waits does.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let version = host.call(1, "keyport.version", json!({}));
+    assert!(version.is_ok(), "{version:?}: {}", host.everything_logged());
+    assert!(
+        !agent.log().contains("no answer to pings"),
+        "{}",
+        agent.log()
+    );
+    host.close_stdin();
+    assert!(host.wait_exit(Duration::from_secs(5)).is_some());
+}
