@@ -12,10 +12,10 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// The host's name, as the extension calls `connectNative` and as the manifest's file is named.
-pub const HOST_NAME: &str = "org.keyport.agent";
 /// The extension's id in Firefox (`browser_specific_settings.gecko.id`).
-pub const GECKO_ID: &str = "keyport@keyport.org";
+pub use keyport_protocol::EXTENSION_GECKO_ID as GECKO_ID;
+/// The host's name, as the extension calls `connectNative` and as the manifest's file is named.
+pub use keyport_protocol::NATIVE_HOST_NAME as HOST_NAME;
 /// The manifest file's name in every browser's folder.
 pub const FILE_NAME: &str = "org.keyport.agent.json";
 const DESCRIPTION: &str = "Keyport: PKCS #11 tokens for web pages, with the person's consent";
@@ -183,6 +183,11 @@ mod tests {
             manifest["browser_specific_settings"]["gecko"]["id"], GECKO_ID,
             "the extension's Gecko id and the host manifest's must be one"
         );
+    }
+
+    #[test]
+    fn the_file_is_named_after_the_host() {
+        assert_eq!(FILE_NAME, format!("{HOST_NAME}.json"));
     }
 
     #[test]

@@ -12,10 +12,9 @@ use super::hello;
 use crate::config::{Config, ConfigError};
 use crate::limits::MAX_RESPONSE_BYTES;
 use crate::logging::quote;
-use crate::server::http::DOOR_HEADER;
 use crate::server::rpc::{oversize_reply, OVERSIZE_CODE};
 use futures_util::{SinkExt, StreamExt};
-use keyport_protocol::ErrorReason;
+use keyport_protocol::{Door, ErrorReason, DOOR_HEADER};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -270,7 +269,10 @@ async fn connect(listen: SocketAddr, origin: &str) -> Result<Ws, String> {
         http::header::ORIGIN,
         http::HeaderValue::from_str(origin).map_err(|e| e.to_string())?,
     );
-    headers.insert(DOOR_HEADER, http::HeaderValue::from_static("extension"));
+    headers.insert(
+        http::HeaderName::from_bytes(DOOR_HEADER.as_bytes()).map_err(|e| e.to_string())?,
+        http::HeaderValue::from_static(Door::Extension.as_str()),
+    );
     // The agent's answers are at most MAX_RESPONSE_BYTES; its notifications are small.
     let config = WebSocketConfig::default()
         .max_message_size(Some(2 * MAX_RESPONSE_BYTES))

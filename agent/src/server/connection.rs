@@ -55,7 +55,7 @@ impl Outbox {
 pub(super) async fn serve<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     caller: Caller,
-    door: super::http::Door,
+    door: keyport_protocol::Door,
     shared: Arc<Shared>,
     admitted: Admitted,
 ) where

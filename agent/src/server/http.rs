@@ -16,6 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use keyport_protocol::{Door, DOOR_HEADER};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
@@ -60,28 +61,10 @@ pub(super) async fn serve(
 /// The door a connection says it came through (`X-Keyport-Door`): the browser extension's
 /// native-messaging host sends `extension`; pages connect directly. For the log only: any
 /// local program can send the header, and it changes nothing the agent allows.
-/// The header that names the door.
-pub const DOOR_HEADER: &str = "x-keyport-door";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Door {
-    WebSocket,
-    Extension,
-}
-
-impl Door {
-    pub fn of(headers: &http::HeaderMap) -> Door {
-        match headers.get(DOOR_HEADER).map(|v| v.as_bytes()) {
-            Some(v) if v.eq_ignore_ascii_case(b"extension") => Door::Extension,
-            _ => Door::WebSocket,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Door::WebSocket => "websocket",
-            Door::Extension => "extension",
-        }
+fn door_of(headers: &http::HeaderMap) -> Door {
+    match headers.get(DOOR_HEADER).map(|v| v.as_bytes()) {
+        Some(v) if v.eq_ignore_ascii_case(Door::Extension.as_str().as_bytes()) => Door::Extension,
+        _ => Door::Websocket,
     }
 }
 
@@ -139,7 +122,7 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     }
 
     let origin = OriginHeader::of(req.headers());
-    let door = Door::of(req.headers());
+    let door = door_of(req.headers());
     let caller = match guard.check(host, origin) {
         Verdict::Refuse(why) => {
             let shown = match origin {
