@@ -268,6 +268,20 @@ async fn the_host_relays_a_signature_with_the_pages_origin_and_ends_with_the_por
         assert!(n["body"].as_str().unwrap().contains(ALLOWED), "{n}");
     }
 
+    // The PIN passed through the host (a frame in, a WebSocket message out): no copy of it is
+    // left in the host's memory once the answers are back (the port stays open, as a tab's
+    // does). Control: the scan sees the page's origin there.
+    let pid = host.child.id();
+    assert!(
+        memory_contains(pid, ALLOWED.as_bytes()),
+        "the scan sees nothing"
+    );
+    let left = memory_regions_containing(pid, SECRET_PIN.as_bytes());
+    assert!(
+        left.is_empty(),
+        "the PIN is still in the host's memory: {left:#?}"
+    );
+
     // It started nothing, and it ends with the port: stdin closed, it exits.
     assert!(children(host.child.id()).is_empty());
     host.close_stdin();

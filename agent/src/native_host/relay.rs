@@ -94,8 +94,25 @@ pub fn run(config: Result<Config, ConfigError>, caller: &str) -> ExitCode {
     }
 }
 
+/// stdin without std's buffer: that buffer lives as long as the process and would keep the last
+/// small frames, PINs among them, in clear (each frame is read into a vector of its own, which the
+/// zeroizing allocator wipes when it is freed).
+fn unbuffered_stdin() -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    let fd = std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?;
+    #[cfg(windows)]
+    let fd = std::os::windows::io::AsHandle::as_handle(&std::io::stdin()).try_clone_to_owned()?;
+    Ok(std::fs::File::from(fd))
+}
+
 fn read_stdin(tx: mpsc::Sender<Incoming>, max: usize) {
-    let mut stdin = std::io::stdin().lock();
+    let mut stdin = match unbuffered_stdin() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tx.blocking_send(Incoming::Broken(e));
+            return;
+        }
+    };
     loop {
         let item = match frame::read(&mut stdin, max) {
             Ok(Some(f)) => Incoming::Frame(f),
