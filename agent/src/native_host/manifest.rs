@@ -155,8 +155,17 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An absolute path on this platform (`/usr/bin/keyport`; on Windows under `C:\`).
+    pub(crate) fn absolute(unix: &str) -> std::path::PathBuf {
+        if cfg!(windows) {
+            std::path::PathBuf::from(format!("C:{}", unix.replace('/', "\\")))
+        } else {
+            std::path::PathBuf::from(unix)
+        }
+    }
 
     #[test]
     fn the_id_is_the_keys_digest_in_letters_a_to_p() {
@@ -202,7 +211,7 @@ mod tests {
 
     #[test]
     fn chromium_and_firefox_manifests() {
-        let bin = Path::new("/usr/bin/keyport");
+        let bin = &absolute("/usr/bin/keyport");
         let chrome: Value = serde_json::from_str(&render(Family::Chromium, bin).unwrap()).unwrap();
         let id = extension_id().unwrap();
         assert_eq!(
@@ -210,7 +219,7 @@ mod tests {
             json!({
                 "name": "org.keyport.agent",
                 "description": DESCRIPTION,
-                "path": "/usr/bin/keyport",
+                "path": bin.to_str().unwrap(),
                 "type": "stdio",
                 "allowed_origins": [format!("chrome-extension://{id}/")],
             })
@@ -230,13 +239,14 @@ mod tests {
 
     #[test]
     fn the_check_finds_what_is_wrong() {
-        let bin = Path::new("/usr/bin/keyport");
+        let bin = &absolute("/usr/bin/keyport");
         for family in [Family::Chromium, Family::Firefox] {
             let good = render(family, bin).unwrap();
             assert_eq!(problems(family, &good, bin), Vec::<String>::new());
-            let elsewhere = problems(family, &good, Path::new("/opt/keyport/bin/keyport"));
+            let elsewhere = problems(family, &good, &absolute("/opt/keyport/bin/keyport"));
             assert_eq!(elsewhere.len(), 1, "{elsewhere:?}");
-            assert!(elsewhere[0].contains("its path is /usr/bin/keyport"));
+            let said = format!("its path is {}", bin.display());
+            assert!(elsewhere[0].contains(&said), "{elsewhere:?}");
         }
         let wrong_family = render(Family::Firefox, bin).unwrap();
         let p = problems(Family::Chromium, &wrong_family, bin);

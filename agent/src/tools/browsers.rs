@@ -437,7 +437,8 @@ mod tests {
                 .join(FILE_NAME),
             &good,
         );
-        let elsewhere = manifest::render(Family::Firefox, Path::new("/opt/old/keyport")).unwrap();
+        let old = crate::native_host::manifest::tests::absolute("/opt/old/keyport");
+        let elsewhere = manifest::render(Family::Firefox, &old).unwrap();
         put(
             &at.home
                 .join(".mozilla/native-messaging-hosts")
@@ -453,7 +454,7 @@ mod tests {
             m.detail
         );
         assert!(
-            m.detail.contains("its path is /opt/old/keyport"),
+            m.detail.contains(&format!("its path is {}", old.display())),
             "{}",
             m.detail
         );
