@@ -93,13 +93,16 @@ done
 ok "keyport $version"
 
 step "package: files"
-# The native-messaging host manifests (Brave reads Chromium's folder; docs/BROWSERS.md).
+# The native-messaging host manifests where the browsers read them (Brave reads Chromium's
+# folder; docs/BROWSERS.md). Those under /etc/opt (Google Chrome, Microsoft Edge) are links that
+# postinst makes to the package's copy in /usr/share/keyport: a package may not ship files there.
 host_manifests=(
   /etc/chromium/native-messaging-hosts/org.keyport.agent.json
   /etc/opt/chrome/native-messaging-hosts/org.keyport.agent.json
   /etc/opt/edge/native-messaging-hosts/org.keyport.agent.json
   /usr/lib/mozilla/native-messaging-hosts/org.keyport.agent.json
 )
+etc_opt_manifests=("${host_manifests[@]:1:2}")
 dpkg-deb --contents "$deb" | awk '{print $NF}' | sed 's|^\./|/|' >"$tmp/contents"
 expected=(
   /usr/bin/keyport
@@ -115,7 +118,9 @@ expected=(
   /usr/share/doc/keyport/copyright
   /usr/share/doc/keyport/changelog.Debian.gz
   /usr/share/doc/keyport/README.md
-  "${host_manifests[@]}"
+  /etc/chromium/native-messaging-hosts/org.keyport.agent.json
+  /usr/share/keyport/native-messaging/chromium/org.keyport.agent.json
+  /usr/lib/mozilla/native-messaging-hosts/org.keyport.agent.json
 )
 for path in "${expected[@]}"; do
   grep -qxF "$path" "$tmp/contents" || fail "the package lacks $path"
@@ -126,9 +131,12 @@ grep '^/usr/share/man/man1/.' "$tmp/contents" | sed 's/^/   man page: /'
 step "package: conffiles, copyright, changelog"
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles >"$tmp/conffiles" 2>/dev/null ||
   fail "the package has no conffiles"
-for path in /etc/keyport/keyport.toml /etc/xdg/autostart/keyport.desktop "${host_manifests[@]:0:3}"; do
+for path in /etc/keyport/keyport.toml /etc/xdg/autostart/keyport.desktop "${host_manifests[0]}"; do
   grep -qxF "$path" "$tmp/conffiles" || fail "$path is not a conffile"
 done
+if grep -q '^/etc/opt/' "$tmp/contents"; then
+  fail "the package ships files under /etc/opt (postinst links them instead)"
+fi
 mkdir "$tmp/x"
 dpkg-deb --extract "$deb" "$tmp/x"
 head -n 1 "$tmp/x/usr/share/doc/keyport/copyright" |
@@ -276,8 +284,12 @@ grep -qx 'Exec=/usr/bin/keyport' /etc/xdg/autostart/keyport.desktop ||
 ok "/usr/lib/systemd/user/keyport.service ($man_check)"
 
 step "native-messaging host manifests"
-# Each installed manifest is exactly what the installed keyport renders for itself: valid JSON,
-# path /usr/bin/keyport, the pinned extension id (Chromium family) or Gecko id (Firefox).
+# Each manifest, where its browser reads it, is exactly what the installed keyport renders for
+# itself: valid JSON, path /usr/bin/keyport, the pinned extension id (Chromium family) or Gecko id
+# (Firefox).
+for path in "${etc_opt_manifests[@]}"; do
+  [ -L "$path" ] || fail "postinst did not link $path"
+done
 for path in "${host_manifests[@]}"; do
   case "$path" in
     /usr/lib/mozilla/*) family=firefox ;;
@@ -382,6 +394,9 @@ $sudo dpkg -r keyport >/dev/null || fail "dpkg -r keyport failed"
 [ ! -e /usr/bin/keyport ] || fail "/usr/bin/keyport is still there after dpkg -r"
 [ ! -e /usr/lib/systemd/user/keyport.service ] || fail "the user unit is still there after dpkg -r"
 [ -e /etc/keyport/keyport.toml ] || fail "dpkg -r removed the conffile /etc/keyport/keyport.toml"
+for path in "${etc_opt_manifests[@]}"; do
+  [ ! -e "$path" ] && [ ! -L "$path" ] || fail "postrm left $path after dpkg -r"
+done
 ok "binary gone, conffiles kept ($(dpkg-query -W -f='${Status}' keyport))"
 $sudo dpkg --purge keyport >/dev/null || fail "dpkg --purge keyport failed"
 for path in /etc/keyport/keyport.toml /etc/xdg/autostart/keyport.desktop "${host_manifests[@]}"; do
