@@ -8,9 +8,11 @@
 #      keyport --version / --help, the man pages (man, or zcat without man-db), the shell
 #      completions (bash; zsh and fish when installed), desktop-file-validate on both desktop
 #      entries, systemd-analyze verify --user on the user unit;
-#   4. the installed agent on SoftHSM: `keyport --no-tray --listen 127.0.0.1:0 --module
-#      /usr/lib/softhsm/libsofthsm2.so` must print its ready line and answer HTTP, then SIGTERM
-#      must stop it;
+#   4. the native-messaging host manifests (Chromium/Brave, Chrome, Edge, Firefox) are exactly
+#      what the installed keyport renders; the installed agent on SoftHSM: `keyport --no-tray
+#      --listen 127.0.0.1:0 --module /usr/lib/softhsm/libsofthsm2.so` must print its ready line
+#      and answer HTTP, and relay through the installed binary started as Chromium starts its
+#      host; then SIGTERM must stop it;
 #   5. dpkg -r (the binary must be gone, the conffiles kept), then dpkg --purge.
 #
 # Needs root (or sudo) for dpkg, and the Debian packages dpkg-dev (dpkg-shlibdeps, for cargo-deb),
@@ -91,6 +93,16 @@ done
 ok "keyport $version"
 
 step "package: files"
+# The native-messaging host manifests where the browsers read them (Brave reads Chromium's
+# folder; docs/BROWSERS.md). Those under /etc/opt (Google Chrome, Microsoft Edge) are links that
+# postinst makes to the package's copy in /usr/share/keyport: a package may not ship files there.
+host_manifests=(
+  /etc/chromium/native-messaging-hosts/org.keyport.agent.json
+  /etc/opt/chrome/native-messaging-hosts/org.keyport.agent.json
+  /etc/opt/edge/native-messaging-hosts/org.keyport.agent.json
+  /usr/lib/mozilla/native-messaging-hosts/org.keyport.agent.json
+)
+etc_opt_manifests=("${host_manifests[@]:1:2}")
 dpkg-deb --contents "$deb" | awk '{print $NF}' | sed 's|^\./|/|' >"$tmp/contents"
 expected=(
   /usr/bin/keyport
@@ -106,6 +118,9 @@ expected=(
   /usr/share/doc/keyport/copyright
   /usr/share/doc/keyport/changelog.Debian.gz
   /usr/share/doc/keyport/README.md
+  /etc/chromium/native-messaging-hosts/org.keyport.agent.json
+  /usr/share/keyport/native-messaging/chromium/org.keyport.agent.json
+  /usr/lib/mozilla/native-messaging-hosts/org.keyport.agent.json
 )
 for path in "${expected[@]}"; do
   grep -qxF "$path" "$tmp/contents" || fail "the package lacks $path"
@@ -116,9 +131,12 @@ grep '^/usr/share/man/man1/.' "$tmp/contents" | sed 's/^/   man page: /'
 step "package: conffiles, copyright, changelog"
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles >"$tmp/conffiles" 2>/dev/null ||
   fail "the package has no conffiles"
-for path in /etc/keyport/keyport.toml /etc/xdg/autostart/keyport.desktop; do
+for path in /etc/keyport/keyport.toml /etc/xdg/autostart/keyport.desktop "${host_manifests[0]}"; do
   grep -qxF "$path" "$tmp/conffiles" || fail "$path is not a conffile"
 done
+if grep -q '^/etc/opt/' "$tmp/contents"; then
+  fail "the package ships files under /etc/opt (postinst links them instead)"
+fi
 mkdir "$tmp/x"
 dpkg-deb --extract "$deb" "$tmp/x"
 head -n 1 "$tmp/x/usr/share/doc/keyport/copyright" |
@@ -265,6 +283,30 @@ grep -qx 'Exec=/usr/bin/keyport' /etc/xdg/autostart/keyport.desktop ||
   fail "the autostart entry does not run /usr/bin/keyport without arguments"
 ok "/usr/lib/systemd/user/keyport.service ($man_check)"
 
+step "native-messaging host manifests"
+# Each manifest, where its browser reads it, is exactly what the installed keyport renders for
+# itself: valid JSON, path /usr/bin/keyport, the pinned extension id (Chromium family) or Gecko id
+# (Firefox).
+for path in "${etc_opt_manifests[@]}"; do
+  [ -L "$path" ] || fail "postinst did not link $path"
+done
+for path in "${host_manifests[@]}"; do
+  case "$path" in
+    /usr/lib/mozilla/*) family=firefox ;;
+    *) family=chromium ;;
+  esac
+  /usr/bin/keyport native-host --print-manifest "$family" >"$tmp/manifest.want" ||
+    fail "keyport native-host --print-manifest $family failed"
+  cmp -s "$path" "$tmp/manifest.want" || {
+    diff "$tmp/manifest.want" "$path" >&2 || true
+    fail "$path is not the manifest keyport renders ($family, above)"
+  }
+done
+grep -q '"path": "/usr/bin/keyport"' "$tmp/manifest.want" || fail "the manifest's path is not /usr/bin/keyport"
+extension_id=$(sed -n 's|.*"chrome-extension://\([a-p]\{32\}\)/".*|\1|p' /etc/chromium/native-messaging-hosts/org.keyport.agent.json)
+[ -n "$extension_id" ] || fail "the Chromium manifest allows no chrome-extension://ID/"
+ok "${#host_manifests[@]} manifests; extension id $extension_id; Gecko id keyport@keyport.org"
+
 # ---------------------------------------------------------------------------------------------
 step "the installed agent on SoftHSM"
 # A private home: the person's config, state and SoftHSM's tokens stay in $tmp.
@@ -280,7 +322,7 @@ if grep -qE '^  config( |$)' "$tmp/help"; then
   ok "keyport config reads /etc/keyport/keyport.toml"
 fi
 /usr/bin/keyport --no-tray --listen 127.0.0.1:0 --module "$SOFTHSM_MODULE" \
-  >"$tmp/agent.out" 2>"$tmp/agent.err" &
+  --allow-origin https://deb-test.example >"$tmp/agent.out" 2>"$tmp/agent.err" &
 agent_pid=$!
 url=""
 for _ in $(seq 1 200); do
@@ -305,6 +347,30 @@ status=$(timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port
   head -n 1 <&3") || fail "nothing answers on 127.0.0.1:$port"
 [[ "$status" == HTTP/1.1* ]] || fail "127.0.0.1:$port answered '$status', not HTTP"
 ok "answers HTTP on 127.0.0.1:$port: ${status%$'\r'}"
+
+# The installed binary as Chromium starts its native-messaging host: a hello in the browsers'
+# framing (4-byte length in the machine's order, little-endian here) on stdin, the answer on
+# stdout; the agent's address from the person's keyport.toml; stdin's end ends the host.
+mkdir -p "$XDG_CONFIG_HOME/keyport"
+printf 'listen = "127.0.0.1:%s"\n' "$port" >"$XDG_CONFIG_HOME/keyport/keyport.toml"
+frame() { # text (ASCII) -> framed on stdout
+  local n=${#1}
+  printf "\\x$(printf %02x $((n & 255)))\\x$(printf %02x $(((n >> 8) & 255)))\\x00\\x00"
+  printf '%s' "$1"
+}
+{
+  frame '{"keyport":"hello","version":1,"origin":"https://deb-test.example"}'
+  frame '{"jsonrpc":"2.0","id":1,"method":"keyport.version"}'
+  sleep 1
+} | timeout 10 /usr/bin/keyport "chrome-extension://$extension_id/" >"$tmp/host.out" 2>"$tmp/host.err" ||
+  fail "the installed host failed or did not exit when stdin closed: $(cat "$tmp/host.err")"
+grep -q '{"keyport":"ready","agent":"ws://127.0.0.1:'"$port"'/"}' "$tmp/host.out" ||
+  fail "the installed host did not answer ready: $(cat -v "$tmp/host.out") $(cat "$tmp/host.err")"
+grep -q '"protocol":' "$tmp/host.out" ||
+  fail "keyport.version through the installed host got no answer: $(cat -v "$tmp/host.out")"
+ok "the installed host relays: ready, keyport.version answered, exited with stdin"
+rm -f "$XDG_CONFIG_HOME/keyport/keyport.toml"
+
 kill -TERM "$agent_pid"
 for _ in $(seq 1 100); do
   kill -0 "$agent_pid" 2>/dev/null || break
@@ -328,9 +394,12 @@ $sudo dpkg -r keyport >/dev/null || fail "dpkg -r keyport failed"
 [ ! -e /usr/bin/keyport ] || fail "/usr/bin/keyport is still there after dpkg -r"
 [ ! -e /usr/lib/systemd/user/keyport.service ] || fail "the user unit is still there after dpkg -r"
 [ -e /etc/keyport/keyport.toml ] || fail "dpkg -r removed the conffile /etc/keyport/keyport.toml"
+for path in "${etc_opt_manifests[@]}"; do
+  [ ! -e "$path" ] && [ ! -L "$path" ] || fail "postrm left $path after dpkg -r"
+done
 ok "binary gone, conffiles kept ($(dpkg-query -W -f='${Status}' keyport))"
 $sudo dpkg --purge keyport >/dev/null || fail "dpkg --purge keyport failed"
-for path in /etc/keyport/keyport.toml /etc/xdg/autostart/keyport.desktop; do
+for path in /etc/keyport/keyport.toml /etc/xdg/autostart/keyport.desktop "${host_manifests[@]}"; do
   [ ! -e "$path" ] || fail "$path is still there after dpkg --purge"
 done
 ok "purged: conffiles gone"

@@ -132,6 +132,17 @@ pub fn also_log_to(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// From now on, also append the log to `path` (kept, not emptied: several processes, e.g. one
+/// native-messaging host per page, may write it), capped as the module docs say.
+pub fn also_append_to(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = CappedFile::append(path.to_path_buf(), FILE_CAP_BYTES)?;
+    *lock(&sink().file) = Some(file);
+    Ok(())
+}
+
 /// A file that is rotated to `NAME.1` when it would grow past its cap.
 pub struct CappedFile {
     path: PathBuf,
@@ -151,6 +162,21 @@ impl CappedFile {
         })
     }
 
+    /// Open `path` to append to it (created if missing); what it holds counts against the cap.
+    pub fn append(path: PathBuf, cap: u64) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let written = file.metadata()?.len();
+        Ok(CappedFile {
+            path,
+            file,
+            written,
+            cap,
+        })
+    }
+
     fn rotated(&self) -> PathBuf {
         let mut name = self.path.as_os_str().to_owned();
         name.push(".1");
@@ -161,7 +187,12 @@ impl CappedFile {
     pub fn write(&mut self, buf: &[u8]) {
         if self.written + buf.len() as u64 > self.cap && self.written > 0 {
             let _ = std::fs::rename(&self.path, self.rotated());
-            match std::fs::File::create(&self.path) {
+            // Appending: another process that shares the file may have started the new one.
+            let reopened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path);
+            match reopened {
                 Ok(f) => {
                     self.file = f;
                     self.written = 0;
@@ -325,6 +356,28 @@ mod tests {
         // Closed first: Windows does not remove a folder whose file is still open.
         drop(f);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_appended_file_keeps_what_it_had_and_counts_it_against_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.log");
+        std::fs::write(&path, "earlier host\n").unwrap();
+        let mut f = CappedFile::append(path.clone(), 30).unwrap();
+        f.write(b"this host\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "earlier host\nthis host\n"
+        );
+        f.write(b"one line too many\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "one line too many\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("h.log.1")).unwrap(),
+            "earlier host\nthis host\n"
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ fn main() -> ExitCode {
         keyport::logging::flush();
         return code;
     }
+    // A browser starting its native-messaging host (the extension door).
+    if let Some(how) = keyport::native_host::invocation(&args) {
+        return keyport::native_host::main_for_browser(&how);
+    }
     let cli = Cli::parse();
     if let Some(command) = cli.command.clone() {
         return tool(command, cli);
@@ -44,12 +48,16 @@ fn main() -> ExitCode {
     code
 }
 
-/// `keyport config`, `keyport modules`, `keyport doctor`: print, and exit.
+/// `keyport config`, `keyport modules`, `keyport doctor`: print, and exit;
+/// `keyport native-host`: the extension door's host.
 fn tool(command: Command, cli: Cli) -> ExitCode {
-    keyport::logging::init_quiet();
-    let loaded = Config::load_explained(cli);
+    // The configuration, for the commands that print what they find.
+    fn load(cli: Cli) -> Result<keyport::config::Loaded, keyport::config::ConfigError> {
+        keyport::logging::init_quiet();
+        Config::load_explained(cli)
+    }
     let code = match command {
-        Command::Config => match loaded {
+        Command::Config => match load(cli) {
             Ok(l) => {
                 keyport::logging::stdout_line(l.report().trim_end());
                 ExitCode::SUCCESS
@@ -59,7 +67,7 @@ fn tool(command: Command, cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Modules => match loaded {
+        Command::Modules => match load(cli) {
             Ok(l) => {
                 keyport::logging::stdout_line(keyport::tools::modules_report(&l.config).trim_end());
                 ExitCode::SUCCESS
@@ -70,7 +78,7 @@ fn tool(command: Command, cli: Cli) -> ExitCode {
             }
         },
         Command::Doctor { json } => {
-            let report = keyport::tools::doctor(loaded);
+            let report = keyport::tools::doctor(load(cli));
             let text = if json {
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             } else {
@@ -83,7 +91,38 @@ fn tool(command: Command, cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Command::NativeHost {
+            print_manifest: Some(family),
+            host_path,
+        } => print_manifest_of(&family, host_path),
+        // It sets up its own logging (its log file) and flushes it.
+        Command::NativeHost { .. } => return keyport::native_host::main_explicit(cli),
     };
     keyport::logging::flush();
     code
+}
+
+/// `keyport native-host --print-manifest FAMILY [--host-path PATH]`.
+fn print_manifest_of(family: &str, host_path: Option<std::path::PathBuf>) -> ExitCode {
+    use keyport::native_host::manifest;
+    let path = match host_path.map(Ok).unwrap_or_else(std::env::current_exe) {
+        Ok(p) => p,
+        Err(e) => {
+            keyport::logging::stderr_line(&format!("keyport: where is this program? {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let rendered = manifest::Family::parse(family)
+        .ok_or_else(|| format!("no browser family {family:?}: chromium or firefox"))
+        .and_then(|f| manifest::render(f, &path));
+    match rendered {
+        Ok(text) => {
+            keyport::logging::stdout_line(text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            keyport::logging::stderr_line(&format!("keyport: {e}"));
+            ExitCode::from(2)
+        }
+    }
 }

@@ -3,6 +3,8 @@
 /* eslint-disable */
 
 export const DEFAULT_PORT = 10443;
+/** The native-messaging host's name (the extension's `connectNative`). */
+export const NATIVE_HOST_NAME = "org.keyport.agent";
 
 /** JSON-RPC method names. */
 export const METHODS = {
@@ -328,9 +330,16 @@ export type SlotEventNotification = { subscription: number, result: SlotEvent, }
 export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
 
 /**
+ * Which door a page came through to the agent: the agent's WebSocket directly, or the browser
+ * extension and its native-messaging host (which relays to the same WebSocket). The client's
+ * `agentInfo()` reports the one it uses as `door`.
+ */
+export type Door = "websocket" | "extension";
+
+/**
  * Stable symbolic name of an error, sent as `error.data.reason`.
  */
-export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "PIN_ENTRY_CANCELLED" | "PIN_ENTRY_UNAVAILABLE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "TOKEN_BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE" | "LOCAL_NETWORK_BLOCKED" | "AGENT_OUTDATED";
+export type ErrorReason = "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "MESSAGE_TOO_LARGE" | "MODULE_NOT_ALLOWED" | "MODULE_LOAD_FAILED" | "MODULE_CRASHED" | "SLOT_NOT_FOUND" | "TOKEN_NOT_PRESENT" | "CERTIFICATE_NOT_FOUND" | "KEY_NOT_FOUND" | "PIN_INCORRECT" | "PIN_LOCKED" | "PIN_LEN_RANGE" | "PIN_ENTRY_CANCELLED" | "PIN_ENTRY_UNAVAILABLE" | "UNSUPPORTED_ALGORITHM" | "CONSENT_DENIED" | "CONSENT_UNAVAILABLE" | "CONSENT_TIMEOUT" | "SIGNING_PAUSED" | "CONSENT_BUSY" | "DEVICE_ERROR" | "REQUEST_TIMEOUT" | "BUSY" | "TOKEN_BUSY" | "INTERNAL" | "AGENT_UNAVAILABLE" | "LOCAL_NETWORK_BLOCKED" | "AGENT_OUTDATED" | "EXTENSION_UNAVAILABLE" | "NATIVE_HOST_UNAVAILABLE";
 
 /**
  * The `data` member of every error object the agent sends.
@@ -381,6 +390,8 @@ export const ERROR_CODES: Record<ErrorReason, number> = {
   AGENT_UNAVAILABLE: 2001,
   LOCAL_NETWORK_BLOCKED: 2002,
   AGENT_OUTDATED: 2003,
+  EXTENSION_UNAVAILABLE: 2004,
+  NATIVE_HOST_UNAVAILABLE: 2005,
 };
 
 /** The agent's default message of each reason. */
@@ -416,4 +427,6 @@ export const ERROR_MESSAGES: Record<ErrorReason, string> = {
   AGENT_UNAVAILABLE: "The Keyport agent is not running or refused the connection.",
   LOCAL_NETWORK_BLOCKED: "The browser does not let this site connect to the Keyport agent on this computer.",
   AGENT_OUTDATED: "The Keyport agent is older than this site needs.",
+  EXTENSION_UNAVAILABLE: "The Keyport browser extension is not installed or not enabled.",
+  NATIVE_HOST_UNAVAILABLE: "The Keyport extension is installed but the Keyport agent's browser connector is missing.",
 };

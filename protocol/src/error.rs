@@ -1,4 +1,5 @@
-//! The error table: every error the agent (or the client, for `AGENT_UNAVAILABLE`) reports.
+//! The error table: every error the agent (or the client, for the 2000s: `AGENT_UNAVAILABLE`,
+//! `LOCAL_NETWORK_BLOCKED`, …, `NATIVE_HOST_UNAVAILABLE`) reports.
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -131,6 +132,12 @@ reasons! {
     /// Client side only: the agent is older than the page needs.
     AgentOutdated = "AGENT_OUTDATED", 2003, "The Keyport agent is older than this site needs.",
         "Update the Keyport agent. The message says which version runs and which the site needs.";
+    /// Client side only: the page asked for the extension door and no Keyport extension answered.
+    ExtensionUnavailable = "EXTENSION_UNAVAILABLE", 2004, "The Keyport browser extension is not installed or not enabled.",
+        "The page chose `transport: \"extension\"` and no Keyport extension answered its hello in this tab. Install the Keyport extension from the browser's store (or ask the administrator to force-install it), enable it, then reload. With `transport: \"auto\"` the client falls back to the WebSocket instead.";
+    /// Client side only: the extension is there, but the browser cannot start Keyport's native-messaging host.
+    NativeHostUnavailable = "NATIVE_HOST_UNAVAILABLE", 2005, "The Keyport extension is installed but the Keyport agent's browser connector is missing.",
+        "The browser found no native-messaging host `org.keyport.agent` for the extension (its manifest is not installed for this browser, or points to a missing program, or does not list the extension). Install or reinstall the Keyport agent; `keyport doctor` says which manifest is missing.";
 }
 
 impl ErrorReason {

@@ -42,7 +42,10 @@ pub fn typescript() -> String {
          // run `KEYPORT_BLESS=1 cargo test -p keyport-protocol` after changing protocol/.\n\
          /* eslint-disable */\n\n",
     );
-    out.push_str(&format!("export const DEFAULT_PORT = {DEFAULT_PORT};\n\n"));
+    out.push_str(&format!("export const DEFAULT_PORT = {DEFAULT_PORT};\n"));
+    out.push_str(&format!(
+        "/** The native-messaging host's name (the extension's `connectNative`). */\nexport const NATIVE_HOST_NAME = \"{NATIVE_HOST_NAME}\";\n\n"
+    ));
     struct Table(Vec<(&'static str, &'static str, String, String)>);
     impl MethodVisitor for Table {
         fn visit<M: Method>(&mut self) {
@@ -95,6 +98,7 @@ pub fn typescript() -> String {
     decl::<SlotEvent>(&cfg, &mut out);
     decl::<SlotEventNotification>(&cfg, &mut out);
     decl::<serde_json::Value>(&cfg, &mut out);
+    decl::<Door>(&cfg, &mut out);
     decl::<ErrorReason>(&cfg, &mut out);
     decl::<ErrorData>(&cfg, &mut out);
 

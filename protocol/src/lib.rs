@@ -74,8 +74,9 @@ pub mod method {
 /// PIN_ENTRY_UNAVAILABLE. 1.3: slot events (`pkcs11.subscribeSlotEvents`,
 /// `pkcs11.unsubscribeSlotEvents`, the `pkcs11.slotEvent` notification). 1.4:
 /// `pkcs11.signDataBatch`, `signature_scheme` (RSA-PSS), `signature_format` (DER ECDSA),
-/// certificate filters.
-pub const PROTOCOL_VERSION: &str = "1.4.0";
+/// certificate filters. 1.5: the extension door (client-side reasons EXTENSION_UNAVAILABLE and
+/// NATIVE_HOST_UNAVAILABLE, [`Door`]); the methods are unchanged.
+pub const PROTOCOL_VERSION: &str = "1.5.0";
 
 /// Optional capabilities an agent announces in `keyport.version`.
 pub mod feature {
@@ -158,6 +159,38 @@ methods! {
 
 /// The default TCP port of the agent (and of the client's default URL).
 pub const DEFAULT_PORT: u16 = 10_443;
+
+/// The name of Keyport's native-messaging host (the browser extension's `connectNative` name and
+/// the `name` in the host manifests).
+pub const NATIVE_HOST_NAME: &str = "org.keyport.agent";
+/// The add-on id of the Keyport extension in Firefox (`browser_specific_settings.gecko.id`).
+pub const EXTENSION_GECKO_ID: &str = "keyport@keyport.org";
+/// The HTTP header the native-messaging host sets on its WebSocket handshake: `extension`.
+pub const DOOR_HEADER: &str = "X-Keyport-Door";
+
+/// Which door a page came through to the agent: the agent's WebSocket directly, or the browser
+/// extension and its native-messaging host (which relays to the same WebSocket). The client's
+/// `agentInfo()` reports the one it uses as `door`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Door {
+    /// `ws://127.0.0.1:PORT` from the page (needs the browser's loopback permission on a public site).
+    Websocket,
+    /// The Keyport extension → native messaging → the agent (no loopback permission needed).
+    Extension,
+}
+
+impl Door {
+    pub const ALL: [Door; 2] = [Self::Websocket, Self::Extension];
+
+    /// The wire name, e.g. `extension` (also the value of [`DOOR_HEADER`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Websocket => "websocket",
+            Self::Extension => "extension",
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Params
@@ -650,6 +683,14 @@ mod tests {
         for s in PinState::ALL {
             assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
         }
+    }
+
+    #[test]
+    fn door_names_are_the_wire_names() {
+        for d in Door::ALL {
+            assert_eq!(serde_json::to_value(d).unwrap(), json!(d.as_str()));
+        }
+        assert_eq!(Door::Extension.as_str(), "extension");
     }
 
     #[test]

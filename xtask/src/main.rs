@@ -5,11 +5,15 @@
 //! subcommand:
 //! * `keyport.1` and one `keyport-SUBCOMMAND.1` per subcommand (roff, by clap_mangen), each also
 //!   as `.1.gz` (gzip at maximum compression, no name or time in the header: reproducible);
-//! * shell completions (clap_complete): `keyport.bash`, `_keyport` (zsh), `keyport.fish`.
+//! * shell completions (clap_complete): `keyport.bash`, `_keyport` (zsh), `keyport.fish`;
+//! * the browsers' native-messaging host manifests for `/usr/bin/keyport`, rendered by
+//!   [`keyport::native_host::manifest`] (the one renderer): `native-messaging/chromium/` (Chromium,
+//!   Chrome, Edge, Brave) and `native-messaging/firefox/`, each `org.keyport.agent.json`.
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use flate2::{Compression, GzBuilder};
+use keyport::native_host::manifest;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,11 +101,28 @@ fn dist_assets(dir: &Path) -> Result<()> {
         written.push(path);
     }
 
+    // The host manifests the packages install in each browser's system folder.
+    for (family, name) in [
+        (manifest::Family::Chromium, "chromium"),
+        (manifest::Family::Firefox, "firefox"),
+    ] {
+        let text = manifest::render(family, Path::new(INSTALLED_BINARY))?;
+        let folder = dir.join("native-messaging").join(name);
+        fs::create_dir_all(&folder)
+            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+        let path = folder.join(manifest::FILE_NAME);
+        write(&path, text.as_bytes())?;
+        written.push(path);
+    }
+
     for path in written {
         println!("{}", path.display());
     }
     Ok(())
 }
+
+/// Where the packages install the binary (the host manifests' `path`).
+const INSTALLED_BINARY: &str = "/usr/bin/keyport";
 
 /// FILES, ENVIRONMENT and SEE ALSO of `keyport.1` (roff): where the packages put things.
 fn main_page_sections(subcommands: &[String]) -> String {
@@ -123,6 +144,20 @@ fn main_page_sections(subcommands: &[String]) -> String {
         (
             "/etc/xdg/autostart/keyport.desktop",
             "Starts the agent when a graphical session starts (the default).",
+        ),
+        (
+            "/etc/chromium/native-messaging-hosts/org.keyport.agent.json",
+            "How Chromium and Brave start keyport as the Keyport extension's native-messaging \
+             host (the same file in /etc/opt/chrome and /etc/opt/edge for Google Chrome and \
+             Microsoft Edge).",
+        ),
+        (
+            "/usr/lib/mozilla/native-messaging-hosts/org.keyport.agent.json",
+            "The same for Firefox.",
+        ),
+        (
+            "$XDG_STATE_HOME/keyport/native-host.log",
+            "What the native-messaging hosts log (every host appends; capped and rotated once).",
         ),
         (
             "/usr/lib/systemd/user/keyport.service",

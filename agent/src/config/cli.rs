@@ -92,4 +92,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as the browser extension's native-messaging host: relay one page's connection
+    /// (framed JSON on stdin and stdout) to the running agent. Browsers start it by
+    /// themselves through the host manifests; this runs it by hand.
+    NativeHost {
+        /// Print the host manifest for this browser family (chromium: Chromium, Chrome, Edge,
+        /// Brave; firefox) and exit.
+        #[arg(long, value_name = "FAMILY", value_parser = ["chromium", "firefox"])]
+        print_manifest: Option<String>,
+        /// The program the printed manifest starts (default: this keyport).
+        #[arg(long, value_name = "PATH", requires = "print_manifest")]
+        host_path: Option<PathBuf>,
+    },
 }

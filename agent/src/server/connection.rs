@@ -55,6 +55,7 @@ impl Outbox {
 pub(super) async fn serve<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     caller: Caller,
+    door: keyport_protocol::Door,
     shared: Arc<Shared>,
     admitted: Admitted,
 ) where
@@ -86,7 +87,12 @@ pub(super) async fn serve<S>(
             _ => false,
         })),
     };
-    tracing::debug!(conn = ctx.id, caller = %crate::logging::quote(ctx.caller.label(), 80), "connected");
+    tracing::debug!(
+        conn = ctx.id,
+        caller = %crate::logging::quote(ctx.caller.label(), 80),
+        door = door.as_str(),
+        "connected"
+    );
 
     let queued = outbox.bytes.clone();
     let mut writer = tokio::spawn(async move {

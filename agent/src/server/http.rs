@@ -16,6 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use keyport_protocol::{Door, DOOR_HEADER};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
@@ -54,6 +55,16 @@ pub(super) async fn serve(
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
         }
+    }
+}
+
+/// The door a connection says it came through (`X-Keyport-Door`): the browser extension's
+/// native-messaging host sends `extension`; pages connect directly. For the log only: any
+/// local program can send the header, and it changes nothing the agent allows.
+fn door_of(headers: &http::HeaderMap) -> Door {
+    match headers.get(DOOR_HEADER).map(|v| v.as_bytes()) {
+        Some(v) if v.eq_ignore_ascii_case(Door::Extension.as_str().as_bytes()) => Door::Extension,
+        _ => Door::Websocket,
     }
 }
 
@@ -111,6 +122,7 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     }
 
     let origin = OriginHeader::of(req.headers());
+    let door = door_of(req.headers());
     let caller = match guard.check(host, origin) {
         Verdict::Refuse(why) => {
             let shown = match origin {
@@ -121,6 +133,7 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
             tracing::info!(
                 origin = %shown,
                 host = %quote(host.unwrap_or("-"), 80),
+                door = door.as_str(),
                 "handshake refused: {why}"
             );
             return text(StatusCode::FORBIDDEN, why);
@@ -167,7 +180,7 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        connection::serve(ws, caller, conn_shared, admitted).await;
+        connection::serve(ws, caller, door, conn_shared, admitted).await;
     });
 
     Response::builder()

@@ -1,5 +1,5 @@
 //! The commands besides running the agent: `keyport config`, `keyport modules`,
-//! `keyport doctor`.
+//! `keyport doctor` (its checks of the extension door: `browsers.rs`).
 //!
 //! The doctor checks what Keyport needs on this machine and explains what is missing, in words
 //! a person can act on; `--json` gives the same for scripts. Its exit status is 1 when something
@@ -11,6 +11,7 @@ use crate::backend::Backend;
 use crate::config::{Config, ConfigError, Loaded};
 use serde::Serialize;
 
+mod browsers;
 mod modules;
 pub use modules::modules_report;
 
@@ -154,6 +155,7 @@ pub fn doctor(loaded: Result<Loaded, ConfigError>) -> Report {
     prompt_checks(config, &mut checks);
     tray_check(config, &mut checks);
     browser_check(config, &mut checks);
+    browsers::checks(&mut checks);
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     Report { ok, checks }
 }
