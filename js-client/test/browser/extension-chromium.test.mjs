@@ -22,6 +22,7 @@ import {
   EXTENSION_ID,
   FAULT_MODULE,
   connectionsFrom,
+  eventually,
   extensionIdOfKey,
   extensionManifest,
   forgeFromPage,
@@ -31,6 +32,7 @@ import {
   percentile,
   refusalsOf,
   requireBuilt,
+  settled,
   signInPage,
   startNotifications,
   timeSignatures,
@@ -179,7 +181,7 @@ describe("the demo page on a public https site, no loopback permission", () => {
     assert.equal(shown.door, "extension");
     assert.match(await page.textContent("#door"), /through the Keyport browser extension/);
     assert.equal(shown.permission, "prompt", "the page was never granted the loopback permission");
-    assert.ok(connectionsFrom(agent, origins.site, "extension") >= 1, await logs());
+    assert.ok(await eventually(() => connectionsFrom(agent, origins.site, "extension") >= 1), await logs());
     assert.equal(connectionsFrom(agent, origins.site, "websocket"), 0);
     // The same page through the WebSocket: Chromium blocks it (public site, no grant).
     const ws = await initializeIn(page, { url: agent.url, transport: "websocket" });
@@ -241,7 +243,7 @@ describe("the page cannot choose its origin", () => {
       assert.equal(r.first.reason, "AGENT_UNAVAILABLE");
       assert.match(r.first.message, new RegExp(`refused ${origins.forger.replace(/\./g, "\\.")}`), r.first.message);
       assert.equal(connectionsFrom(agent, origins.trusted, "extension"), trustedBefore, "nothing connected as the claimed origin");
-      assert.ok(refusalsOf(agent, origins.forger, "extension").length >= 1, await logs());
+      assert.ok(await eventually(() => refusalsOf(agent, origins.forger, "extension").length >= 1), await logs());
     } finally {
       await page.close();
     }
@@ -274,7 +276,7 @@ describe("the page cannot choose its origin", () => {
       const own = await forgeFromPage(frame, origins.forger);
       assert.equal(own.first.type, "ready", JSON.stringify(own));
       assert.ok(Array.isArray(own.answer.message.result), JSON.stringify(own.answer));
-      assert.equal(connectionsFrom(agent, origins.trusted, "extension"), before + 1);
+      assert.ok(await eventually(() => connectionsFrom(agent, origins.trusted, "extension") === before + 1), await logs());
     } finally {
       await page.close();
     }
@@ -358,6 +360,7 @@ describe("token events through the extension", () => {
       await control("hide_tokens=0\ntoken_epoch=1\n");
       await page.waitForSelector(`#token-events[data-events~="inserted:${slot}"]`, { timeout: 15_000 });
       await page.waitForSelector(`#cert-${KEYS[1].id}`, { timeout: 15_000 });
+      await settled(page);
       const text = "Signed through the extension after the card came back";
       const signed = await signInPage(page, KEYS[1].id, text, PIN);
       assert.equal(signed.state, "signed", signed.error ?? "");

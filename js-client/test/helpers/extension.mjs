@@ -164,6 +164,16 @@ export function refusalsOf(agent, origin, door) {
   return logLines(agent, origin, door).filter((l) => l.includes("handshake refused"));
 }
 
+/** Resolves with `fn()` once it is truthy (the agent's log is read through a pipe: a line may lag). */
+export async function eventually(fn, ms = 5_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = fn();
+    if (value || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 // ---- in the page ----
 
 const attr = (page, sel, name) => page.$eval(sel, (e, n) => e.getAttribute(n), name);
@@ -196,14 +206,15 @@ export async function openDemo(page, url, timeout = 30_000) {
 
 /** Sign `textToSign` with certificate `certId` in the demo page; what the page shows. */
 export async function signInPage(page, certId, textToSign, pin) {
-  await page.click(`#cert-${certId}`);
+  // Clicked in the page (one step: no element handle that a re-rendered list could detach).
+  await page.$eval(`#cert-${certId}`, (e) => e.click());
   await fill(page, "#text", textToSign);
   await page.$eval("#pin-path", (s) => {
     s.value = "page";
     s.dispatchEvent(new Event("change", { bubbles: true }));
   });
   await fill(page, "#pin", pin);
-  await page.click("#sign");
+  await page.$eval("#sign", (e) => e.click());
   await page.waitForSelector('#result[data-state="signed"], #result[data-state="error"]', { timeout: 60_000 });
   return {
     state: await attr(page, "#result", "data-state"),
@@ -212,6 +223,22 @@ export async function signInPage(page, certId, textToSign, pin) {
     valid: await attr(page, "#verify-result", "data-valid"),
     error: await page.$eval("#error", (e) => (e.hidden ? null : e.textContent)),
   };
+}
+
+/**
+ * Wait until the demo page has heard no token event and reloaded nothing for `quietMs` (it
+ * reloads its lists 150 ms after the last event): then its certificate list stays put.
+ */
+export async function settled(page, quietMs = 600, limitMs = 15_000) {
+  const deadline = Date.now() + limitMs;
+  let last = null;
+  for (;;) {
+    const now = await page.$eval("#token-events", (e) => `${e.dataset.count}|${document.querySelector("#certs").dataset.state}`);
+    if (now === last && now.endsWith("|ready")) return;
+    if (Date.now() > deadline) throw new Error(`the demo page did not settle (${now})`);
+    last = now;
+    await new Promise((r) => setTimeout(r, quietMs));
+  }
 }
 
 /** `KeyportClient.initialize(config)` in the page (the demo's bundle), then agentInfo(): how it ends. */
