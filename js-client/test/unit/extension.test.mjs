@@ -345,6 +345,27 @@ describe("the extension bounds what a tab has in flight", () => {
     }
   });
 
+  test("at most 8 connections (host processes) per tab: the 9th is refused with BUSY, a closed one frees its place", async () => {
+    const agent = await startFakeAgent();
+    try {
+      const { bg } = await pageWithExtension({ agentUrl: agent.url });
+      const clients = [];
+      for (let i = 0; i < 8; i++) clients.push(await KeyportClient.initialize({ transport: "extension" }));
+      const err = await KeyportClient.initialize({ transport: "extension" }).catch((e) => e);
+      assert.equal(err.reason, "BUSY", err.description);
+      assert.equal(err.code, 1603);
+      assert.match(err.description, /8 connections/);
+      assert.equal(bg.natives, 8, "no 9th host was started");
+      clients.pop().close();
+      await tick(20);
+      const again = await KeyportClient.initialize({ transport: "extension" });
+      assert.equal(again.door, "extension");
+      for (const c of [...clients, again]) c.close();
+    } finally {
+      await agent.close();
+    }
+  });
+
   test("another tab has its own 64", async () => {
     const held = [];
     const agent = await startFakeAgent((req, socket) => {
