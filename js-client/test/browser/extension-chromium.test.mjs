@@ -36,6 +36,7 @@ import {
   signInPage,
   startNotifications,
   timeSignatures,
+  withStaleHostManifest,
   withoutHostManifest,
   writeHostManifest,
 } from "../helpers/extension.mjs";
@@ -315,6 +316,10 @@ describe("errors that name what is missing", () => {
         assert.match(auto.error.description, /LOCAL_NETWORK_BLOCKED/);
       });
       // Installed again: it works again (the browser reads the manifest at each connection).
+      // A manifest left behind by an uninstalled agent: its program is gone.
+      const stale = await withStaleHostManifest(hostManifest, () => initializeIn(page, { transport: "extension" }));
+      assert.equal(stale.connected, false);
+      assert.equal(stale.error.reason, "NATIVE_HOST_UNAVAILABLE", JSON.stringify(stale.error));
       const back = await initializeIn(page, { transport: "extension" });
       assert.equal(back.connected, true, JSON.stringify(back.error));
     } finally {

@@ -36,6 +36,7 @@ import {
   signInPage,
   startNotifications,
   timeSignatures,
+  withStaleHostManifest,
   withoutHostManifest,
   writeHostManifest,
 } from "../helpers/extension.mjs";
@@ -290,6 +291,10 @@ describe("errors that name what is missing", () => {
         assert.equal(auto.error.reason, "NATIVE_HOST_UNAVAILABLE", JSON.stringify(auto.error));
         assert.match(auto.error.description, /WebSocket did not reach it either/);
       });
+      // A manifest left behind by an uninstalled agent: its program is gone.
+      const stale = await withStaleHostManifest(hostManifest, () => initializeIn(page, { transport: "extension" }));
+      assert.equal(stale.connected, false);
+      assert.equal(stale.error.reason, "NATIVE_HOST_UNAVAILABLE", JSON.stringify(stale.error));
       const back = await initializeIn(page, { transport: "extension" });
       assert.equal(back.connected, true, JSON.stringify(back.error));
     } finally {

@@ -60,13 +60,45 @@ export async function writeHostManifest(kind, file) {
   return manifest;
 }
 
-/** Rename the host manifest away while `fn` runs (a browser with the extension but no host). */
+/** Where the Keyport package installs host manifests for every user (Linux). */
+export const SYSTEM_HOST_MANIFESTS = [
+  "/etc/chromium/native-messaging-hosts/org.keyport.agent.json",
+  "/etc/opt/chrome/native-messaging-hosts/org.keyport.agent.json",
+  "/usr/lib/mozilla/native-messaging-hosts/org.keyport.agent.json",
+  "/usr/lib64/mozilla/native-messaging-hosts/org.keyport.agent.json",
+];
+
+/**
+ * Rename the host manifest away while `fn` runs: a browser with the extension and no host at all.
+ * Browsers fall back to the system-wide manifests, so this needs a machine without the Keyport
+ * package installed: it says so instead of testing the wrong thing.
+ */
 export async function withoutHostManifest(file, fn) {
+  const installed = SYSTEM_HOST_MANIFESTS.filter((f) => existsSync(f));
+  if (installed.length > 0) {
+    throw new Error(`a system-wide Keyport host manifest is installed (${installed.join(", ")}): "no host" cannot be tested here`);
+  }
   await rename(file, `${file}.away`);
   try {
     return await fn();
   } finally {
     await rename(`${file}.away`, file);
+  }
+}
+
+/**
+ * Replace the host manifest with one whose `path` names a program that does not exist while
+ * `fn` runs (the agent uninstalled, its manifest left behind). The per-user (profile) manifest
+ * shadows any system-wide one, so this holds on any machine.
+ */
+export async function withStaleHostManifest(file, fn) {
+  const original = await readFile(file, "utf8");
+  const stale = { ...JSON.parse(original), path: join(file, "..", "uninstalled", "keyport") };
+  await writeFile(file, JSON.stringify(stale, null, 2));
+  try {
+    return await fn();
+  } finally {
+    await writeFile(file, original);
   }
 }
 
