@@ -4,7 +4,8 @@
 # verifier) and headless-Chromium tests of the demo page.
 #
 # Needs: Node 20+, `cargo build -p keyport` done (or KEYPORT_BIN=/path/to/keyport), and the Debian
-# packages softhsm2, opensc, gnutls-bin, openssl and chromium (CHROMIUM_BIN overrides /usr/bin/chromium).
+# packages softhsm2, opensc, gnutls-bin, openssl, dbus, chromium and firefox-esr (CHROMIUM_BIN and
+# FIREFOX_BIN override /usr/bin/chromium and /usr/bin/firefox-esr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +17,11 @@ fi
 KEYPORT_BIN=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 export KEYPORT_BIN
 # The browser tests also load the fault-injecting PKCS #11 module (a simulated PIN pad, a card
-# pulled and put back) and run the scripted pinentry: build them where the tests look.
-if [ -z "${KEYPORT_FAULT_MODULE:-}" ] || [ -z "${KEYPORT_FAKE_PINENTRY:-}" ]; then
-  cargo build -p keyport-fault-module -p keyport-e2e --bin fake-pinentry
+# pulled and put back), run the scripted pinentry and the scripted notification server (consent
+# through the extension door): build them where the tests look. The extension tests start
+# $KEYPORT_BIN as the browsers' native-messaging host too.
+if [ -z "${KEYPORT_FAULT_MODULE:-}" ] || [ -z "${KEYPORT_FAKE_PINENTRY:-}" ] || [ -z "${KEYPORT_FAKE_NOTIFICATIONS:-}" ]; then
+  cargo build -p keyport-fault-module -p keyport-e2e --bin fake-pinentry --bin fake-notifications
 fi
 
 cd js-client

@@ -10,6 +10,9 @@ const CKF_TOKEN_INITIALIZED = 0x400;
 // served this page.
 const params = new URLSearchParams(location.search);
 const agentUrl = params.get("agent") || `ws://${location.host}`;
+// The door: `?transport=extension|websocket` (default auto: the Keyport extension when it is
+// installed, else the WebSocket).
+const transport = params.get("transport") || "auto";
 // The PKCS #11 library per operating system, as a site names it: `?linux=…&mac=…&win=…` (the
 // client sends the one for the OS the browser runs on). None: the agent's default library.
 const modules = Object.fromEntries(["linux", "mac", "win"].filter((os) => params.get(os)).map((os) => [os, params.get(os)]));
@@ -41,8 +44,20 @@ async function showPermission() {
   }
 }
 
+const DOOR_TEXT = {
+  extension: "through the Keyport browser extension (no permission to reach this computer needed)",
+  websocket: "directly over the WebSocket",
+};
+
+/** Show which door the page uses to reach the agent. */
+function showDoor(door) {
+  const box = $("door");
+  box.dataset.door = door || "none";
+  box.textContent = door ? `Door to the agent: ${DOOR_TEXT[door] || door}.` : "Door to the agent: none yet.";
+}
+
 const STATUS_TEXT = {
-  connecting: `Connecting to ${agentUrl}…`,
+  connecting: "Connecting to the agent…",
   "permission-prompt": "Your browser is asking whether this site may access apps on this device: choose Allow.",
 };
 
@@ -57,6 +72,7 @@ function showError(err) {
   let text = `${reason}${err && err.code ? ` (${err.code})` : ""}: ${err && err.description ? err.description : String(err)}`;
   if (reason === "AGENT_UNAVAILABLE") text += " Start or install the Keyport agent, then reload this page.";
   if (reason === "AGENT_OUTDATED") text += " Update the Keyport agent, then reload this page.";
+  if (reason === "EXTENSION_UNAVAILABLE") text += " (This page asked for the extension only: ?transport=extension.)";
   if (err && err.pin_state && err.pin_state !== "ok") text += ` PIN state: ${err.pin_state}.`;
   box.textContent = text;
   box.dataset.reason = reason;
@@ -259,6 +275,7 @@ async function start() {
   try {
     const client = await KeyportClient.initialize({
       url: agentUrl,
+      transport,
       ...(Object.keys(modules).length ? { module: modules } : {}),
       onStatus: (status) => {
         if (STATUS_TEXT[status]) setStatus(status, STATUS_TEXT[status]);
@@ -273,7 +290,9 @@ async function start() {
       (r) => r.data.features,
       () => [], // an agent before keyport.version
     );
-    setStatus("loading", `Connected to ${agentUrl}: ${info.manufacturer_id} ${info.library_description} ${info.library_version}.`);
+    showDoor(client.door);
+    const where = client.door === "extension" ? "the agent through the Keyport extension" : agentUrl;
+    setStatus("loading", `Connected to ${where}: ${info.manufacturer_id} ${info.library_description} ${info.library_version}.`);
     await loadTokens();
     // Live updates: the agent says when a token comes or goes (no polling here).
     if (features.includes("slot_events")) {
@@ -283,6 +302,7 @@ async function start() {
     setStatus("ready", $("status").textContent);
   } catch (err) {
     setStatus("error", "Not connected.");
+    showDoor(undefined);
     showError(err);
     showPermission();
   }

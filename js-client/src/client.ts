@@ -3,8 +3,9 @@
 import { agentOutdated, invalidConfig, type RestException } from "./errors.js";
 import { Pkcs11, withCallback, type Callback, type DataResult } from "./pkcs11.js";
 import { detectOs, moduleFor, type ModuleConfig, type OsName } from "./platform.js";
-import { DEFAULT_PORT, METHODS, type VersionResult } from "./protocol.js";
-import { Connection, type ConnectionStatus, type WebSocketConstructor } from "./transport.js";
+import { DEFAULT_EXTENSION_TIMEOUT_MS } from "./extension.js";
+import { DEFAULT_PORT, METHODS, type Door, type VersionResult } from "./protocol.js";
+import { Connection, type ConnectionStatus, type Transport, type WebSocketConstructor } from "./transport.js";
 
 export const DEFAULT_URL = `ws://127.0.0.1:${DEFAULT_PORT}`;
 /** Every method but signData: a little over the agent's own 30 s limit per token call. */
@@ -15,10 +16,21 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** How long the person may take to answer the browser's "access this device" prompt. */
 export const DEFAULT_LOCAL_NETWORK_TIMEOUT_MS = 60_000;
 
-/** `agentInfo()`'s answer: the agent's version, the protocol's, its methods and features. */
-export type AgentInfoResponse = DataResult<VersionResult>;
+/**
+ * `agentInfo()`'s answer: the agent's version, the protocol's, its methods and features, and the
+ * door this client reaches it through (`"extension"` or `"websocket"`).
+ */
+export type AgentInfoResponse = DataResult<VersionResult & { door: Door }>;
 
 export interface KeyportConfig {
+  /**
+   * Which door to the agent: `"auto"` (default: the Keyport browser extension when it answers a
+   * short hello in this page, else the WebSocket), `"extension"` (only the extension:
+   * EXTENSION_UNAVAILABLE without it) or `"websocket"` (only `url`).
+   */
+  transport?: Transport;
+  /** Milliseconds to wait for the extension's hello (`auto`, `extension`). Default 300. */
+  extensionTimeout?: number;
   /** The agent's WebSocket URL. Default `ws://127.0.0.1:10443`. */
   url?: string;
   /** Milliseconds to wait for an answer to any method but signData. Default 35000. */
@@ -60,6 +72,8 @@ export interface KeyportConfig {
 
 /** The configuration in force, defaults filled in. */
 export interface ResolvedConfig {
+  transport: Transport;
+  extensionTimeout: number;
   url: string;
   timeout: number;
   signTimeout: number;
@@ -102,6 +116,10 @@ function resolve(config: KeyportConfig): ResolvedConfig {
   if (typeof url !== "string" || !/^wss?:\/\/[^/]/i.test(url)) {
     throw invalidConfig("`url` must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:10443.");
   }
+  const transport = config.transport ?? "auto";
+  if (!["auto", "extension", "websocket"].includes(transport)) {
+    throw invalidConfig('`transport` must be "auto", "extension" or "websocket".');
+  }
   if (config.WebSocket !== undefined && typeof config.WebSocket !== "function") {
     throw invalidConfig("`WebSocket` must be a WebSocket class.");
   }
@@ -115,6 +133,8 @@ function resolve(config: KeyportConfig): ResolvedConfig {
     throw invalidConfig("`minAgentVersion` must be a version such as \"0.2.0\".");
   }
   return {
+    transport,
+    extensionTimeout: positive("extensionTimeout", config.extensionTimeout, DEFAULT_EXTENSION_TIMEOUT_MS),
     url,
     timeout: positive("timeout", config.timeout, DEFAULT_TIMEOUT_MS),
     signTimeout: positive("signTimeout", config.signTimeout, DEFAULT_SIGN_TIMEOUT_MS),
@@ -135,6 +155,8 @@ export class KeyportClient {
     this.config = Object.freeze(config);
     const options: ConstructorParameters<typeof Connection>[0] = {
       url: config.url,
+      transport: config.transport,
+      extensionTimeout: config.extensionTimeout,
       connectTimeout: config.connectTimeout,
       localNetworkTimeout: config.localNetworkTimeout,
     };
@@ -149,8 +171,11 @@ export class KeyportClient {
    * Connect to the agent. Resolves with a client whose connection is open; rejects with a
    * RestException: AGENT_UNAVAILABLE when the agent is not running or refuses this origin (the
    * page can ask the person to start or install it), LOCAL_NETWORK_BLOCKED when the browser does
-   * not let the page reach this computer (the page can tell the person how to allow it), and
-   * AGENT_OUTDATED when `minAgentVersion` is newer than the agent. Later calls reconnect.
+   * not let the page reach this computer (the page can tell the person how to allow it),
+   * EXTENSION_UNAVAILABLE (`transport: "extension"` and no Keyport extension in this page),
+   * NATIVE_HOST_UNAVAILABLE (the extension is there but the agent's browser connector is not), and
+   * AGENT_OUTDATED when `minAgentVersion` is newer than the agent. Later calls reconnect, through
+   * the door the first connection used.
    */
   static initialize(config: KeyportConfig = {}, callback?: Callback<KeyportClient>): Promise<KeyportClient> {
     let promise: Promise<KeyportClient>;
@@ -167,11 +192,17 @@ export class KeyportClient {
     return withCallback(promise, callback);
   }
 
-  /** The agent's version, the protocol's, the methods it serves and its features. */
+  /**
+   * The agent's version, the protocol's, the methods it serves and its features, and `door`: how
+   * this client reaches it (`"extension"` or `"websocket"`).
+   */
   agentInfo(callback?: Callback<AgentInfoResponse>): Promise<AgentInfoResponse> {
-    const promise = this.connection
-      .call(METHODS.version, {}, this.config.timeout)
-      .then((result): AgentInfoResponse => ({ data: result as VersionResult, success: true }));
+    const promise = this.connection.call(METHODS.version, {}, this.config.timeout).then(
+      (result): AgentInfoResponse => ({
+        data: { ...(result as VersionResult), door: this.connection.door ?? "websocket" },
+        success: true,
+      }),
+    );
     return withCallback(promise, callback);
   }
 
@@ -200,6 +231,11 @@ export class KeyportClient {
       timeout: this.config.timeout,
       signTimeout: this.config.signTimeout,
     });
+  }
+
+  /** The door of the open connection (or of the last one): `"extension"` or `"websocket"`. */
+  get door(): Door | undefined {
+    return this.connection.door;
   }
 
   /** Close the connection (requests in flight fail with AGENT_UNAVAILABLE). A later call reconnects. */

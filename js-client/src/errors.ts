@@ -22,7 +22,8 @@ export interface RestExceptionInit {
  *   the JSON-RPC layer, which carry no data).
  * - `description`: a sentence a person can act on (the agent's message).
  * - `pin_state`: on PIN errors, when the token reports it.
- * - `source`: `"client"` when this client produced the error (AGENT_UNAVAILABLE, a client-side
+ * - `source`: `"client"` when this client (or the browser extension it talks through) produced the
+ *   error (AGENT_UNAVAILABLE, EXTENSION_UNAVAILABLE, NATIVE_HOST_UNAVAILABLE, a client-side
  *   REQUEST_TIMEOUT, invalid config), `"agent"` when the agent answered with it.
  */
 export class RestException extends Error {
@@ -128,6 +129,62 @@ export function localNetworkBlocked(detail: string, cause?: unknown): RestExcept
     source: "client",
     cause,
   });
+}
+
+/** Sentences joined by one space, the empty ones left out. */
+function sentences(...parts: string[]): string {
+  return parts.filter((p) => p !== "").join(" ");
+}
+
+/** The page asked for the extension door and no Keyport extension answered in this tab. */
+export function extensionUnavailable(detail: string): RestException {
+  return new RestException({
+    code: ERROR_CODES.EXTENSION_UNAVAILABLE,
+    reason: "EXTENSION_UNAVAILABLE",
+    description: sentences(
+      ERROR_MESSAGES.EXTENSION_UNAVAILABLE,
+      detail,
+      "Install or enable the Keyport extension, then reload the page.",
+    ),
+    source: "client",
+  });
+}
+
+/** The extension is there, but the browser cannot start the agent's native-messaging host. */
+export function nativeHostUnavailable(detail: string, cause?: unknown): RestException {
+  return new RestException({
+    code: ERROR_CODES.NATIVE_HOST_UNAVAILABLE,
+    reason: "NATIVE_HOST_UNAVAILABLE",
+    description: sentences(
+      ERROR_MESSAGES.NATIVE_HOST_UNAVAILABLE,
+      detail,
+      "Install or reinstall the Keyport agent (`keyport doctor` says what is missing), then reload the page.",
+    ),
+    source: "client",
+    cause,
+  });
+}
+
+/**
+ * An error the extension (or its native-messaging host) reported while connecting:
+ * `{ reason, message }`. Known reasons keep their code; anything else is AGENT_UNAVAILABLE.
+ */
+export function extensionError(reason: unknown, message: unknown): RestException {
+  const detail = typeof message === "string" && message ? message : "";
+  if (reason === "NATIVE_HOST_UNAVAILABLE") {
+    return nativeHostUnavailable(detail ? `(${detail})` : "", { reason, message });
+  }
+  if (reason === "EXTENSION_UNAVAILABLE") return extensionUnavailable(detail);
+  if (typeof reason === "string" && reason !== "AGENT_UNAVAILABLE" && reason in ERROR_CODES) {
+    const known = reason as ErrorReason;
+    return new RestException({
+      code: ERROR_CODES[known],
+      reason: known,
+      description: detail ? `${ERROR_MESSAGES[known]} (${detail})` : ERROR_MESSAGES[known],
+      source: "client",
+    });
+  }
+  return agentUnavailable(detail ? `(through the Keyport extension: ${detail})` : "(through the Keyport extension)");
 }
 
 /** The agent is older than the page needs. */

@@ -1,4 +1,5 @@
-// keyport-client: talk to the Keyport agent (PKCS #11 tokens over a local WebSocket).
+// keyport-client: talk to the Keyport agent (PKCS #11 tokens over a local WebSocket, or through
+// the Keyport browser extension).
 
 export {
   KeyportClient,
@@ -40,5 +41,6 @@ export {
   type TokenEventOptions,
 } from "./events.js";
 export { loopbackPermission } from "./transport.js";
-export type { WebSocketLike, WebSocketConstructor, ConnectionStatus, LoopbackPermission } from "./transport.js";
+export type { WebSocketLike, WebSocketConstructor, ConnectionStatus, LoopbackPermission, Transport } from "./transport.js";
+export { DEFAULT_EXTENSION_TIMEOUT_MS } from "./extension.js";
 export * from "./protocol.js";

@@ -1,14 +1,20 @@
-// One WebSocket to the agent, JSON-RPC 2.0 requests multiplexed over it by id.
+// One connection to the agent, JSON-RPC 2.0 requests multiplexed over it by id: a WebSocket to
+// the agent, or the same messages through the Keyport browser extension (see extension.ts). The
+// door is chosen when the connection opens (`transport`).
 
 import {
   agentUnavailable,
   clientTimeout,
+  extensionError,
+  extensionUnavailable,
   fromRpcError,
   localNetworkBlocked,
+  nativeHostUnavailable,
   type RestException,
 } from "./errors.js";
+import { DEFAULT_EXTENSION_TIMEOUT_MS, ExtensionSocket, helloExtension, pageWindow, type PageWindow } from "./extension.js";
 import { isNode } from "./platform.js";
-import { ERROR_CODES } from "./protocol.js";
+import { ERROR_CODES, type Door } from "./protocol.js";
 
 /** What this client needs of a WebSocket: the browser's, `ws`'s, or any compatible one. */
 export interface WebSocketLike {
@@ -31,8 +37,19 @@ const OPEN = 1;
 // A variable, so that bundlers leave the optional peer dependency alone.
 const WS_PACKAGE = "ws";
 
+/**
+ * Which door to the agent: `"websocket"` (ws://127.0.0.1), `"extension"` (the Keyport browser
+ * extension and its native-messaging host), or `"auto"`: the extension when it answers a short
+ * hello in this page, else the WebSocket.
+ */
+export type Transport = "auto" | "extension" | "websocket";
+
 export interface ConnectionOptions {
   url: string;
+  /** Default `"auto"`. */
+  transport?: Transport;
+  /** How long `auto`/`extension` wait for the extension's hello (default 300 ms). */
+  extensionTimeout?: number;
   connectTimeout: number;
   WebSocket?: WebSocketConstructor;
   origin?: string;
@@ -148,8 +165,17 @@ export class Connection {
   private nextId = 1;
   private readonly notificationHandlers = new Map<string, Set<NotificationHandler>>();
   private readonly closeHandlers = new Set<() => void>();
+  /** The door of the open connection (or of the last one). */
+  private currentDoor: Door | undefined;
+  /** Once a connection opened, reconnections use the same door (no second hello). */
+  private decided: Door | undefined;
 
   constructor(private readonly options: ConnectionOptions) {}
+
+  /** The door of the open connection, or of the last one that was open. */
+  get door(): Door | undefined {
+    return this.currentDoor;
+  }
 
   /** Requests sent or waiting for the connection, and not yet answered. */
   get inFlight(): number {
@@ -271,7 +297,104 @@ export class Connection {
     }
   }
 
+  /** Choose the door (see `Transport`) and open a connection through it. */
   private async open(): Promise<WebSocketLike> {
+    const transport = this.options.transport ?? "auto";
+    if (transport === "websocket" || this.decided === "websocket") return this.openWebSocket();
+    const win = pageWindow();
+    if (this.decided !== "extension") {
+      const timeout = this.options.extensionTimeout ?? DEFAULT_EXTENSION_TIMEOUT_MS;
+      const version = win ? await helloExtension(win, timeout) : undefined;
+      if (version === undefined) {
+        if (transport === "auto") return this.openWebSocket();
+        throw extensionUnavailable(
+          win
+            ? `No Keyport extension answered in this page within ${timeout} ms.`
+            : "This is not a web page: the extension door needs a browser window.",
+        );
+      }
+    }
+    try {
+      return await this.openExtension(win!);
+    } catch (error) {
+      const e = error as RestException;
+      // The extension is there but its host is not (an agent installed without the browser
+      // connector, or for another browser): the WebSocket may still reach the agent.
+      if (transport !== "auto" || this.decided === "extension" || e.reason !== "NATIVE_HOST_UNAVAILABLE") throw e;
+      try {
+        return await this.openWebSocket();
+      } catch (ws) {
+        const said = (e.cause as { message?: unknown } | undefined)?.message;
+        throw nativeHostUnavailable(
+          `${typeof said === "string" && said ? `(${said}) ` : ""}The WebSocket did not reach it either ` +
+            `(${(ws as RestException).reason}).`,
+          e,
+        );
+      }
+    }
+  }
+
+  /** Through the Keyport extension: open once its native-messaging host has reached the agent. */
+  private openExtension(win: PageWindow): Promise<WebSocketLike> {
+    const connectTimeout = this.options.connectTimeout;
+    this.status("connecting");
+    return new Promise<WebSocketLike>((resolve, reject) => {
+      const socket = new ExtensionSocket(win);
+      let state: "connecting" | "open" | "abandoned" = "connecting";
+      const timer = setTimeout(() => {
+        if (state !== "connecting") return;
+        state = "abandoned";
+        socket.close();
+        reject(agentUnavailable(`The Keyport extension did not reach the agent within ${connectTimeout} ms.`));
+      }, connectTimeout);
+      socket.onopen = () => {
+        state = "open";
+        clearTimeout(timer);
+        this.opened(socket, "extension");
+        resolve(socket);
+      };
+      socket.onmessage = (event: { data?: unknown }) => {
+        this.receive(event.data, socket);
+      };
+      socket.onclose = (event: { code?: number } | undefined) => {
+        clearTimeout(timer);
+        if (state === "connecting") {
+          state = "abandoned";
+          const f = socket.failure;
+          reject(
+            f
+              ? extensionError(f.reason, f.message)
+              : agentUnavailable("The Keyport extension closed the connection before it reached the agent."),
+          );
+          return;
+        }
+        this.socketClosed(socket, event);
+      };
+    });
+  }
+
+  /** A socket is open: it is the connection now. */
+  private opened(socket: WebSocketLike, door: Door): void {
+    this.socket = socket;
+    this.currentDoor = door;
+    this.decided = door;
+    this.status("connected");
+  }
+
+  /** An open socket closed: fail what was sent on it. */
+  private socketClosed(socket: WebSocketLike, event: { code?: number } | undefined): void {
+    const current = this.socket === socket;
+    if (current) {
+      this.socket = null;
+      this.status("closed");
+    }
+    const code = event && typeof event.code === "number" ? ` (close code ${event.code})` : "";
+    this.failRequestsOn(socket, agentUnavailable(`The connection to the agent closed before it answered${code}.`));
+    if (current) this.closed();
+  }
+
+  /** Through a WebSocket to the agent (`url`). */
+  private async openWebSocket(): Promise<WebSocketLike> {
     const Ctor = await webSocketClass(this.options);
     const { url, origin } = this.options;
     const permission = await loopbackPermission();
@@ -293,19 +416,24 @@ export class Connection {
       const failed = async (detail: string, cause?: unknown): Promise<RestException> => {
         if (permission !== undefined && permission !== "granted") {
           const now = await loopbackPermission();
-          if ((gated && now !== "granted") || (now === "denied" && permission !== "denied")) {
+          if (gated && now !== "granted" && now !== "denied") {
             return localNetworkBlocked(
-              now === "denied"
-                ? "The person or the browser blocked it."
-                : "The browser did not allow it (no answer to its prompt, or it cannot ask here).",
+              "The browser did not allow it (no answer to its prompt, or it cannot ask here).",
               cause,
             );
           }
           if (now === "denied") {
-            // Firefox: the permission may or may not apply to WebSockets (a preference).
-            detail +=
-              " The browser's permission for this site to reach apps on this device is set to block:" +
-              " if the agent is running, allow it in the site settings.";
+            // The person's explicit Block is what they can act on. (Firefox applies the
+            // permission to WebSockets only with network.lna.websocket.enabled, and then reads
+            // `denied` before the attempt; where it does not, a denied page's socket opens, so a
+            // failure there may also be an agent that is not running: say both.)
+            return localNetworkBlocked(
+              gated || permission !== "denied"
+                ? "The person or the browser blocked it."
+                : "The permission for this site is set to block (if it is allowed and this persists, " +
+                    "the Keyport agent may not be running).",
+              cause,
+            );
           }
         }
         return agentUnavailable(detail, cause);
@@ -345,8 +473,7 @@ export class Connection {
         state = "open";
         clearTimeout(timer);
         clearTimeout(promptNotice);
-        this.socket = socket;
-        this.status("connected");
+        this.opened(socket, "websocket");
         resolve(socket);
       };
       socket.onerror = (event: unknown) => {
@@ -364,14 +491,7 @@ export class Connection {
           );
           return;
         }
-        const current = this.socket === socket;
-        if (current) {
-          this.socket = null;
-          this.status("closed");
-        }
-        const code = event && typeof event.code === "number" ? ` (close code ${event.code})` : "";
-        this.failRequestsOn(socket, agentUnavailable(`The connection to the agent closed before it answered${code}.`));
-        if (current) this.closed();
+        this.socketClosed(socket, event);
       };
       socket.onmessage = (event: { data?: unknown }) => {
         this.receive(event.data, socket);
@@ -407,10 +527,14 @@ export class Connection {
 
   private receive(data: unknown, socket: WebSocketLike): void {
     let message: unknown;
-    try {
-      message = JSON.parse(typeof data === "string" ? data : String(data));
-    } catch {
-      return; // not JSON: nothing we could match to a request
+    if (typeof data === "object" && data !== null) {
+      message = data; // through the extension: already a JSON value
+    } else {
+      try {
+        message = JSON.parse(typeof data === "string" ? data : String(data));
+      } catch {
+        return; // not JSON: nothing we could match to a request
+      }
     }
     for (const response of Array.isArray(message) ? message : [message]) {
       if (typeof response !== "object" || response === null) continue;

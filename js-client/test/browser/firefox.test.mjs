@@ -12,10 +12,12 @@
 //         (network.websocket.timeout.open, 20 s; 3 s here) and closes 1006; the agent never
 //         gets the handshake;
 //     (b) granted: the whole flow;  (c) denied: 1006 at once;
-//     the client cannot tell (a) and (c) from an agent that is not running (Firefox reads
-//     `prompt` for every site and, by default, lets the socket through whatever the permission
-//     says), so it says AGENT_UNAVAILABLE, naming a `denied` permission in the description; only
-//     a change to `denied` while it connects (the person clicked Block) is LOCAL_NETWORK_BLOCKED;
+//     the client cannot tell (a) from an agent that is not running (Firefox reads `prompt` for
+//     every undecided site and, by default, lets the socket through whatever the permission
+//     says), so (a) is AGENT_UNAVAILABLE ("nobody answered"); (c), where the permission reads
+//     `denied` before the attempt, is LOCAL_NETWORK_BLOCKED: the person's explicit Block is what
+//     they can change (its description adds that the agent may also not be running); so is a
+//     change to `denied` while it connects (the person clicked Block);
 //     (d) the administrator's policy LocalNetworkAccess.SkipDomains: no prompt at all.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -425,7 +427,7 @@ describe("Firefox ESR with network.lna.websocket.enabled (Local Network Access f
     assert.equal(siteConnections(), before, "the handshake never reached the agent");
   });
 
-  test("(c) denied: the socket closes 1006 at once; the client's description names the permission", async () => {
+  test("(c) denied: the socket closes 1006 at once; the client says LOCAL_NETWORK_BLOCKED", async () => {
     await setLoopbackPermission(lna, siteOrigin, "denied");
     const page = await openProbe(lna);
     try {
@@ -435,9 +437,12 @@ describe("Firefox ESR with network.lna.websocket.enabled (Local Network Access f
       assert.equal(r.close.code, 1006);
       assert.ok(r.close.at < 2_000, `closed after ${r.close.at} ms`);
       const direct = await initializeIn(page);
-      assert.equal(direct.error.reason, "AGENT_UNAVAILABLE", JSON.stringify(direct.error));
+      assert.equal(direct.error.reason, "LOCAL_NETWORK_BLOCKED", JSON.stringify(direct.error));
+      assert.equal(direct.error.code, 2002);
       assert.match(direct.error.description, /set to block/);
+      assert.match(direct.error.description, /site settings/, "it says where to allow it");
       assert.deepEqual(direct.statuses, ["connecting"], "Firefox may let it through: it is tried");
+      assert.ok(direct.ms < 2_000, `the client took ${direct.ms} ms`);
     } finally {
       await page.close();
     }

@@ -88,9 +88,10 @@ export function requireFirefox() {
 
 /**
  * Launch headless Firefox ESR on a fresh profile in `profileDir`, with `prefs` on top of
- * OFFLINE_PREFS. Returns the puppeteer Browser.
+ * OFFLINE_PREFS; `env` adds to its environment (e.g. a private HOME for native-messaging host
+ * manifests). Returns the puppeteer Browser.
  */
-export async function launchFirefox({ profileDir, prefs = {}, acceptInsecureCerts = false }) {
+export async function launchFirefox({ profileDir, prefs = {}, acceptInsecureCerts = false, env = {} }) {
   requireFirefox();
   return puppeteer.launch({
     browser: "firefox",
@@ -104,7 +105,7 @@ export async function launchFirefox({ profileDir, prefs = {}, acceptInsecureCert
     timeout: 30_000,
     protocolTimeout: 60_000,
     // No crash reporter: it would try to submit reports.
-    env: { ...process.env, MOZ_CRASHREPORTER_DISABLE: "1" },
+    env: { ...process.env, MOZ_CRASHREPORTER_DISABLE: "1", ...env },
   });
 }
 

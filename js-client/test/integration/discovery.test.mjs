@@ -62,7 +62,9 @@ test("keyport.version names the agent, the protocol, every method and its featur
   try {
     const info = await client.agentInfo();
     assert.equal(info.success, true);
-    assert.deepEqual(info.data, v);
+    // What the agent says, and the door the client reaches it through (Node: the WebSocket).
+    assert.deepEqual(info.data, { ...v, door: "websocket" });
+    assert.equal(client.door, "websocket");
   } finally {
     client.close();
   }

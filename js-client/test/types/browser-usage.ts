@@ -1,5 +1,5 @@
 // Compile-time checks of the public API as a browser page sees it (DOM types): `npm run typecheck`.
-import { KeyportClient, type SlotsResponse } from "../../src/index.js";
+import { KeyportClient, type Door, type ErrorReason, type SlotsResponse } from "../../src/index.js";
 
 export async function browserUsage(): Promise<SlotsResponse> {
   // The browser's own WebSocket fits WebSocketConstructor.
@@ -39,4 +39,16 @@ export function browserCallbacks(show: (text: string) => void): void {
   });
   // @ts-expect-error 'client' is possibly 'null': the error was not checked
   void KeyportClient.initialize({}, (_error, client) => client.close());
+}
+
+/** The door: chosen by `transport`, reported by `agentInfo()` and `client.door`. */
+export async function browserDoors(): Promise<"extension" | "websocket"> {
+  const client = await KeyportClient.initialize({ transport: "extension", extensionTimeout: 500 });
+  const { data } = await client.agentInfo();
+  const door: Door = data.door;
+  // @ts-expect-error not a transport
+  void KeyportClient.initialize({ transport: "pigeon" });
+  const reasons: ErrorReason[] = ["EXTENSION_UNAVAILABLE", "NATIVE_HOST_UNAVAILABLE"];
+  void reasons;
+  return client.door ?? door;
 }

@@ -204,13 +204,24 @@ describe("Local Network Access", () => {
     assert.deepEqual(statuses, ["connecting"], "no permission-prompt notice");
   });
 
-  test("Firefox with `denied` still tries the socket (it is not gated by default)", async () => {
+  test("Firefox with `denied` still tries the socket (it is not gated by default); its failure is the Block", async () => {
     pretendPage("sign.example", "denied", FIREFOX);
     const client = await KeyportClient.initialize({ url: agent.url });
     assert.equal((await client.pkcs11().info()).success, true);
     client.close();
-    const err = await KeyportClient.initialize({ url: agent.url, WebSocket: BlockedSocket }).catch((e) => e);
-    assert.equal(err.reason, "AGENT_UNAVAILABLE", "denied before, denied after: not the reason");
+    // With network.lna.websocket.enabled Firefox refuses the socket of a denied site: the
+    // person's explicit Block is what they can act on (issue 22, item 5).
+    const statuses = [];
+    const err = await KeyportClient.initialize({
+      url: agent.url,
+      WebSocket: BlockedSocket,
+      onStatus: (s) => statuses.push(s),
+    }).catch((e) => e);
+    assert.equal(err.reason, "LOCAL_NETWORK_BLOCKED", err.description);
+    assert.equal(err.code, 2002);
+    assert.match(err.description, /set to block/);
+    assert.match(err.description, /may not be running/, "and it does not rule out the agent");
+    assert.deepEqual(statuses, ["connecting"], "it was tried");
   });
 
   test("any browser: the person blocking the prompt while connecting is LOCAL_NETWORK_BLOCKED", async () => {
@@ -253,7 +264,7 @@ describe("the agent's version", () => {
   test("agentInfo() answers keyport.version", async () => {
     const client = await KeyportClient.initialize({ url: agent.url });
     const info = await client.agentInfo();
-    assert.deepEqual(info, { data: VERSION, success: true });
+    assert.deepEqual(info, { data: { ...VERSION, door: "websocket" }, success: true });
     client.close();
   });
 
