@@ -205,10 +205,14 @@ async function loadCertificates() {
     box.replaceChildren(el("p", { className: "muted", textContent: "This token has no certificates." }));
     return;
   }
+  // A list read again (a token event, the agent back after a restart) keeps the person's choice.
+  const chosen = document.querySelector('input[name="cert"]:checked')?.value;
+  const keep = certs.some((c) => c.id === chosen);
   box.replaceChildren(
     ...certs.map((c, i) => {
       const p = c.parsed;
-      const input = el("input", { type: "radio", name: "cert", value: c.id, id: `cert-${c.id}`, checked: i === 0 });
+      const checked = keep ? c.id === chosen : i === 0;
+      const input = el("input", { type: "radio", name: "cert", value: c.id, id: `cert-${c.id}`, checked });
       const details = p
         ? [
             el("div", { className: "name", textContent: p.common_name || p.subject }),

@@ -224,6 +224,8 @@ async function startSigning(page, { slot = 0, certId, text, pinPath = "page", pi
     await page.waitForSelector('#result[data-state="signed"], #result[data-state="error"]', { timeout: 90_000 });
     return {
       state: await page.getAttribute("#result", "data-state"),
+      // Still the certificate asked for (a list read again while signing keeps the choice).
+      cert: await page.$eval('input[name="cert"]:checked', (i) => i.value).catch(() => null),
       signature: (await page.textContent("#signature")).trim(),
       reason: await page.getAttribute("#error", "data-reason"),
       error: (await page.isVisible("#error")) ? await page.textContent("#error") : null,
@@ -286,7 +288,8 @@ async function screenshot(name, id) {
   await run("import", ["-display", xvfb.display, "-window", id, join(SCREENSHOTS, name)]);
 }
 
-async function verify(certId, text, signature) {
+async function verify(certId, text, signature, used = certId) {
+  assert.equal(used, certId, "the page signed with the certificate the test chose");
   const certDer = await readFile(join(tokenDir, "keys", `${certId}-${KEYS.find((k) => k.id === certId).label}.crt`));
   const digest = createHash("sha256").update(text).digest();
   return opensslVerify({ certDer, digest, signature: Buffer.from(signature, "base64"), algorithm: "sha256" });
@@ -317,7 +320,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
       await press(id, "alt+a");
       const result = await outcome;
       assert.equal(result.state, "signed", result.error ?? "");
-      assert.equal(await verify(key.id, text, result.signature), true, "openssl verifies the signature");
+      assert.equal(await verify(key.id, text, result.signature, result.cert), true, "openssl verifies the signature");
       assert.ok(await gone(CONSENT_TITLE), "the dialog is gone");
       // The agent knew the page by the origin its browser gave.
       assert.match(agent.log(), new RegExp(`signature made origin="${siteOrigin}"`));
@@ -357,7 +360,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     await press(id, { type: PIN }, "Return");
     const result = await outcome;
     assert.equal(result.state, "signed", result.error ?? "");
-    assert.equal(await verify("01", text, result.signature), true);
+    assert.equal(await verify("01", text, result.signature, result.cert), true);
     assert.ok(await gone(PIN_TITLE), "the dialog is gone");
   });
 
@@ -370,7 +373,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     await writeFile(join(tokenDir, "pinpad-pin"), PIN);
     const result = await outcome;
     assert.equal(result.state, "signed", result.error ?? "");
-    assert.equal(await verify("02", text, result.signature), true);
+    assert.equal(await verify("02", text, result.signature, result.cert), true);
     assert.ok(await gone(PIN_PAD_TITLE), "the notice is gone");
   });
 
@@ -384,7 +387,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     const text = "no dialog this time";
     const result = await startSigning(page, { certId: "02", text });
     assert.equal(result.state, "signed", result.error ?? "");
-    assert.equal(await verify("02", text, result.signature), true);
+    assert.equal(await verify("02", text, result.signature, result.cert), true);
     assert.equal(await shown(CONSENT_TITLE), false, "no dialog was shown");
     // Forget it again, for the tests after this one: the agent reads the file at start.
     await agent.stop();
@@ -407,7 +410,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
     await press(await dialog(CONSENT_TITLE), "alt+a");
     const ok = await again;
     assert.equal(ok.state, "signed", ok.error ?? "");
-    assert.equal(await verify("02", text, ok.signature), true);
+    assert.equal(await verify("02", text, ok.signature, ok.cert), true);
   });
 });
 
