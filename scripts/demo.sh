@@ -2,6 +2,7 @@
 # Run the Keyport agent on a ready-made SoftHSM demo token, with the demo page.
 # No hardware, no manual steps: installs what is missing, builds, provisions, runs.
 #   PORT=10443 scripts/demo.sh
+#   TRUST_DEMO=1 scripts/demo.sh   # no desktop to ask (a server, SSH): the demo page signs unasked
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,9 +17,16 @@ if [ ! -f "$state/token/softhsm2.conf" ] || [ ! -f "$state/token/certs/ec-p521.d
 fi
 export SOFTHSM2_CONF="$state/token/softhsm2.conf"
 port=${PORT:-10443}
+# TRUST_DEMO=1: pre-approve the demo page on this very port (its origin is http://127.0.0.1:PORT),
+# for machines where no consent prompt can be shown; any other page is still asked.
+trust=()
+if [ "${TRUST_DEMO:-0}" = 1 ]; then
+  trust=(--trust-origin "http://127.0.0.1:$port")
+  echo "TRUST_DEMO=1: the demo page (http://127.0.0.1:$port) signs without asking."
+fi
 echo "Demo token: 'keyport-demo' (PIN 1234) with RSA-2048, P-256, P-384 and P-521 keys."
 echo "Open http://127.0.0.1:$port/demo in a browser. Ctrl-C stops the agent."
 exec target/release/keyport --demo --demo-dir js-client/demo \
   --listen "127.0.0.1:$port" \
   --module /usr/lib/softhsm/libsofthsm2.so \
-  --state-file "$state/sites.json" "$@"
+  --state-file "$state/sites.json" "${trust[@]}" "$@"
