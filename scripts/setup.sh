@@ -3,16 +3,42 @@
 # Reads .ci/packages*.txt. Idempotent: installs only what is missing.
 #   --cross: also what the Windows and macOS builds and the Wine tests need (scripts/test-all.sh):
 #            .ci/windows-packages.txt and rustup's Windows and macOS standard libraries.
+#   --demo:  only what scripts/demo.sh needs (.ci/demo-packages.txt, a subset of the full lists):
+#            no browsers, no test tools.
+#   --list:  print the packages that would be installed (none missing: nothing), install nothing.
 set -euo pipefail
 cross=false
-[ "${1:-}" = "--cross" ] && cross=true
+demo=false
+list=false
+for arg in "$@"; do
+  case "$arg" in
+    --cross) cross=true ;;
+    --demo) demo=true ;;
+    --list) list=true ;;
+    *) echo "setup.sh: unknown option $arg (--cross, --demo, --list)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 
-mapfile -t wanted < <(cat .ci/packages*.txt | sed 's/#.*//' | awk 'NF {print $1}' | sort -u)
+packages() { sed 's/#.*//' "$@" | awk 'NF {print $1}' | sort -u; }
+mapfile -t wanted < <(packages .ci/packages*.txt)
+if $demo; then
+  # The demo's list must stay a subset, so that the full install (the tests, CI) covers the demo.
+  extra=$(comm -23 <(packages .ci/demo-packages.txt) <(printf '%s\n' "${wanted[@]}"))
+  if [ -n "$extra" ]; then
+    echo "setup.sh: .ci/demo-packages.txt names packages missing from .ci/packages*.txt: $extra" >&2
+    exit 1
+  fi
+  mapfile -t wanted < <(packages .ci/demo-packages.txt)
+fi
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if $list; then
+  ((${#missing[@]})) && printf '%s\n' "${missing[@]}"
+  exit 0
+fi
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -90,6 +90,7 @@ pub fn run(mut config: Config) -> ExitCode {
                 config,
                 consent.ui,
                 consent.pin,
+                consent.note,
                 tray,
                 quit,
                 listening,
@@ -122,12 +123,14 @@ async fn serve(
     config: Config,
     consent_ui: Option<Arc<dyn ConsentUi>>,
     pin_ui: Option<Arc<dyn PinUi>>,
+    consent_note: String,
     tray: bool,
     quit: Arc<Notify>,
     listening: impl FnOnce(Arc<Agent>, String),
 ) -> ExitCode {
     let backend = crate::backend::for_config(&config);
     let state = Agent::with_prompts(&config, backend, consent_ui, pin_ui);
+    state.consent.set_prompt_note(consent_note);
     let files = match (&config.demo_dir, config.demo) {
         (Some(dir), true) => match crate::guard::StaticFile::load_dir(dir) {
             Ok(files) => files,

@@ -59,7 +59,9 @@ fn tool(command: Command, cli: Cli) -> ExitCode {
     let code = match command {
         Command::Config => match load(cli) {
             Ok(l) => {
-                keyport::logging::stdout_line(l.report().trim_end());
+                keyport::logging::stdout_line(
+                    l.report_with_defaults(&effective_defaults()).trim_end(),
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -125,4 +127,19 @@ fn print_manifest_of(family: &str, host_path: Option<std::path::PathBuf>) -> Exi
             ExitCode::from(2)
         }
     }
+}
+
+/// What the settings left unset mean on this machine, for `keyport config`: the pinentry program
+/// and the state file the agent would use.
+fn effective_defaults() -> std::collections::BTreeMap<&'static str, String> {
+    use keyport::desktop::{native, pinentry::Pinentry};
+    let pinentry = match Pinentry::find(None) {
+        Some(p) => format!("{} (the pinentry found)", p.program().display()),
+        None => "pinentry on PATH (none found: no PIN prompt)".to_string(),
+    };
+    let state_file = match (native().default_state_file)() {
+        Some(p) => p.display().to_string(),
+        None => "none (no state folder found)".to_string(),
+    };
+    [("pinentry", pinentry), ("state_file", state_file)].into()
 }

@@ -61,6 +61,31 @@ const STATUS_TEXT = {
   "permission-prompt": "Your browser is asking whether this site may access apps on this device: choose Allow.",
 };
 
+/** Where the page reaches the agent, in words (once connected). */
+let where = agentUrl;
+
+/**
+ * Follow the connection (the client's `onStatus`). Before the first connection the start-up code
+ * says "Connected"; after it, the connection can close (the agent stopped or restarted) and open
+ * again by itself: say so each time, and list the tokens again (what changed meanwhile was not sent).
+ */
+function connectionStatus(status) {
+  if (!pkcs11) {
+    if (STATUS_TEXT[status]) setStatus(status, STATUS_TEXT[status]);
+  } else if (status === "closed") {
+    setStatus("closed", `The connection to ${where} closed (the agent stopped?). Reconnecting…`);
+  } else if (status === "connecting") {
+    // Tried again and again while the agent is away: keep saying the connection was lost.
+    if ($("status").dataset.state !== "closed") setStatus("closed", `Reconnecting to ${where}…`);
+  } else if (status === "connected") {
+    setStatus("ready", `Connected again to ${where}.`);
+    reloadSoon();
+  } else if (STATUS_TEXT[status]) {
+    setStatus(status, STATUS_TEXT[status]);
+  }
+  showPermission();
+}
+
 function setStatus(state, text) {
   $("status").dataset.state = state;
   $("status").textContent = text;
@@ -112,7 +137,7 @@ async function loadTokens() {
         el("td", { textContent: String(slot.slot_id) }),
         el("td", { textContent: slot.description }),
         el("td", { textContent: token ? (initialized ? token.label : "(not initialised)") : "(no token)" }),
-        el("td", { textContent: token && initialized ? token.pin_state : "" })),
+        el("td", { className: "pin-state", textContent: token && initialized ? token.pin_state : "" })),
     );
     if (initialized) {
       tokens.push(token);
@@ -133,6 +158,14 @@ async function loadTokens() {
     ...tokens.map((t) => el("option", { value: String(t.slot_id), textContent: `${t.label} (slot ${t.slot_id})`, selected: t === preferred })),
   );
   await loadCertificates();
+}
+
+/** Read one token again and show its PIN state (a wrong PIN changes it: count low, final try, locked). */
+async function refreshToken(slotId) {
+  const token = (await pkcs11.token(slotId)).data;
+  tokensBySlot.set(slotId, token);
+  const cell = document.querySelector(`#slot-${slotId} .pin-state`);
+  if (cell) cell.textContent = token.pin_state;
 }
 
 /** Reload the token list once things settle (several events often come together). */
@@ -178,6 +211,10 @@ function showPinPaths() {
   // A PIN-pad reader: the keypad is the natural choice.
   if (!reader.hidden && path.dataset.slot !== String(token.slot_id)) path.value = "reader";
   path.dataset.slot = token ? String(token.slot_id) : "";
+  // One way only (type it here): no choice to offer, the label names the PIN field.
+  const single = reader.hidden && agent.hidden;
+  path.hidden = single;
+  $("pin-path-label").htmlFor = single ? "pin" : "pin-path";
   showPinNote();
 }
 
@@ -262,9 +299,16 @@ async function sign(event) {
       ? "✔ Valid: the agent checked the signature with the certificate's public key."
       : "✘ Invalid signature.";
     result.dataset.state = "signed";
+    // A right PIN after wrong ones: the token shows "ok" again.
+    const cell = document.querySelector(`#slot-${request.slot_id} .pin-state`);
+    if (cell && cell.textContent !== "ok") await refreshToken(request.slot_id).catch(() => {});
   } catch (err) {
     result.dataset.state = "error";
     showError(err);
+    // The token counts wrong PINs: show its PIN state now, not after a reload.
+    if (err && typeof err.reason === "string" && err.reason.startsWith("PIN_")) {
+      await refreshToken(Number($("token-select").value)).catch(() => {});
+    }
   } finally {
     $("sign").disabled = false;
   }
@@ -281,12 +325,7 @@ async function start() {
       url: agentUrl,
       transport,
       ...(Object.keys(modules).length ? { module: modules } : {}),
-      onStatus: (status) => {
-        if (STATUS_TEXT[status]) setStatus(status, STATUS_TEXT[status]);
-        // Back after the agent restarted: what changed meanwhile was not sent.
-        if (status === "connected" && pkcs11) reloadSoon();
-        showPermission();
-      },
+      onStatus: connectionStatus,
     });
     pkcs11 = client.pkcs11();
     const info = (await pkcs11.info()).data;
@@ -295,7 +334,7 @@ async function start() {
       () => [], // an agent before keyport.version
     );
     showDoor(client.door);
-    const where = client.door === "extension" ? "the agent through the Keyport extension" : agentUrl;
+    where = client.door === "extension" ? "the agent through the Keyport extension" : agentUrl;
     setStatus("loading", `Connected to ${where}: ${info.manufacturer_id} ${info.library_description} ${info.library_version}.`);
     await loadTokens();
     // Live updates: the agent says when a token comes or goes (no polling here).

@@ -203,6 +203,12 @@ export type TokenInfo = { slot_id: number, label: string, manufacturer_id: strin
  */
 flags: number, 
 /**
+ * CKF_TOKEN_INITIALIZED: the token has been initialised (C_InitToken). `false`: a blank
+ * token (e.g. SoftHSM's free slot) that holds nothing yet: `certificates` lists none, and
+ * nothing can sign with it until its owner initialises it with the vendor's tool.
+ */
+token_initialized: boolean, 
+/**
  * The user PIN state decoded from `flags`.
  */
 pin_state: PinState, 

@@ -99,7 +99,7 @@ reasons! {
         "Nothing was signed. Tell the person what the signature is for and let them retry.";
     /// No way to ask the person.
     ConsentUnavailable = "CONSENT_UNAVAILABLE", 1502, "The agent cannot ask the person for consent.",
-        "No consent prompt is available (no notification service) and this site is not pre-approved. Nothing was signed.";
+        "No consent prompt can be shown (no notification server, no usable pinentry: a machine without a desktop session) and this site is not pre-approved. The message says why, and the --trust-origin that would let this page sign without asking. Nothing was signed.";
     /// Nobody answered the prompt in time.
     ConsentTimeout = "CONSENT_TIMEOUT", 1503, "Nobody answered the consent prompt in time.",
         "Nothing was signed. Retry when the person is at the computer.";

@@ -485,6 +485,10 @@ pub struct TokenInfo {
     pub serial_number: String,
     /// CK_TOKEN_INFO flags as the PKCS #11 bit mask (e.g. CKF_USER_PIN_COUNT_LOW 0x10000).
     pub flags: u64,
+    /// CKF_TOKEN_INITIALIZED: the token has been initialised (C_InitToken). `false`: a blank
+    /// token (e.g. SoftHSM's free slot) that holds nothing yet: `certificates` lists none, and
+    /// nothing can sign with it until its owner initialises it with the vendor's tool.
+    pub token_initialized: bool,
     /// The user PIN state decoded from `flags`.
     pub pin_state: PinState,
     /// CKF_PROTECTED_AUTHENTICATION_PATH: the PIN is typed on the reader's own keypad (a PIN-pad

@@ -244,18 +244,31 @@ async fn no_way_to_ask_is_consent_unavailable() {
     let s = setup();
     let digest = sha("sha256", b"x");
 
-    // A bus, but no notification server on it.
+    // A bus, but no notification server on it: each refusal says why and what would make it
+    // work (a trusted origin); the log says it once, however many requests are refused.
     let agent = s.agent(&[]);
     let mut c = agent.client(Some(ALLOWED)).await;
     let slot = c.slot_of("keyport-demo").await;
-    c.err(
-        "pkcs11.signData",
-        sign_params(slot, &digest),
-        "CONSENT_UNAVAILABLE",
-    )
-    .await;
+    for _ in 0..3 {
+        let e = c
+            .err(
+                "pkcs11.signData",
+                sign_params(slot, &digest),
+                "CONSENT_UNAVAILABLE",
+            )
+            .await;
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains("cannot ask the person for consent"), "{e}");
+        assert!(message.contains("no notification server"), "{e}");
+        assert!(
+            message.contains(&format!("--trust-origin {ALLOWED}")),
+            "{e}"
+        );
+    }
     let (_, log) = agent.stop();
     assert!(log.contains("no notification server"), "{log}");
+    assert_eq!(log.matches("refusing to sign").count(), 1, "{log}");
+    assert!(log.contains(&format!("--trust-origin {ALLOWED}")), "{log}");
 
     // A server that cannot show buttons: it is not even sent the prompt.
     let fake = FakeNotifications::start(FAKE, &s.bus, s.token.dir.path(), "allow", Some("body"));
@@ -297,14 +310,24 @@ async fn no_way_to_ask_is_consent_unavailable() {
             .unwrap_or_default();
         let agent = Agent::start_raw(&s.token, &args, &env);
         let mut c = agent.client(Some(ALLOWED)).await;
-        c.err(
-            "pkcs11.signData",
-            sign_params(slot, &digest),
-            "CONSENT_UNAVAILABLE",
-        )
-        .await;
+        let e = c
+            .err(
+                "pkcs11.signData",
+                sign_params(slot, &digest),
+                "CONSENT_UNAVAILABLE",
+            )
+            .await;
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("--trust-origin {ALLOWED}")),
+            "{e}"
+        );
+        if bus.is_none() {
+            assert!(message.contains("no D-Bus session bus"), "{e}");
+        }
         let (_, log) = agent.stop();
         assert_eq!(signatures_made(&log), 0);
+        assert_eq!(log.matches("refusing to sign").count(), 1, "{log}");
     }
 }
 

@@ -425,3 +425,53 @@ async fn another_users_program_on_the_port_is_named() {
         "{err}"
     );
 }
+
+/// `keyport config` shows what an unset `pinentry` and `state_file` mean here (the README gives
+/// their defaults), not a bare `""`; a value that is set says where it came from as before.
+#[test]
+fn config_shows_the_defaults_in_effect() {
+    let token = Token::provision();
+    let (code, report, err) = run(&token, &["config"]);
+    assert_eq!(code, 0, "{err}");
+    let state = token.dir.path().join("state/keyport/state.json");
+    assert_eq!(
+        config_line(&report, "state_file"),
+        format!("state_file = \"\"  # default: {}", state.display()),
+        "{report}"
+    );
+    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("pinentry"))
+        .find(|p| p.is_file());
+    let pinentry = config_line(&report, "pinentry");
+    match on_path {
+        Some(p) => assert_eq!(
+            pinentry,
+            format!(
+                "pinentry = \"\"  # default: {} (the pinentry found)",
+                p.display()
+            )
+        ),
+        None => assert!(
+            pinentry.contains("# default: pinentry on PATH (none found"),
+            "{pinentry}"
+        ),
+    }
+    let (_, report, _) = run(
+        &token,
+        &[
+            "config",
+            "--pinentry",
+            "/opt/pe",
+            "--state-file",
+            "/tmp/kp.json",
+        ],
+    );
+    assert_eq!(
+        config_line(&report, "pinentry"),
+        "pinentry = \"/opt/pe\"  # command line"
+    );
+    assert_eq!(
+        config_line(&report, "state_file"),
+        "state_file = \"/tmp/kp.json\"  # command line"
+    );
+}

@@ -317,3 +317,53 @@ async fn an_allowed_module_that_cannot_load_is_module_load_failed() {
     // The agent keeps serving.
     c.ok("pkcs11.slots", json!({})).await;
 }
+
+/// SoftHSM always offers one blank slot: a token that is there but not initialised. It is named
+/// for what it is (`token_initialized: false`), holds no certificates (an empty list, not
+/// TOKEN_NOT_PRESENT), cannot sign (CERTIFICATE_NOT_FOUND saying why), and `keyport doctor`
+/// calls it an uninitialised token rather than `"" in slot N`.
+#[tokio::test]
+async fn a_blank_token_is_reported_as_uninitialised() {
+    let token = &Token::provision();
+    let agent = Agent::start(token, &[]);
+    let mut c = agent.trusted().await;
+    let demo = c.slot_of("keyport-demo").await;
+    let t = c.ok("pkcs11.token", json!({"slot_id": demo})).await;
+    assert_eq!(t["token_initialized"], true, "{t}");
+
+    let present = c.ok("pkcs11.slotsWithTokenPresent", json!({})).await;
+    let mut blank = Vec::new();
+    for s in present.as_array().unwrap() {
+        let slot = s["slot_id"].as_u64().unwrap();
+        let t = c.ok("pkcs11.token", json!({"slot_id": slot})).await;
+        if t["token_initialized"] == false {
+            blank.push(slot);
+        }
+    }
+    assert_eq!(blank.len(), 1, "SoftHSM's free slot: {present}");
+    let blank = blank[0];
+
+    let certs = c.ok("pkcs11.certificates", json!({"slot_id": blank})).await;
+    assert_eq!(certs, json!([]), "a blank token holds no certificates");
+    let demo_certs = c.ok("pkcs11.certificates", json!({"slot_id": demo})).await;
+    let cert_id = demo_certs[0]["id"].as_str().unwrap().to_string();
+    let e = c
+        .err(
+            "pkcs11.signData",
+            json!({"slot_id": blank, "cert_id": cert_id, "pin": PIN,
+                   "data": b64(&sha("sha256", b"x")), "algorithm_reference": "sha256"}),
+            "CERTIFICATE_NOT_FOUND",
+        )
+        .await;
+    assert!(
+        e["message"].as_str().unwrap().contains("not initialised"),
+        "{e}"
+    );
+    agent.stop();
+
+    let (code, out, err) = run(token, &["doctor", "--module", MODULE, "--no-tray"]);
+    let slot_line = format!("an uninitialised token in slot {blank}");
+    assert!(out.contains(&slot_line), "{code} {out} {err}");
+    assert!(!out.contains("\"\" in slot"), "{out}");
+    assert!(out.contains("\"keyport-demo\" in slot"), "{out}");
+}

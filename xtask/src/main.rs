@@ -202,6 +202,18 @@ fn roff_escape(text: &str) -> String {
 
 /// Writes `PAGE.1` and `PAGE.1.gz`; returns their paths. `extra` (roff) goes before VERSION.
 fn man_page(dir: &Path, page: &str, cmd: clap::Command, extra: &str) -> Result<Vec<PathBuf>> {
+    let roff = render_man(page, cmd, extra)?;
+    let plain = dir.join(format!("{page}.1"));
+    write(&plain, &roff)?;
+    let gz = dir.join(format!("{page}.1.gz"));
+    write(&gz, &gzip(&roff)?)?;
+    Ok(vec![plain, gz])
+}
+
+/// The page `page` of `cmd` (roff), with `extra` before VERSION and our own SYNOPSIS.
+fn render_man(page: &str, mut cmd: clap::Command, extra: &str) -> Result<Vec<u8>> {
+    cmd.build();
+    let synopsis_line = synopsis(&cmd);
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd)
         .title(page.to_uppercase())
@@ -211,16 +223,75 @@ fn man_page(dir: &Path, page: &str, cmd: clap::Command, extra: &str) -> Result<V
         .render(&mut out)
         .map_err(|e| format!("cannot render the man page {page}: {e}"))?;
     let mut roff = String::from_utf8(out).map_err(|e| e.to_string())?;
+    // clap_mangen's SYNOPSIS names the flags without their values (`[--listen]` for
+    // `--listen ADDR`): ours replaces its body.
+    let head = "\n.SH SYNOPSIS\n";
+    let start = roff
+        .find(head)
+        .map(|at| at + head.len())
+        .ok_or_else(|| format!("the man page {page} has no SYNOPSIS"))?;
+    let end = roff[start..]
+        .find("\n.SH ")
+        .map_or(roff.len(), |at| start + at + 1);
+    roff.replace_range(start..end, &format!("{synopsis_line}\n"));
     match roff.find("\n.SH VERSION") {
         Some(at) => roff.insert_str(at + 1, extra),
         None => roff.push_str(extra),
     }
-    let roff = roff.into_bytes();
-    let plain = dir.join(format!("{page}.1"));
-    write(&plain, &roff)?;
-    let gz = dir.join(format!("{page}.1.gz"));
-    write(&gz, &gzip(&roff)?)?;
-    Ok(vec![plain, gz])
+    Ok(roff.into_bytes())
+}
+
+/// The SYNOPSIS line of a built `cmd` (roff): each visible flag with its value names
+/// (`[--listen ADDR]`, `[--module PATH]...` when it repeats), the positionals, the commands.
+fn synopsis(cmd: &clap::Command) -> String {
+    let name = cmd.get_bin_name().unwrap_or_else(|| cmd.get_name());
+    let mut parts = vec![format!("\\fB{}\\fR", roff_escape(name))];
+    let italic = |text: &str| format!("\\fI{}\\fR", roff_escape(text));
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let values = || -> String {
+            match arg.get_value_names() {
+                Some(names) => names
+                    .iter()
+                    .map(|n| italic(n))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                None => italic(&arg.get_id().as_str().to_uppercase()),
+            }
+        };
+        let mut text = match (arg.get_short(), arg.get_long()) {
+            (Some(s), Some(l)) => format!(
+                "\\fB\\-{}\\fR|\\fB\\-\\-{}\\fR",
+                roff_escape(&s.to_string()),
+                roff_escape(l)
+            ),
+            (Some(s), None) => format!("\\fB\\-{}\\fR", roff_escape(&s.to_string())),
+            (None, Some(l)) => format!("\\fB\\-\\-{}\\fR", roff_escape(l)),
+            (None, None) => values(),
+        };
+        let is_flag = arg.get_short().is_some() || arg.get_long().is_some();
+        if is_flag && arg.get_action().takes_values() {
+            text = format!("{text} {}", values());
+        }
+        if !arg.is_required_set() {
+            text = format!("[{text}]");
+        }
+        if matches!(
+            arg.get_action(),
+            clap::ArgAction::Append | clap::ArgAction::Count
+        ) {
+            text.push_str("...");
+        }
+        parts.push(text);
+    }
+    if cmd.has_subcommands() {
+        let word = italic(cmd.get_subcommand_value_name().unwrap_or("COMMAND"));
+        parts.push(if cmd.is_subcommand_required_set() {
+            word
+        } else {
+            format!("[{word}]")
+        });
+    }
+    parts.join(" ")
 }
 
 /// gzip -9n: maximum compression, no file name or time stamp in the header.
@@ -248,4 +319,53 @@ fn remove_old_man_pages(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_of(page: &str, cmd: clap::Command) -> String {
+        String::from_utf8(render_man(page, cmd, "").unwrap()).unwrap()
+    }
+
+    fn synopsis_of(roff: &str) -> &str {
+        let start = roff.find(".SH SYNOPSIS\n").unwrap() + ".SH SYNOPSIS\n".len();
+        let end = start + roff[start..].find("\n.SH ").unwrap();
+        &roff[start..end]
+    }
+
+    #[test]
+    fn the_synopsis_names_each_flags_value() {
+        let mut cmd = keyport::config::Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        let roff = page_of("keyport", cmd.clone());
+        let line = synopsis_of(&roff);
+        assert!(line.starts_with("\\fBkeyport\\fR "), "{line}");
+        for expected in [
+            "[\\fB\\-\\-listen\\fR \\fIADDR\\fR]",
+            "[\\fB\\-\\-module\\fR \\fIPATH\\fR]...",
+            "[\\fB\\-\\-consent\\fR \\fIUI\\fR]",
+            "[\\fB\\-\\-state\\-file\\fR \\fIFILE\\fR]",
+            // A flag without a value stays bare.
+            "[\\fB\\-\\-no\\-tray\\fR]",
+            "[\\fICOMMAND\\fR]",
+        ] {
+            assert!(line.contains(expected), "{expected} not in {line}");
+        }
+        assert!(!line.contains("\\-\\-listen\\fR]"), "{line}");
+        // Only the SYNOPSIS changed: the options are still described below it.
+        assert!(roff.contains(".SH OPTIONS"), "{roff}");
+
+        // A subcommand's page: the global flags with their values too, under its own name.
+        let doctor = cmd.find_subcommand("doctor").unwrap().clone();
+        let doctor = doctor.bin_name("keyport doctor");
+        let roff = page_of("keyport-doctor", doctor);
+        let line = synopsis_of(&roff);
+        assert!(line.starts_with("\\fBkeyport doctor\\fR "), "{line}");
+        assert!(
+            line.contains("[\\fB\\-\\-module\\fR \\fIPATH\\fR]..."),
+            "{line}"
+        );
+    }
 }

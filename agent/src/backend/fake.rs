@@ -128,6 +128,7 @@ impl Backend for FakeBackend {
             model: "fake".into(),
             serial_number: "0001".into(),
             flags: 0x400 | if self.pin_pad.is_some() { 0x100 } else { 0 },
+            token_initialized: true,
             pin_state: PinState::Ok,
             protected_authentication_path: self.pin_pad.is_some(),
             max_session_count: None,

@@ -25,7 +25,9 @@ pub struct Cli {
     /// localhost:10443); port 0 picks a free port.
     #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<String>,
-    /// Allowed PKCS #11 library (exact path); repeat for more. The first is the default.
+    /// Allowed PKCS #11 library: an absolute path (matched exactly), or p11-kit:NAME for a module
+    /// registered with p11-kit (`keyport modules` lists them); repeat for more. The first is the
+    /// default.
     #[arg(long = "module", value_name = "PATH", global = true)]
     pub modules: Vec<String>,
     /// Origin (scheme://host[:port]) whose pages may connect; signing needs consent. Repeatable.

@@ -99,6 +99,12 @@ impl Config {
 impl Loaded {
     /// What `keyport config` prints: every setting in force as TOML, with where it came from.
     pub fn report(&self) -> String {
+        self.report_with_defaults(&BTreeMap::new())
+    }
+
+    /// [`Loaded::report`], where a key left at its default says what that default is in effect
+    /// (`defaults`: key → e.g. the path it would use), rather than an empty `""`.
+    pub fn report_with_defaults(&self, defaults: &BTreeMap<&'static str, String>) -> String {
         let mut out = String::from("# Keyport's settings in force.\n");
         if self.files.is_empty() {
             out.push_str("# No configuration file was found; defaults and flags only.\n");
@@ -112,7 +118,12 @@ impl Loaded {
         for key in KEYS {
             let value = self.config.value_of(key);
             let source = self.sources.get(key).cloned().unwrap_or(Source::Default);
-            out.push_str(&format!("{key} = {value}  # {source}\n"));
+            match defaults.get(key) {
+                Some(effective) if source == Source::Default => {
+                    out.push_str(&format!("{key} = {value}  # default: {effective}\n"));
+                }
+                _ => out.push_str(&format!("{key} = {value}  # {source}\n")),
+            }
         }
         out
     }

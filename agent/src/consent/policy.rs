@@ -41,6 +41,10 @@ pub struct ConsentPolicy {
     limits: PendingLimits,
     /// Told when what the tray shows changes: pending prompts, pause, remembered sites.
     observer: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// How this agent asks, or why it cannot (the start-up note): a refusal quotes it.
+    prompt_note: OnceLock<String>,
+    /// Whether a refusal for want of a prompt was logged: logged once, not once per request.
+    refusal_logged: AtomicBool,
 }
 
 /// Releases a pending-prompt slot when dropped (also when the request is abandoned).
@@ -86,7 +90,44 @@ impl ConsentPolicy {
             pending: Mutex::new(HashMap::new()),
             limits: PendingLimits::default(),
             observer: OnceLock::new(),
+            prompt_note: OnceLock::new(),
+            refusal_logged: AtomicBool::new(false),
         }
+    }
+
+    /// Say how this agent asks, or why it cannot (the shell's start-up note), so that a
+    /// CONSENT_UNAVAILABLE refusal can tell the page what would make it work. Once; a second
+    /// call is ignored.
+    pub fn set_prompt_note(&self, note: impl Into<String>) {
+        let _ = self.prompt_note.set(note.into());
+    }
+
+    /// CONSENT_UNAVAILABLE for `caller`, saying why (`why`: the prompt's own failure, None: no
+    /// prompt at all) and what would make it work; the first such refusal is also logged.
+    fn unavailable(&self, caller: &Caller, why: Option<&str>) -> AgentError {
+        let note = self.prompt_note.get().map(String::as_str);
+        let cause = match (why, note) {
+            (Some(why), Some(note)) => format!("{why} (this agent: {note})"),
+            (Some(why), None) => why.to_string(),
+            (None, Some(note)) => note.to_string(),
+            (None, None) => "no consent prompt is available".to_string(),
+        };
+        let trust = match caller {
+            Caller::Origin(o) => format!("--trust-origin {o}"),
+            Caller::Local { .. } => "--trust-origin ORIGIN (for a page)".to_string(),
+        };
+        let message = format!(
+            "The agent cannot ask the person for consent: {cause}. A trusted origin signs \
+             without asking (start the agent with {trust}); otherwise run it where a \
+             notification server or a usable pinentry can show the prompt."
+        );
+        if !self.refusal_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "refusing to sign (CONSENT_UNAVAILABLE, logged once): {cause}; a trusted origin \
+                 signs without asking ({trust})"
+            );
+        }
+        AgentError::with_message(ErrorReason::ConsentUnavailable, message)
     }
 
     /// Call `f` whenever pending prompts, pause or remembered sites change (the tray redraws
@@ -190,7 +231,7 @@ impl ConsentPolicy {
             return Ok(());
         }
         let Some(ui) = &self.ui else {
-            return Err(AgentError::new(ErrorReason::ConsentUnavailable));
+            return Err(self.unavailable(caller, None));
         };
         let answer = self
             .prompting(caller, |timeout| ui.ask(request, timeout))
@@ -207,10 +248,7 @@ impl ConsentPolicy {
             }
             Ok(Some(Decision::Deny)) => Err(AgentError::new(ErrorReason::ConsentDenied)),
             Ok(None) => Err(AgentError::new(ErrorReason::ConsentTimeout)),
-            Err(why) => {
-                tracing::warn!(reason = %why, "cannot show a consent prompt");
-                Err(AgentError::new(ErrorReason::ConsentUnavailable))
-            }
+            Err(why) => Err(self.unavailable(caller, Some(&why))),
         }
     }
 

@@ -118,8 +118,16 @@ fn module_check(backend: &dyn Backend, allow: &Allowlist, path: &str) -> Check {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|s| {
-            s.token
-                .map(|t| format!("{:?} in slot {}", t.label, s.slot_id))
+            let t = s.token?;
+            // A blank token has no label: say what it is rather than `"" in slot N`.
+            let blank = backend
+                .token(&module, s.slot_id)
+                .is_ok_and(|info| !info.token_initialized);
+            Some(if blank {
+                format!("an uninitialised token in slot {}", s.slot_id)
+            } else {
+                format!("{:?} in slot {}", t.label, s.slot_id)
+            })
         })
         .collect();
     check(

@@ -140,15 +140,41 @@ describe("the demo page served by the agent", () => {
   }
 
   test("a wrong PIN and an empty PIN are shown as PIN_INCORRECT and PIN_LEN_RANGE", async () => {
+    const slot = await page.$eval("#token-select", (s) => s.value);
+    const pinState = () => page.textContent(`#slot-${slot} .pin-state`);
+    assert.equal(await pinState(), "ok");
     const wrong = await signInPage(page, "02", "wrong pin", "9999");
     assert.equal(wrong.state, "error");
     assert.equal(wrong.reason, "PIN_INCORRECT");
     assert.match(wrong.error, /PIN_INCORRECT \(1301\)/);
+    // The token table follows at once, not after a reload (SoftHSM: "count low" after a wrong PIN).
+    assert.notEqual(await pinState(), "ok", "the PIN column shows the token's PIN state after a wrong PIN");
     const empty = await signInPage(page, "02", "empty pin", "");
     assert.equal(empty.reason, "PIN_LEN_RANGE");
     const ok = await signInPage(page, "02", "right pin again");
     assert.equal(ok.state, "signed", ok.error ?? "");
     assert.equal(await page.isVisible("#error"), false, "the error is cleared");
+    assert.equal(await pinState(), "ok", "a right PIN: the PIN column says ok again");
+  });
+
+  test("at 390 px wide the page does not overflow and the slots table's PIN column is visible", async () => {
+    const narrow = await context.newPage();
+    try {
+      await narrow.setViewportSize({ width: 390, height: 844 });
+      await narrow.goto(agent.demoUrl);
+      await narrow.waitForSelector('#status[data-state="ready"]', { timeout: 20_000 });
+      const fit = await narrow.evaluate(() => {
+        const pin = document.querySelector("#slots thead th:last-child").getBoundingClientRect();
+        const cell = document.querySelector("#slots tbody .pin-state").getBoundingClientRect();
+        return { scrollWidth: document.documentElement.scrollWidth, pinRight: pin.right, pinWidth: pin.width, cellRight: cell.right };
+      });
+      assert.equal(await narrow.textContent("#slots thead th:last-child"), "PIN");
+      assert.ok(fit.scrollWidth <= 390, `the page scrolls sideways: ${JSON.stringify(fit)}`);
+      assert.ok(fit.pinWidth > 0 && fit.pinRight <= 390 && fit.cellRight <= 390, `PIN column off screen: ${JSON.stringify(fit)}`);
+      assert.ok(await narrow.isVisible("#slots tbody .pin-state"));
+    } finally {
+      await narrow.close();
+    }
   });
 
   test("the screenshot was written", async () => {
@@ -215,5 +241,41 @@ test("a page from an origin the agent does not allow gets AGENT_UNAVAILABLE", as
     // Chromium may hold a preconnected socket that never sent a request: close it too.
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
+  }
+});
+
+test("after the agent restarts the page says connected again, and signing works (openssl verifies)", async () => {
+  // An agent of its own, on a port it gets back after the restart.
+  const port = await freePort();
+  const args = ["--demo", "--demo-dir", join(JS_CLIENT, "demo"), "--trust-origin", `http://127.0.0.1:${port}`];
+  let restarted = await startAgent({ conf: token.conf, port, args });
+  pageErrors = [];
+  const page = await openDemo(restarted.demoUrl);
+  try {
+    assert.equal(await page.getAttribute("#status", "data-state"), "ready", await page.textContent("#error"));
+    await restarted.stop();
+    await page.waitForSelector('#status[data-state="closed"]', { timeout: 10_000 });
+    assert.match(await page.textContent("#status"), /Reconnecting/);
+    restarted = await startAgent({ conf: token.conf, port, args });
+    // The client subscribes to token events again by itself (0.5 s, 1 s, 2 s… between tries).
+    await page.waitForSelector('#status[data-state="ready"]', { timeout: 30_000 });
+    assert.match(await page.textContent("#status"), new RegExp(`Connected again to ws://127\\.0\\.0\\.1:${port}`));
+    await page.waitForSelector('#certs[data-state="ready"]', { timeout: 10_000 });
+    const key = KEYS[0];
+    const text = `Signed after the agent restarted, ${new Date().toISOString()}`;
+    const shown = await signInPage(page, key.id, text);
+    assert.equal(shown.state, "signed", shown.error ?? "");
+    const ok = await opensslVerify({
+      certDer: await readCert(token.certsDir, key),
+      digest: createHash("sha256").update(text).digest(),
+      signature: Buffer.from(shown.signature, "base64"),
+      algorithm: "sha256",
+    });
+    assert.equal(ok, true, "openssl verifies the signature made after the restart");
+    assert.equal(await page.getAttribute("#status", "data-state"), "ready");
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await page.close();
+    await restarted.stop();
   }
 });

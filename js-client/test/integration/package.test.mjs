@@ -33,9 +33,9 @@ test("package.json: no runtime dependencies, ws an optional peer", async () => {
   assert.doesNotMatch(browser, /from\s*["']/, "the browser bundle imports nothing statically");
 });
 
-test("npm pack would publish the builds, the declarations and the README, not the tests", async () => {
-  const { stdout } = await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: JS_CLIENT });
-  const files = JSON.parse(stdout)[0].files.map((f) => f.path);
+test("npm publish --dry-run: builds, declarations, README and licenses; no sources, tests or demo", async () => {
+  const { stdout, stderr } = await run("npm", ["publish", "--dry-run", "--json", "--ignore-scripts"], { cwd: JS_CLIENT });
+  const files = JSON.parse(stdout)["keyport-client"].files.map((f) => f.path);
   for (const f of [
     "dist/esm/index.js",
     "dist/esm/index.d.ts",
@@ -43,11 +43,30 @@ test("npm pack would publish the builds, the declarations and the README, not th
     "dist/cjs/index.d.cts",
     "dist/browser/keyport-client.min.js",
     "README.md",
+    "LICENSE-MIT",
+    "LICENSE-APACHE",
     "package.json",
   ]) {
     assert.ok(files.includes(f), `${f} is published`);
   }
-  assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("demo/") || f.startsWith("node_modules/")));
+  const unwanted = files.filter((f) => !f.startsWith("dist/") && !["README.md", "LICENSE-MIT", "LICENSE-APACHE", "package.json"].includes(f));
+  assert.deepEqual(unwanted, [], "only dist/, the README, the licenses and package.json (no src/, test/, demo/, scripts/)");
+  // The source maps carry the sources, so src/ need not ship for them to work.
+  const map = JSON.parse(await readFile(join(JS_CLIENT, "dist/esm/index.js.map"), "utf8"));
+  assert.equal(map.sourcesContent?.length, map.sources.length);
+  // npm fixed nothing in package.json (it warns when it must) and published nothing else.
+  assert.doesNotMatch(stderr, /npm warn publish (?!This command requires you to be logged in)/, stderr);
+
+  const pkg = JSON.parse(await readFile(join(JS_CLIENT, "package.json"), "utf8"));
+  assert.equal(pkg.license, "MIT OR Apache-2.0");
+  assert.deepEqual(pkg.publishConfig, { access: "public", provenance: true });
+  assert.equal(pkg.exports["."].import.types, "./dist/esm/index.d.ts");
+  assert.equal(pkg.exports["."].require.types, "./dist/cjs/index.d.cts");
+  assert.equal(pkg.scripts.prepack, "node scripts/build.mjs", "npm pack and npm publish build dist/ first");
+  // The licenses shipped are the repository's.
+  for (const name of ["LICENSE-MIT", "LICENSE-APACHE"]) {
+    assert.equal(await readFile(join(JS_CLIENT, name), "utf8"), await readFile(join(JS_CLIENT, "..", name), "utf8"), name);
+  }
 });
 
 test("TypeScript consumers (ESM and CommonJS, strict, NodeNext) compile against the declarations", async () => {

@@ -116,6 +116,7 @@ pub(super) fn token_info(ctx: &Pkcs11, slot_id: u64) -> Result<TokenInfo> {
         model: t.model().trim_end().to_string(),
         serial_number: t.serial_number().trim_end().to_string(),
         flags: token_flags(&t),
+        token_initialized: t.token_initialized(),
         pin_state: pin_state(&t),
         protected_authentication_path: t.protected_authentication_path(),
         max_session_count: limit(t.max_session_count()),
@@ -131,4 +132,13 @@ pub(super) fn token_info(ctx: &Pkcs11, slot_id: u64) -> Result<TokenInfo> {
         hardware_version: version(t.hardware_version()),
         firmware_version: version(t.firmware_version()),
     })
+}
+
+/// Whether the token in `slot_id` is there but blank (no CKF_TOKEN_INITIALIZED). Such a token
+/// refuses sessions (SoftHSM: CKR_TOKEN_NOT_RECOGNIZED), which would read as "no token".
+pub(super) fn uninitialised(ctx: &Pkcs11, slot_id: u64) -> bool {
+    slot_of(slot_id)
+        .ok()
+        .and_then(|slot| ctx.get_token_info(slot).ok())
+        .is_some_and(|t| !t.token_initialized())
 }

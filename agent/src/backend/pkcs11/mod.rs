@@ -126,7 +126,44 @@ impl CryptokiBackend {
     /// token was removed, and perhaps put back), run it once more on the fresh state when the
     /// token is there, or answer TOKEN_NOT_PRESENT when it is not: a page never sees a
     /// stale-handle error.
+    ///
+    /// A blank token (no CKF_TOKEN_INITIALIZED) refuses sessions, which reads as "no token": it
+    /// is named for what it is, CERTIFICATE_NOT_FOUND (it holds none yet), never TOKEN_NOT_PRESENT.
     fn on_token<T>(
+        &self,
+        m: &Module,
+        slot_id: u64,
+        op: impl Fn(&TokenState) -> Result<T>,
+    ) -> Result<T> {
+        self.on_present_token(m, slot_id, op).map_err(|e| {
+            if blank(m, slot_id, &e) {
+                AgentError::with_message(
+                    ErrorReason::CertificateNotFound,
+                    format!(
+                        "The token in slot {slot_id} is not initialised: it holds no certificates \
+                         or keys yet (its owner initialises it with the token's own tool)."
+                    ),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    /// A list of the objects on the token in `slot_id` (`op`); a blank token holds none.
+    fn objects_on<T>(
+        &self,
+        m: &Module,
+        slot_id: u64,
+        op: impl Fn(&TokenState) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        match self.on_present_token(m, slot_id, op) {
+            Err(e) if blank(m, slot_id, &e) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    fn on_present_token<T>(
         &self,
         m: &Module,
         slot_id: u64,
@@ -215,14 +252,14 @@ impl Backend for CryptokiBackend {
 
     fn certificates(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<CertificateObject>> {
         let m = self.module(module)?;
-        self.on_token(&m, slot_id, |t| {
+        self.objects_on(&m, slot_id, |t| {
             objects::certificates(&m, t, self.policy.lock_wait)
         })
     }
 
     fn key_ids(&self, module: &AllowedModule, slot_id: u64) -> Result<Vec<Vec<u8>>> {
         let m = self.module(module)?;
-        self.on_token(&m, slot_id, |t| {
+        self.objects_on(&m, slot_id, |t| {
             let _using = t.sessions(self.policy.lock_wait)?;
             t.with_session(&m.ctx, |s| {
                 let ids_of = |class| -> std::result::Result<Vec<Vec<u8>>, CkError> {
@@ -355,6 +392,12 @@ impl Backend for CryptokiBackend {
             }
         }
     }
+}
+
+/// Whether `e` came from a blank token in `slot_id`: one that is there but not initialised
+/// (SoftHSM's free slot answers CKR_TOKEN_NOT_RECOGNIZED to C_OpenSession).
+fn blank(m: &Module, slot_id: u64, e: &AgentError) -> bool {
+    e.reason == ErrorReason::TokenNotPresent && info::uninitialised(&m.ctx, slot_id)
 }
 
 #[cfg(test)]
