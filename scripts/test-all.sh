@@ -46,3 +46,5 @@ fi
 step "fuzz targets (30 s each on their corpora)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh
 step "All tests passed."
+# What the run left on disk (CI's disk is shared: keep an eye on it).
+du -sh target fuzz/target 2>/dev/null || true
