@@ -50,9 +50,10 @@
 //!     and what one library is (its file).
 //! 14. [`p11kit`]: modules registered with p11-kit (the administrator's through system folders
 //!     only).
-//! 15. [`hooks`], [`limits`], [`origin`], [`x509`]: the test-only environment variables
-//!     (honoured by debug builds only); fixed limits that `app`, `server` and `config` share; web
-//!     origins; certificate parsing, DigestInfo, signature checks.
+//! 15. [`hooks`], [`i18n`], [`limits`], [`origin`], [`x509`]: the test-only environment variables
+//!     (honoured by debug builds only); the person's language and the message catalogues
+//!     (`agent/i18n/`); fixed limits that `app`, `server` and `config` share; web origins;
+//!     certificate parsing, DigestInfo, signature checks.
 //! 16. [`logging`], [`secret`]: logs that cannot fail or flood; wiping what secrets leave on the
 //!     stack.
 //! 17. [`error`], [`testing`]: the one error type and its mapping to wire codes; helpers for tests.
@@ -69,6 +70,7 @@ pub mod error;
 pub mod events;
 pub mod guard;
 pub mod hooks;
+pub mod i18n;
 pub mod limits;
 pub mod logging;
 pub mod methods;
