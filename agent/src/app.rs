@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::consent::{ConsentUi, PinUi};
 use crate::desktop::{self, Running};
+use crate::i18n;
 use crate::limits::MAX_BLOCKING_THREADS;
 use crate::state::Agent;
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ use tokio::sync::Notify;
 /// One function on purpose: the order of start-up (shell, then threads, then the server,
 /// then the shell's loop) is the point, and reads best top to bottom.
 pub fn run(mut config: Config) -> ExitCode {
+    let language = i18n::for_this_system(config.language.as_deref());
+    i18n::set_language(language.language);
     let shell = desktop::pick(&config);
     if config.state_file.is_none() {
         config.state_file = shell.default_state_file();
@@ -27,6 +30,7 @@ pub fn run(mut config: Config) -> ExitCode {
     let consent = shell.consent_ui();
     tracing::info!("{}", config.summary());
     tracing::info!("{}", consent.note);
+    tracing::info!("prompts speak {language}");
     if config.modules.is_empty() {
         tracing::warn!(
             "no PKCS #11 library is configured: add `modules` to the configuration (see `keyport \

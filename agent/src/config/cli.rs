@@ -61,6 +61,10 @@ pub struct Cli {
     /// (default: `pinentry` on PATH).
     #[arg(long, value_name = "PATH", global = true)]
     pub pinentry: Option<PathBuf>,
+    /// The language of prompts, dialogs and the tray, e.g. de or pt-BR (default: the
+    /// environment's, LANGUAGE / LC_ALL / LC_MESSAGES / LANG; the system's on Windows and macOS).
+    #[arg(long, value_name = "LANG", global = true)]
+    pub language: Option<String>,
     /// Seconds a signature waits for the PIN typed on a PIN-pad reader (default 60).
     #[arg(long, value_name = "SECS", global = true)]
     pub pin_pad_timeout: Option<u64>,

@@ -101,6 +101,10 @@ pub enum ConfigError {
          autostart entry, the shell), or leave module_isolation on"
     )]
     ModuleEnvInProcess(String),
+    #[error(
+        "invalid language {0:?}: write a language tag or locale, e.g. de, pt-BR or fr_FR.UTF-8"
+    )]
+    Language(String),
     #[error("invalid policy value {value}: {message}")]
     Registry { value: String, message: String },
     #[error("{key} can only be set in the administrator's policy ({admin}), not in {path}")]

@@ -125,6 +125,8 @@ impl Loaded {
                 _ => out.push_str(&format!("{key} = {value}  # {source}\n")),
             }
         }
+        let language = crate::i18n::for_this_system(self.config.language.as_deref());
+        out.push_str(&format!("# Prompts speak {language}\n"));
         out
     }
 }

@@ -51,6 +51,9 @@ settings! {
     /// How long a signature waits for the PIN typed on a PIN-pad reader.
     pin_pad_timeout_secs => pin_pad_timeout: Duration = secs(60),
         check at_least(secs(1)), flag |c| c.pin_pad_timeout;
+    /// The language of prompts, dialogs and the tray (None: the environment's; agent/i18n/).
+    language => language: Option<String> = None,
+        check language, flag |c| c.language.clone();
     tray => tray: bool = true,
         flag |c| c.no_tray.then_some(false);
     /// Run each PKCS #11 library in a process of its own (the default).
@@ -109,6 +112,16 @@ fn loopback(addr: SocketAddr) -> Result<SocketAddr, ConfigError> {
     match addr.ip().is_loopback() {
         true => Ok(addr),
         false => Err(ConfigError::NotLoopback(addr)),
+    }
+}
+
+/// `language`'s check: a language tag or locale name (`de`, `pt-BR`, `fr_FR.UTF-8`). One no
+/// catalogue serves is not an error: the environment's language, then English, are used, and
+/// `keyport config` says so.
+fn language(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match &value {
+        Some(v) if crate::i18n::parse_locale(v).is_none() => Err(ConfigError::Language(v.clone())),
+        _ => Ok(value),
     }
 }
 

@@ -136,6 +136,17 @@ impl FileValue for Option<PathBuf> {
     }
 }
 
+/// An optional text (`language`); `keyport config` shows an unset one as `""`.
+impl FileValue for Option<String> {
+    type File = String;
+    fn from_file(text: String) -> Result<Self, ConfigError> {
+        Ok(Some(text))
+    }
+    fn to_toml(&self) -> Value {
+        Value::String(self.clone().unwrap_or_default())
+    }
+}
+
 impl FileValue for SocketAddr {
     type File = String;
     fn from_file(text: String) -> Result<SocketAddr, ConfigError> {

@@ -18,7 +18,8 @@
 //! The prompts then add their own framing (blank lines, a closing sentence) and their own
 //! escaping (markup for a notification server that renders it, percent escapes for Assuan).
 
-use super::ConsentRequest;
+use super::{Caller, ConsentRequest};
+use crate::i18n::{self, Catalog};
 use std::time::Duration;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
@@ -49,25 +50,44 @@ pub struct ConsentText {
 }
 
 impl ConsentText {
+    /// The request's text in the person's language ([`crate::i18n::current`]).
     pub fn new(request: &ConsentRequest) -> ConsentText {
-        let caller = field(request.caller.label(), CAP_NAME);
-        let (asks, label) = if request.count > 1 {
-            (
-                format!(
-                    "asks for {} signatures with your certificate",
-                    request.count
+        ConsentText::in_language(i18n::current(), request)
+    }
+
+    /// The request's text in `catalog`'s language. The values are cleaned and capped before a
+    /// translation places them.
+    pub fn in_language(catalog: &Catalog, request: &ConsentRequest) -> ConsentText {
+        let caller = match &request.caller {
+            Caller::Origin(o) => field(o.as_str(), CAP_NAME),
+            Caller::Local { .. } => field(&catalog.text("caller-local", &[]), CAP_NAME),
+        };
+        let subject = field(&request.subject, CAP_NAME);
+        let issuer = field(&request.issuer, CAP_NAME);
+        let algorithm = field(&request.algorithm, CAP_SHORT);
+        let fingerprint = field(&request.digest_fingerprint, CAP_SHORT);
+        let (headline, digest) = match request.count > 1 {
+            true => (
+                catalog.text(
+                    "consent-headline-batch",
+                    &[
+                        ("caller", (&caller).into()),
+                        ("count", request.count.into()),
+                    ],
                 ),
-                "Fingerprint of the set",
-            )
-        } else {
-            ("asks to sign with your certificate".to_string(), "Digest")
+                "consent-digest-batch",
+            ),
+            false => (
+                catalog.text("consent-headline", &[("caller", (&caller).into())]),
+                "consent-digest",
+            ),
         };
         ConsentText {
-            headline: format!("{caller} {asks}."),
-            certificate: format!("Certificate: {}", field(&request.subject, CAP_NAME)),
-            issuer: format!("Issued by: {}", field(&request.issuer, CAP_NAME)),
-            algorithm: format!("Algorithm: {}", field(&request.algorithm, CAP_SHORT)),
-            fingerprint: format!("{label}: {}", field(&request.digest_fingerprint, CAP_SHORT)),
+            headline,
+            certificate: catalog.text("consent-certificate", &[("subject", (&subject).into())]),
+            issuer: catalog.text("consent-issuer", &[("issuer", (&issuer).into())]),
+            algorithm: catalog.text("consent-algorithm", &[("algorithm", (&algorithm).into())]),
+            fingerprint: catalog.text(digest, &[("fingerprint", (&fingerprint).into())]),
             caller,
         }
     }
@@ -85,17 +105,20 @@ impl ConsentText {
 }
 
 /// The line under the request in the agent's PIN prompts (pinentry's, the Windows PIN dialog).
-pub const PIN_INSTRUCTION: &str = "Enter the token's PIN to sign.";
+pub fn pin_instruction() -> String {
+    i18n::text("pin-instruction", &[])
+}
 
 /// The last line of the PIN-pad notice (a notification, the Windows notice window).
-pub const PIN_PAD_INSTRUCTION: &str =
-    "Type the PIN on the reader's keypad to sign, or press Cancel on the reader.";
+pub fn pin_pad_instruction() -> String {
+    i18n::text("pin-pad-instruction", &[])
+}
 
 /// The closing line of a prompt that waits for an answer.
 pub fn timeout_line(timeout: Duration) -> String {
-    format!(
-        "No answer within {} s is a refusal.",
-        timeout.as_secs().max(1)
+    i18n::text(
+        "consent-timeout",
+        &[("seconds", timeout.as_secs().max(1).into())],
     )
 }
 

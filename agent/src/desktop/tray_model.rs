@@ -4,6 +4,7 @@
 //! `freedesktop/tray.rs`) only draws views (with [`super::icon`]'s pixels) and forwards
 //! clicks, so everything here is unit-tested.
 
+use crate::i18n;
 use crate::state::Agent;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -158,7 +159,7 @@ impl TrayModel {
     fn token_entries(&self) -> Vec<MenuEntry> {
         let tokens = self.state.tokens.list();
         if tokens.is_empty() {
-            return vec![MenuEntry::Label("No token inserted".into())];
+            return vec![MenuEntry::Label(i18n::text("tray-no-token", &[]))];
         }
         tokens
             .into_iter()
@@ -168,11 +169,18 @@ impl TrayModel {
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or(module);
                 let label = if label.is_empty() {
-                    "(no label)".to_string()
+                    i18n::text("tray-token-no-label", &[])
                 } else {
                     label
                 };
-                MenuEntry::Label(format!("{label} ({library}, slot {slot})"))
+                MenuEntry::Label(i18n::text(
+                    "tray-token",
+                    &[
+                        ("label", (&label).into()),
+                        ("library", (&library).into()),
+                        ("slot", slot.into()),
+                    ],
+                ))
             })
             .collect()
     }
@@ -182,59 +190,69 @@ impl TrayModel {
         let paused = consent.is_paused();
         let pending = consent.pending();
         let status = if paused {
-            "Signing paused: every signature is refused".to_string()
-        } else if pending == 1 {
-            "1 signature request waits for your answer".to_string()
-        } else if pending > 1 {
-            format!("{pending} signature requests wait for your answer")
+            i18n::text("tray-paused", &[])
+        } else if pending > 0 {
+            i18n::text("tray-pending", &[("count", pending.into())])
         } else {
-            "Ready".to_string()
+            i18n::text("tray-ready", &[])
         };
         let sites = consent.remembered.list();
         let site_entries = if sites.is_empty() {
-            vec![MenuEntry::Label("No site is always allowed".into())]
+            vec![MenuEntry::Label(i18n::text("tray-no-sites", &[]))]
         } else {
             sites
                 .into_iter()
                 .map(|origin| MenuEntry::Action {
-                    label: format!("Revoke {origin}"),
+                    label: i18n::text("tray-revoke", &[("origin", origin.as_str().into())]),
                     id: Command::Revoke(origin).id(),
                 })
                 .collect()
         };
         let mut menu = vec![
-            MenuEntry::Label(format!("Keyport {}", self.version)),
-            MenuEntry::Label(format!("Listening on {}", self.url)),
+            MenuEntry::Label(i18n::text(
+                "tray-version",
+                &[("version", (&self.version).into())],
+            )),
+            MenuEntry::Label(i18n::text("tray-listening", &[("url", (&self.url).into())])),
             MenuEntry::Label(status.clone()),
             MenuEntry::Separator,
             MenuEntry::Check {
                 id: Command::TogglePause.id(),
-                label: "Pause signing".into(),
+                label: i18n::text("tray-pause", &[]),
                 checked: paused,
             },
             MenuEntry::Submenu {
-                label: "Always-allowed sites".into(),
+                label: i18n::text("tray-sites", &[]),
                 entries: site_entries,
             },
             MenuEntry::Submenu {
-                label: "Tokens".into(),
+                label: i18n::text("tray-tokens", &[]),
                 entries: self.token_entries(),
             },
         ];
         if let Some(folder) = &self.folder {
             menu.push(MenuEntry::Action {
                 id: Command::OpenFolder.id(),
-                label: format!("Open settings and log folder ({})", folder.display()),
+                label: i18n::text(
+                    "tray-open-folder",
+                    &[("folder", folder.display().to_string().as_str().into())],
+                ),
             });
         }
         menu.push(MenuEntry::Separator);
         menu.push(MenuEntry::Action {
             id: Command::Quit.id(),
-            label: "Quit Keyport".into(),
+            label: i18n::text("tray-quit", &[]),
         });
         TrayView {
             icon: self.icon_state(),
-            tooltip: format!("Keyport {}: {status}", self.version),
+            tooltip: i18n::text(
+                "tray-tooltip",
+                &[
+                    ("version", (&self.version).into()),
+                    ("status", (&status).into()),
+                ],
+            ),
             menu,
         }
     }

@@ -5,6 +5,7 @@ use crate::allowlist::AllowedModule;
 use crate::backend::{Credential, SignRequest};
 use crate::consent::{digest_fingerprint, Caller, ConsentRequest};
 use crate::error::{AgentError, Result};
+use crate::i18n;
 use crate::state::Agent;
 use crate::x509;
 use base64::Engine;
@@ -71,13 +72,16 @@ fn consent_request(
     };
     let (subject, issuer, key) = match x509::parse_certificate(der) {
         Ok(c) => {
-            let key = x509::certificate_key_kind(der).map_or("the token's key", |k| k.scheme());
+            let key = x509::certificate_key_kind(der).map_or_else(
+                |_| i18n::text("key-unknown", &[]),
+                |k| k.scheme().to_string(),
+            );
             (c.subject, c.issuer, key)
         }
         Err(_) => (
-            "(unreadable certificate)".to_string(),
+            i18n::text("certificate-unreadable", &[]),
             String::new(),
-            "the token's key",
+            i18n::text("key-unknown", &[]),
         ),
     };
     let fingerprint = match digests {
@@ -95,7 +99,10 @@ fn consent_request(
         caller: caller.clone(),
         subject,
         issuer,
-        algorithm: format!("{hash} with {key}"),
+        algorithm: i18n::text(
+            "consent-algorithm-name",
+            &[("hash", hash.into()), ("key", (&key).into())],
+        ),
         digest_fingerprint: fingerprint,
         count: digests.len(),
     }
@@ -117,16 +124,13 @@ pub const MAX_PIN_PROMPTS: usize = 5;
 
 /// The line the PIN prompt shows after a failed try.
 fn retry_text(e: &AgentError) -> String {
-    match e.reason {
-        ErrorReason::PinIncorrect => match e.pin_state {
-            Some(PinState::FinalTry) => {
-                "Wrong PIN. One try is left before the PIN locks.".to_string()
-            }
-            Some(PinState::CountLow) => "Wrong PIN. Few tries are left.".to_string(),
-            _ => "Wrong PIN. Try again.".to_string(),
-        },
-        _ => e.message.clone(),
-    }
+    let id = match (e.reason, e.pin_state) {
+        (ErrorReason::PinIncorrect, Some(PinState::FinalTry)) => "pin-wrong-final-try",
+        (ErrorReason::PinIncorrect, Some(PinState::CountLow)) => "pin-wrong-few-tries",
+        (ErrorReason::PinIncorrect, _) => "pin-wrong",
+        _ => "pin-wrong-length",
+    };
+    i18n::text(id, &[])
 }
 
 /// What `signData` and `signDataBatch` share: which key, how, and with which PIN.

@@ -15,8 +15,9 @@
 //! notify-rust's own `wait_for_action` has no timeout and subscribes only after the notification
 //! is shown; this module does its own waiting on the same D-Bus signals instead.
 
-use crate::consent::text::{timeout_line, ConsentText, PIN_PAD_INSTRUCTION};
+use crate::consent::text::{pin_pad_instruction, timeout_line, ConsentText};
 use crate::consent::{Caller, ConsentRequest, ConsentUi, Decision};
+use crate::i18n;
 use std::time::Duration;
 
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -37,7 +38,7 @@ pub struct PromptText {
     pub summary: String,
     pub body: String,
     /// (key, label) pairs, in the order shown.
-    pub actions: Vec<(&'static str, &'static str)>,
+    pub actions: Vec<(&'static str, String)>,
 }
 
 /// What the person sees: the request's text as [`ConsentText`] renders it (cleaned and capped
@@ -49,14 +50,18 @@ pub fn prompt_text(request: &ConsentRequest, timeout: Duration, markup: bool) ->
     lines.extend(text.details());
     let last = timeout_line(timeout);
     lines.push(&last);
-    let mut actions = vec![(ACTION_ALLOW, "Allow")];
+    let button = |id: &str| i18n::plain(&i18n::text(id, &[]));
+    let mut actions = vec![(ACTION_ALLOW, button("button-allow"))];
     // "Always" only means something for a web origin (it is remembered per origin).
     if matches!(request.caller, Caller::Origin(_)) {
-        actions.push((ACTION_ALWAYS, "Always allow this site"));
+        actions.push((ACTION_ALWAYS, button("button-always")));
     }
-    actions.push((ACTION_DENY, "Deny"));
+    actions.push((ACTION_DENY, button("button-deny")));
     PromptText {
-        summary: format!("Signature request from {}", text.caller),
+        summary: i18n::text(
+            "notify-consent-summary",
+            &[("caller", (&text.caller).into())],
+        ),
         body: body(&lines, markup),
         actions,
     }
@@ -99,14 +104,15 @@ pub fn decision_for_action(key: &str, offered_always: bool) -> Decision {
 /// reader): who asks, the certificate and the fingerprint, as [`ConsentText`] renders them.
 pub fn pin_pad_text(request: &ConsentRequest, markup: bool) -> PromptText {
     let text = ConsentText::new(request);
+    let instruction = pin_pad_instruction();
     let lines = [
         text.headline.as_str(),
         &text.certificate,
         &text.fingerprint,
-        PIN_PAD_INSTRUCTION,
+        &instruction,
     ];
     PromptText {
-        summary: "Type your PIN on the card reader".to_string(),
+        summary: i18n::text("notify-pin-pad-summary", &[]),
         body: body(&lines, markup),
         actions: Vec::new(),
     }

@@ -40,29 +40,54 @@ use super::assuan::{error_text, gpg_err, into_pin, Failure};
 use super::program::agent_tty;
 use super::session::Pipes;
 use super::{PinAnswer, PinDialog, PinentryKind};
-use crate::consent::text::{timeout_line, ConsentText, PIN_INSTRUCTION};
+use crate::consent::text::{timeout_line, ConsentText};
 use crate::consent::{Caller, ConsentRequest, Decision};
+use crate::i18n::{self, Catalog};
 use std::time::Duration;
 
-/// The buttons of the consent dialog, with distinct mnemonics (see "Answers" in `dialog.rs`).
-pub const LABEL_ALLOW: &str = "_Allow";
-pub const LABEL_ALWAYS: &str = "Al_ways allow this site";
-pub const LABEL_DENY: &str = "_Deny";
+/// The buttons of the consent dialog, in the person's language, with distinct mnemonics (see
+/// "Answers" in `dialog.rs`; every catalogue's are checked distinct).
+pub fn label_allow() -> String {
+    i18n::text("button-allow", &[])
+}
+pub fn label_always() -> String {
+    i18n::text("button-always", &[])
+}
+pub fn label_deny() -> String {
+    i18n::text("button-deny", &[])
+}
 
 /// The title of both dialogs.
-pub const TITLE: &str = "Keyport: signature request";
+pub fn title() -> String {
+    i18n::text("title-signature-request", &[])
+}
 
 /// The text of a combined consent + PIN dialog, built from the request: who asks (the caller's
 /// label), the certificate's subject and issuer, the algorithm, the digest's fingerprint. Never
 /// contains a PIN (the request has none). `error`: a wrong PIN on the previous try.
 pub fn pin_dialog(request: &ConsentRequest, error: Option<String>) -> PinDialog {
+    pin_dialog_in(i18n::current(), request, error)
+}
+
+/// [`pin_dialog`] in `catalog`'s language.
+pub fn pin_dialog_in(
+    catalog: &Catalog,
+    request: &ConsentRequest,
+    error: Option<String>,
+) -> PinDialog {
+    let text = ConsentText::in_language(catalog, request);
     PinDialog {
-        title: TITLE.to_string(),
-        description: format!("{}\n\n{PIN_INSTRUCTION}", describe(request)),
-        prompt: "PIN:".to_string(),
+        title: catalog.text("title-signature-request", &[]),
+        description: format!(
+            "{}\n\n{}\n\n{}",
+            text.headline,
+            text.details().join("\n"),
+            catalog.text("pin-instruction", &[])
+        ),
+        prompt: catalog.text("pin-label", &[]),
         error,
-        ok: Some("_Sign".to_string()),
-        cancel: Some(LABEL_DENY.to_string()),
+        ok: Some(catalog.text("button-sign", &[])),
+        cancel: Some(catalog.text("button-deny", &[])),
     }
 }
 
@@ -135,14 +160,14 @@ pub(super) async fn consent_conversation(
     let flavor = c.flavor().await?;
     let offered_always =
         matches!(request.caller, Caller::Origin(_)) && offers_always(flavor.as_deref());
-    c.set("SETTITLE", TITLE).await?;
+    c.set("SETTITLE", &title()).await?;
     c.set("SETDESC", &consent_description(request, timeout))
         .await?;
-    c.set("SETOK", LABEL_ALLOW).await?;
+    c.set("SETOK", &label_allow()).await?;
     if offered_always {
-        c.set("SETNOTOK", LABEL_ALWAYS).await?;
+        c.set("SETNOTOK", &label_always()).await?;
     }
-    c.set("SETCANCEL", LABEL_DENY).await?;
+    c.set("SETCANCEL", &label_deny()).await?;
     c.expect_ok(&settimeout(timeout)).await?;
     let reply = c.transact("CONFIRM").await?;
     if reply.data.is_some() {
@@ -253,7 +278,7 @@ mod tests {
             );
         }
         assert_eq!(d.error.as_deref(), Some("Wrong PIN"));
-        assert_eq!(d.title, TITLE);
+        assert_eq!(d.title, title());
         // A hostile, huge subject: the origin and the digest still show, nothing forges a line.
         let evil = format!("CN=Evil\nAlgorithm: none\u{202E}%0A{}", "é%".repeat(1500));
         let r = ConsentRequest::sample("https://a.example", &evil);
@@ -320,7 +345,11 @@ mod tests {
             }
             .to_ascii_lowercase()
         };
-        let keys = [key(LABEL_ALLOW), key(LABEL_ALWAYS), key(LABEL_DENY)];
+        let keys = [
+            key(&label_allow()),
+            key(&label_always()),
+            key(&label_deny()),
+        ];
         assert_eq!(keys, ['a', 'w', 'd']);
     }
 

@@ -56,8 +56,8 @@ mod session;
 
 pub use assuan::{gpg_err, MAX_DATA, MAX_LINE};
 pub use dialog::{
-    confirm_decision, getpin_error, offers_always, pin_dialog, LABEL_ALLOW, LABEL_ALWAYS,
-    LABEL_DENY, TITLE,
+    confirm_decision, getpin_error, label_allow, label_always, label_deny, offers_always,
+    pin_dialog, pin_dialog_in, title,
 };
 pub use session::{GRACE, PINENTRY_ENV, PINENTRY_ENV_PREFIXES};
 

@@ -77,7 +77,7 @@ pub fn place(spec: &DialogSpec, m: &impl Measure) -> Layout {
     let row: i32 = spec
         .buttons
         .iter()
-        .map(|b| button_w(b.label) + GAP)
+        .map(|b| button_w(&b.label) + GAP)
         .sum::<i32>()
         - GAP;
     let inner = TEXT_WIDTH.max(row);
@@ -97,7 +97,7 @@ pub fn place(spec: &DialogSpec, m: &impl Measure) -> Layout {
         // The headline stands apart from the details.
         y += h + if i == 0 { 2 * GAP } else { GAP };
     }
-    let field = spec.field.map(|label| {
+    let field = spec.field.as_deref().map(|label| {
         let lw = m.width(label) + GAP;
         let fh = m.line() + 10;
         y += GAP;
@@ -123,7 +123,7 @@ pub fn place(spec: &DialogSpec, m: &impl Measure) -> Layout {
         y += GAP;
         let mut x = MARGIN + inner - row;
         for b in &spec.buttons {
-            let w = button_w(b.label);
+            let w = button_w(&b.label);
             buttons.push((
                 b.id,
                 Rect {

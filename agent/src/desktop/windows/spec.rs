@@ -3,17 +3,25 @@
 //! capped there) and unit-tested on every platform. `dialog.rs` only draws a [`DialogSpec`].
 
 use crate::consent::text::{
-    field, timeout_line, ConsentText, CAP_NAME, PIN_INSTRUCTION, PIN_PAD_INSTRUCTION,
+    field, pin_instruction, pin_pad_instruction, timeout_line, ConsentText, CAP_NAME,
 };
 use crate::consent::{Caller, ConsentRequest, Decision};
+use crate::i18n;
 use std::time::Duration;
 
-/// The consent dialog's title (stable: an end-to-end test finds the window by it).
-pub const CONSENT_TITLE: &str = "Keyport: allow signing?";
+/// The consent dialog's title, in the person's language (an end-to-end test finds the window by
+/// its English title).
+pub fn consent_title() -> String {
+    i18n::text("title-allow-signing", &[])
+}
 /// The PIN dialog's title.
-pub const PIN_TITLE: &str = "Keyport: PIN";
+pub fn pin_title() -> String {
+    i18n::text("title-pin", &[])
+}
 /// The PIN-pad notice's title.
-pub const NOTICE_TITLE: &str = "Keyport: type your PIN on the reader";
+pub fn notice_title() -> String {
+    i18n::text("title-pin-pad", &[])
+}
 
 /// Win32's own command ids: Enter without another default sends `IDOK`, Escape sends `IDCANCEL`.
 pub const IDOK: u16 = 1;
@@ -36,12 +44,11 @@ pub const ID_COUNTDOWN: u16 = 207;
 pub const ID_PIN_LABEL: u16 = 300;
 pub const ID_PIN: u16 = 301;
 
-/// The button labels; `&` marks the letter that, with Alt, presses the button.
-pub const LABEL_ALLOW: &str = "&Allow";
-pub const LABEL_ALWAYS: &str = "Always allow this &site";
-pub const LABEL_DENY: &str = "&Deny";
-pub const LABEL_SIGN: &str = "Sign";
-pub const LABEL_CANCEL: &str = "Cancel";
+/// A button's label in the person's language; `&` marks the letter that, with Alt, presses the
+/// button (the catalogues' `_`: Alt+A, Alt+W, Alt+D in English).
+pub fn label(id: &str) -> String {
+    i18n::windows_label(&i18n::text(id, &[]))
+}
 
 /// How long the buttons that say yes (Allow, Always, Sign) stay disabled after the dialog
 /// appears. The dialog takes the foreground while the person may be typing elsewhere (in the
@@ -74,7 +81,7 @@ pub struct Block {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Button {
     pub id: u16,
-    pub label: &'static str,
+    pub label: String,
     /// It says yes: disabled for [`INPUT_GUARD`] after the dialog appears.
     pub says_yes: bool,
 }
@@ -82,11 +89,11 @@ pub struct Button {
 /// Everything a dialog shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialogSpec {
-    pub title: &'static str,
+    pub title: String,
     /// Top down.
     pub blocks: Vec<Block>,
     /// The masked PIN field, under the blocks: its label.
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
     /// Left to right, at the bottom right.
     pub buttons: Vec<Button>,
     /// Enter presses it, unless the focus is on another button.
@@ -164,23 +171,23 @@ pub fn consent(request: &ConsentRequest, timeout: Duration) -> DialogSpec {
     blocks.push(countdown(timeout));
     let mut buttons = vec![Button {
         id: ID_ALLOW,
-        label: LABEL_ALLOW,
+        label: label("button-allow"),
         says_yes: true,
     }];
     if offers_always(request) {
         buttons.push(Button {
             id: ID_ALWAYS,
-            label: LABEL_ALWAYS,
+            label: label("button-always"),
             says_yes: true,
         });
     }
     buttons.push(Button {
         id: ID_DENY,
-        label: LABEL_DENY,
+        label: label("button-deny"),
         says_yes: false,
     });
     DialogSpec {
-        title: CONSENT_TITLE,
+        title: consent_title(),
         blocks,
         field: None,
         buttons,
@@ -197,7 +204,7 @@ pub fn pin(request: &ConsentRequest, error: Option<&str>, timeout: Duration) -> 
     let mut blocks = request_blocks(&ConsentText::new(request));
     blocks.push(Block {
         id: ID_INSTRUCTION,
-        text: PIN_INSTRUCTION.to_string(),
+        text: pin_instruction(),
         style: Style::Body,
     });
     if let Some(error) = error.map(|e| field(e, CAP_NAME)).filter(|e| !e.is_empty()) {
@@ -209,18 +216,18 @@ pub fn pin(request: &ConsentRequest, error: Option<&str>, timeout: Duration) -> 
     }
     blocks.push(countdown(timeout));
     DialogSpec {
-        title: PIN_TITLE,
+        title: pin_title(),
         blocks,
-        field: Some("PIN:"),
+        field: Some(i18n::text("pin-label", &[])),
         buttons: vec![
             Button {
                 id: IDOK,
-                label: LABEL_SIGN,
+                label: label("button-sign"),
                 says_yes: true,
             },
             Button {
                 id: IDCANCEL,
-                label: LABEL_CANCEL,
+                label: label("button-cancel"),
                 says_yes: false,
             },
         ],
@@ -240,12 +247,12 @@ pub fn notice(request: &ConsentRequest) -> DialogSpec {
         .filter(|b| matches!(b.id, ID_HEADLINE | ID_CERTIFICATE | ID_FINGERPRINT))
         .chain([Block {
             id: ID_INSTRUCTION,
-            text: PIN_PAD_INSTRUCTION.to_string(),
+            text: pin_pad_instruction(),
             style: Style::Body,
         }])
         .collect();
     DialogSpec {
-        title: NOTICE_TITLE,
+        title: notice_title(),
         blocks,
         field: None,
         buttons: Vec::new(),
@@ -305,12 +312,16 @@ mod tests {
             ]
         );
         assert_eq!(spec.blocks[0].style, Style::Headline);
-        let labels: Vec<_> = spec.buttons.iter().map(|b| (b.id, b.label)).collect();
+        let labels: Vec<_> = spec
+            .buttons
+            .iter()
+            .map(|b| (b.id, b.label.as_str()))
+            .collect();
         assert_eq!(
             labels,
             [
                 (ID_ALLOW, "&Allow"),
-                (ID_ALWAYS, "Always allow this &site"),
+                (ID_ALWAYS, "Al&ways allow this site"),
                 (ID_DENY, "&Deny")
             ]
         );
@@ -385,7 +396,7 @@ mod tests {
         let request = ConsentRequest::sample("https://a.example", "CN=Alice");
         let spec = pin(&request, None, Duration::from_secs(30));
         assert_eq!(spec.title, "Keyport: PIN");
-        assert_eq!(spec.field, Some("PIN:"));
+        assert_eq!(spec.field.as_deref(), Some("PIN:"));
         assert_eq!(spec.block(ID_ERROR), None);
         assert_eq!(
             texts(&spec)[4..],
@@ -471,10 +482,10 @@ mod tests {
     fn the_three_titles_differ() {
         // `xdotool search --name` matches a regular expression anywhere in a title: no title
         // contains another.
-        let titles = [CONSENT_TITLE, PIN_TITLE, NOTICE_TITLE];
-        for a in titles {
-            for b in titles {
-                assert!(a == b || !a.contains(b), "{a:?} contains {b:?}");
+        let titles = [consent_title(), pin_title(), notice_title()];
+        for a in &titles {
+            for b in &titles {
+                assert!(a == b || !a.contains(b.as_str()), "{a:?} contains {b:?}");
             }
         }
     }

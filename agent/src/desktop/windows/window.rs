@@ -196,7 +196,7 @@ pub unsafe fn create(
     class(wndproc)?;
     let ex = WS_EX_TOPMOST | WS_EX_CONTROLPARENT | WS_EX_DLGMODALFRAME | WS_EX_APPWINDOW;
     let style = WS_POPUP | WS_CAPTION | WS_SYSMENU;
-    let (class, title) = (wide(CLASS), wide(spec.title));
+    let (class, title) = (wide(CLASS), wide(&spec.title));
     let hwnd = CreateWindowExW(
         ex,
         class.as_ptr(),
@@ -248,7 +248,7 @@ pub unsafe fn create(
         };
         control(hwnd, child, *r, fonts.of(block.style));
     }
-    if let (Some(label), Some((lr, fr))) = (spec.field, placed.field) {
+    if let (Some(label), Some((lr, fr))) = (spec.field.as_deref(), placed.field) {
         let child = Child {
             class: "STATIC",
             text: label,
@@ -274,7 +274,7 @@ pub unsafe fn create(
         } as u32;
         let child = Child {
             class: "BUTTON",
-            text: button.label,
+            text: &button.label,
             style: kind | WS_TABSTOP | if button.says_yes { WS_DISABLED } else { 0 },
             ex: 0,
             id: *id,
