@@ -206,7 +206,12 @@ impl Agent {
                 token.dir.path().join("etc-keyport").join("keyport.toml"),
             )
             .env("SOFTHSM2_CONF", token.conf())
-            .env("RUST_LOG", "keyport=debug,info");
+            .env("RUST_LOG", "keyport=debug,info")
+            // Prompts in English whatever the machine's language (a test sets its own).
+            .env("LANG", "C.UTF-8")
+            .env_remove("LANGUAGE")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES");
     }
 
     /// Stop with SIGTERM and return everything the agent logged.
@@ -755,9 +760,15 @@ pub fn write(path: &Path, text: &str) {
 /// Run `keyport ARGS` to the end (a command, or an agent that must refuse to start): exit
 /// code, stdout, stderr.
 pub fn run(token: &Token, args: &[&str]) -> (i32, String, String) {
+    run_with_env(token, args, &[])
+}
+
+/// [`run`] with `env` set over the test environment.
+pub fn run_with_env(token: &Token, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(keyport_bin());
     cmd.args(args);
     Agent::hermetic(token, &mut cmd);
+    cmd.envs(env.iter().copied());
     let out = cmd.stdin(Stdio::null()).output().expect("run keyport");
     (
         out.status.code().unwrap_or(-1),

@@ -2,12 +2,13 @@
 //! stand-in (`src/bin/fake-pinentry.rs`, which records every command it receives), then once
 //! against the real thing, Debian's pinentry-gtk2 under Xvfb, driven with xdotool.
 //!
-//! `UPDATE_SCREENSHOT=1` also writes docs/pinentry.png (the real PIN dialog).
+//! `UPDATE_SCREENSHOT=1` also writes docs/pinentry.png (the real PIN dialog) and
+//! docs/pinentry-ru.png (the same dialog in Russian).
 
 use keyport::consent::{Caller, ConsentRequest, Decision};
 use keyport::desktop::pinentry::{
-    pin_dialog, PinAnswer, PinDialog, Pinentry, PinentryKind, LABEL_ALLOW, LABEL_ALWAYS,
-    LABEL_DENY, MAX_LINE, PINENTRY_ENV, TITLE,
+    label_allow, label_always, label_deny, pin_dialog, pin_dialog_in, title, PinAnswer, PinDialog,
+    Pinentry, PinentryKind, MAX_LINE, PINENTRY_ENV,
 };
 use keyport::origin::Origin;
 use keyport_e2e::desktop::Xvfb;
@@ -168,10 +169,10 @@ async fn the_pin_comes_back_exactly_and_the_dialog_says_who_asks_what() {
     let records = fake.wait_records(1);
     let rec = &records[0];
     assert_eq!(verbs(rec), PIN_VERBS);
-    assert_eq!(arg(rec, "SETTITLE").unwrap(), TITLE);
+    assert_eq!(arg(rec, "SETTITLE").unwrap(), title());
     assert_eq!(arg(rec, "SETTIMEOUT").unwrap(), "7");
     assert_eq!(arg(rec, "SETERROR").unwrap(), "Wrong PIN: 2 tries left");
-    assert_eq!(arg(rec, "SETCANCEL").unwrap(), LABEL_DENY);
+    assert_eq!(arg(rec, "SETCANCEL").unwrap(), label_deny());
     let desc = arg(rec, "SETDESC").unwrap();
     assert_eq!(desc, dialog.description);
     for part in [
@@ -398,9 +399,9 @@ async fn confirm_maps_each_answer() {
     for rec in &records {
         assert_eq!(verbs(rec), CONFIRM_VERBS);
         assert_eq!(arg(rec, "GETINFO").unwrap(), "flavor");
-        assert_eq!(arg(rec, "SETOK").unwrap(), LABEL_ALLOW);
-        assert_eq!(arg(rec, "SETNOTOK").unwrap(), LABEL_ALWAYS);
-        assert_eq!(arg(rec, "SETCANCEL").unwrap(), LABEL_DENY);
+        assert_eq!(arg(rec, "SETOK").unwrap(), label_allow());
+        assert_eq!(arg(rec, "SETNOTOK").unwrap(), label_always());
+        assert_eq!(arg(rec, "SETCANCEL").unwrap(), label_deny());
         assert_eq!(arg(rec, "SETTIMEOUT").unwrap(), "30");
         let desc = arg(rec, "SETDESC").unwrap();
         assert!(desc.contains(ORIGIN) && desc.contains("CN=Alice"), "{desc}");
@@ -699,6 +700,54 @@ fn close_window(x: &Xvfb, window: &str) {
         (xl.XCloseDisplay)(d);
         assert_ne!(sent, 0, "XSendEvent failed");
     }
+}
+
+/// The real pinentry-gtk2 shows the Russian dialog: its title (read back from the X window),
+/// and a PIN typed into it comes back. With `UPDATE_SCREENSHOT=1`, docs/pinentry-ru.png.
+#[test]
+fn pinentry_gtk2_for_real_in_russian() {
+    let x = Xvfb::start();
+    let p = gtk2(&x);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ru = keyport::i18n::catalog("ru");
+    let r = ConsentRequest {
+        caller: Caller::Origin(Origin::parse(ORIGIN).unwrap()),
+        subject: "CN=Иван Петров, O=Пример, C=RU".into(),
+        issuer: "CN=Example Issuing CA 2, O=Example Corp, C=BE".into(),
+        algorithm: ru.text(
+            "consent-algorithm-name",
+            &[("hash", "SHA-256".into()), ("key", "ECDSA".into())],
+        ),
+        digest_fingerprint: "3A7BD3E2 360A3D29".into(),
+        count: 1,
+    };
+    let error = ru.text("pin-wrong-few-tries", &[]);
+    let dialog = pin_dialog_in(ru, &r, Some(error));
+    assert_eq!(dialog.title, ru.text("title-signature-request", &[]));
+    assert_ne!(
+        dialog.title,
+        title(),
+        "the Russian title is not the English one"
+    );
+    let asking = {
+        let (p, d) = (p.clone(), dialog.clone());
+        rt.spawn(async move { p.get_pin(&d, Duration::from_secs(30)).await })
+    };
+    let window = dialog_window(&x, "the Russian dialog", &asking);
+    assert_eq!(xdotool(&x, &["getwindowname", &window]), dialog.title);
+    xdotool(&x, &["type", "--delay", "40", TYPED_PIN]);
+    if std::env::var("UPDATE_SCREENSHOT").as_deref() == Ok("1") {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pinentry-ru.png");
+        let status = Command::new("import")
+            .args(["-display", &x.display, "-window", &window])
+            .arg(&file)
+            .status()
+            .expect("run import (Debian package imagemagick)");
+        assert!(status.success(), "import failed");
+    }
+    xdotool(&x, &["key", "Return"]);
+    assert_eq!(pin_of(rt.block_on(asking).unwrap()), TYPED_PIN);
+    assert!(no_dialog_window(&x), "the dialog is still up");
 }
 
 /// Typed into the real dialog: `%` and a space (escaped by pinentry, decoded by the agent).

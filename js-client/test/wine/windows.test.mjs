@@ -76,9 +76,13 @@ function wine(args, { timeout = 120_000 } = {}) {
 }
 
 function wineEnv() {
-  const env = { ...xvfb.env, KEYPORT_WINEPREFIX: prefix, WINEDEBUG: "-all" };
+  // LANG=C.UTF-8: Wine's UI language is then en-US, so the dialogs speak English (this test finds
+  // them by their English titles) whatever the machine's locale.
+  const env = { ...xvfb.env, KEYPORT_WINEPREFIX: prefix, WINEDEBUG: "-all", LANG: "C.UTF-8" };
   // The agent must not reach the Linux desktop of whoever runs the tests.
-  for (const name of ["DBUS_SESSION_BUS_ADDRESS", "WAYLAND_DISPLAY"]) delete env[name];
+  for (const name of ["DBUS_SESSION_BUS_ADDRESS", "WAYLAND_DISPLAY", "LANGUAGE", "LC_ALL", "LC_MESSAGES"]) {
+    delete env[name];
+  }
   return env;
 }
 
@@ -379,7 +383,7 @@ describe("Keyport on Windows (Wine): installed by its MSI, used from a public si
 
   test("Always allow this site: remembered for the page's real origin; the next signature asks nobody", async () => {
     const first = startSigning(page, { certId: "01", text: "always, from now on" });
-    await press(await dialog(CONSENT_TITLE), "alt+s");
+    await press(await dialog(CONSENT_TITLE), "alt+w");
     assert.equal((await first).state, "signed");
     assert.ok(await gone(CONSENT_TITLE), "the dialog is gone");
     const state = join(drive, "users", userInfo().username, "AppData/Local/Keyport/state.json");
