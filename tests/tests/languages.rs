@@ -177,6 +177,20 @@ fn keyport_config_says_which_language_and_why() {
     );
     assert!(said(&[("LANG", "sw_KE.UTF-8")], &[])
         .starts_with("# Prompts speak en (the default: no catalogue for LANG=sw_KE.UTF-8"));
+    // The administrator's file sets a default over the environment; the person's own file wins.
+    let admin = token.dir.path().join("etc-keyport/keyport.toml");
+    write(&admin, "language = \"lv\"\n");
+    let line = said(&[("LANG", "fr_FR.UTF-8")], &[]);
+    assert_eq!(
+        line,
+        "# Prompts speak lv (the configuration's language = \"lv\")"
+    );
+    write(
+        &token.dir.path().join("config/keyport/keyport.toml"),
+        "language = \"et\"\n",
+    );
+    assert!(said(&[("LANG", "fr_FR.UTF-8")], &[]).starts_with("# Prompts speak et "));
+    std::fs::remove_file(&admin).unwrap();
     // Not a language at all: refused, naming the value.
     let (code, _, err) = run_with_env(&token, &["config", "--language", "12!"], &[]);
     assert_eq!(code, 2);

@@ -171,3 +171,20 @@ pub fn system_languages() -> Vec<String> {
         Vec::new()
     }
 }
+
+#[cfg(all(test, windows))]
+mod windows_tests {
+    /// Under Wine (CI) as on Windows: the person's UI languages are read, and one is chosen.
+    #[test]
+    fn the_system_names_the_persons_ui_languages() {
+        let listed = super::system_languages();
+        assert!(!listed.is_empty(), "no UI language listed");
+        let choice = super::for_this_system(None);
+        assert!(
+            matches!(choice.source, super::ChoiceSource::System(_)),
+            "{choice} from {listed:?}"
+        );
+        let choice = super::for_this_system(Some("fi"));
+        assert_eq!(choice.language, "fi");
+    }
+}

@@ -2,9 +2,9 @@
 //! every plural form; nothing hidden in what they produce; distinct button keys.
 
 use super::*;
-use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
 use fluent_syntax::ast;
 use std::collections::{BTreeMap, BTreeSet};
+use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
 
 /// A control, format (bidi marks and isolates among them) or separator character: what no
 /// prompt may carry (the same categories `consent::text` blanks in values).
