@@ -41,6 +41,7 @@
 //! | `no_pss=1` | a token without RSA-PSS: `C_GetMechanismList` leaves out CKM_RSA_PKCS_PSS |
 //! | `call_delay_ms=N` | every token call (each intercepted function but `C_Initialize`, `C_Finalize` and `C_WaitForSlotEvent`) sleeps N ms first: a slow card, where each call is one or more APDUs |
 //! | `log_all=1` | also log the token calls this module only passes on (`C_GetInfo`, `C_GetSessionInfo`, `C_CloseSession`, `C_CloseAllSessions`, `C_FindObjects`, `C_FindObjectsFinal`, `C_GetAttributeValue`, `C_SignInit`, `C_GetMechanismInfo`): with `log=`, one line per PKCS #11 call the caller made, to count them |
+//! | `sign_too_small=1` | the first `C_Sign` with a buffer after each `C_SignInit` answers CKR_BUFFER_TOO_SMALL without saying the length it needs (as some libraries do); the operation goes on, as PKCS #11 says it does |
 //! | `log=/abs/path` | append one line per intercepted call, e.g. `C_Login user_type=1 pin_len=8 rv=0x0`, `C_Logout rv=0x30 (injected)`, `C_Sign segv (injected)`; never a PIN |
 //! | `get_interface=<rv>` | (the `-v3` build only, see below) `C_GetInterface` and `C_GetInterfaceList` return that rv (`not_supported` is CKR_FUNCTION_NOT_SUPPORTED, as a Thales Luna library with old firmware answers); `C_GetFunctionList` still serves the 2.x list |
 //! | `get_interface=v2` | (the `-v3` build only) the default interface is the 2.x function list (version 2.40), not the 3.0 one |
@@ -124,6 +125,7 @@ pub struct Faults {
     pub log: Option<PathBuf>,
     pub log_all: bool,
     pub call_delay_ms: u64,
+    pub sign_too_small: bool,
     pub get_interface: Option<InterfaceFault>,
 }
 
@@ -176,6 +178,7 @@ impl Faults {
                 "log" => put(&mut f.log, Some(Some(value.into()))),
                 "log_all" => put(&mut f.log_all, parse_bool(value)),
                 "call_delay_ms" => put(&mut f.call_delay_ms, value.parse().ok()),
+                "sign_too_small" => put(&mut f.sign_too_small, parse_bool(value)),
                 "get_interface" => put(&mut f.get_interface, parse_interface(value).map(Some)),
                 _ => {
                     problems.push(format!("line {}: unknown key {key:?}", i + 1));
@@ -639,11 +642,6 @@ passed_on! {
         template: CK_ATTRIBUTE_PTR,
         count: CK_ULONG
     );
-    fn sign_init = C_SignInit(
-        session: CK_SESSION_HANDLE,
-        mechanism: CK_MECHANISM_PTR,
-        key: CK_OBJECT_HANDLE
-    );
     fn get_mechanism_info = C_GetMechanismInfo(
         slot: CK_SLOT_ID,
         kind: CK_MECHANISM_TYPE,
@@ -807,6 +805,33 @@ unsafe extern "C" fn find_objects_init(
     })
 }
 
+/// Sessions whose signing operation is yet to answer CKR_BUFFER_TOO_SMALL (`sign_too_small`).
+fn fresh_signs() -> std::sync::MutexGuard<'static, std::collections::HashSet<CK_SESSION_HANDLE>> {
+    static FRESH: OnceLock<Mutex<std::collections::HashSet<CK_SESSION_HANDLE>>> = OnceLock::new();
+    FRESH
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+unsafe extern "C" fn sign_init(
+    session: CK_SESSION_HANDLE,
+    mechanism: CK_MECHANISM_PTR,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let f = enter();
+        let rv = forward!(C_SignInit(session, mechanism, key));
+        if rv == CKR_OK && f.sign_too_small {
+            fresh_signs().insert(session);
+        }
+        if f.log_all {
+            f.report("C_SignInit", "", rv, false);
+        }
+        rv
+    })
+}
+
 unsafe extern "C" fn sign(
     session: CK_SESSION_HANDLE,
     data: CK_BYTE_PTR,
@@ -816,6 +841,10 @@ unsafe extern "C" fn sign(
 ) -> CK_RV {
     guard(|| {
         let mut f = enter();
+        if !signature.is_null() && fresh_signs().remove(&session) {
+            // The operation goes on (PKCS #11 5.2); the length needed is not said.
+            return f.report("C_Sign", "buffer", CKR_BUFFER_TOO_SMALL, true);
+        }
         if !signature.is_null() && f.sign_delay_ms > 0 && f.sign.is_none() && !f.hide_tokens {
             sleep_ms(f.sign_delay_ms);
             // The card may have been pulled meanwhile.
@@ -1052,7 +1081,7 @@ mod tests {
         let text = "# a comment\n\n target = /x/y.so \ninitialize=fail\ninitialize_delay_ms=5\n\
                     logout=device_error\nsign=hang\nsign_delay_ms=7\nprotected_auth_path=1\n\
                     pinpad_pin=12 34\npinpad=cancel\npinpad_delay_ms=9\nhide_tokens=1\nlog=/tmp/l\n\
-                    log_all=1\ncall_delay_ms=20\n";
+                    log_all=1\ncall_delay_ms=20\nsign_too_small=1\n";
         let (f, problems) = Faults::parse(text);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(f.target.as_deref(), Some(Path::new("/x/y.so")));
@@ -1067,6 +1096,7 @@ mod tests {
         assert_eq!(f.log.as_deref(), Some(Path::new("/tmp/l")));
         assert!(f.log_all);
         assert_eq!(f.call_delay_ms, 20);
+        assert!(f.sign_too_small);
     }
 
     #[test]
