@@ -14,6 +14,8 @@ struct ThreadUse {
     group: String,
     host: bool,
     switches: u64,
+    /// Of `switches`, those where the thread was preempted (it did not wait for anything).
+    preempted: u64,
     cpu_ns: u64,
 }
 
@@ -26,10 +28,14 @@ pub struct Snapshot(HashMap<(u32, u32), ThreadUse>);
 pub struct Usage {
     pub agent_switches: u64,
     pub host_switches: u64,
+    /// Of those switches, the preemptions (nonvoluntary: another thread wanted the CPU, so they
+    /// depend on the machine's load); the rest are waits (voluntary).
+    pub preempted: u64,
     pub agent_cpu_ns: u64,
     pub host_cpu_ns: u64,
-    /// Context switches of each thread that switched, by group and rank within it
-    /// (`agent: tokio-rt-worker #1` switched most of its group).
+    /// Waits (voluntary switches) of each thread that waited, by group and rank within it
+    /// (`agent: tokio-rt-worker #1` waited most often of its group): who sleeps, and so who
+    /// is woken, per request.
     pub by_thread: BTreeMap<String, u64>,
 }
 
@@ -78,6 +84,7 @@ fn threads_of(pid: u32, host: bool, into: &mut HashMap<(u32, u32), ThreadUse>) {
                 host,
                 switches: field(&status, "voluntary_ctxt_switches:")
                     + field(&status, "nonvoluntary_ctxt_switches:"),
+                preempted: field(&status, "nonvoluntary_ctxt_switches:"),
                 cpu_ns,
             },
         );
@@ -101,13 +108,15 @@ impl Snapshot {
         let mut u = Usage::default();
         let mut threads: Vec<(&String, u64)> = Vec::new();
         for (key, now) in &self.0 {
-            let (sw, ns) = match before.0.get(key) {
+            let (sw, pre, ns) = match before.0.get(key) {
                 Some(b) => (
                     now.switches.saturating_sub(b.switches),
+                    now.preempted.saturating_sub(b.preempted),
                     now.cpu_ns.saturating_sub(b.cpu_ns),
                 ),
-                None => (now.switches, now.cpu_ns),
+                None => (now.switches, now.preempted, now.cpu_ns),
             };
+            u.preempted += pre;
             if now.host {
                 u.host_switches += sw;
                 u.host_cpu_ns += ns;
@@ -115,12 +124,11 @@ impl Snapshot {
                 u.agent_switches += sw;
                 u.agent_cpu_ns += ns;
             }
-            if sw > 0 {
-                threads.push((&now.group, sw));
+            if sw > pre {
+                threads.push((&now.group, sw - pre));
             }
         }
-        // Each thread on its own, numbered within its group from the busiest: which threads
-        // take part, and how often each one sleeps.
+        // Each thread on its own, numbered within its group from the one that waited most.
         threads.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
         let mut n = 0;
         for (i, (group, sw)) in threads.iter().enumerate() {

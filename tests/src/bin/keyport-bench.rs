@@ -844,6 +844,8 @@ struct CountRow {
     switches_per_request: f64,
     agent_switches_per_request: f64,
     host_switches_per_request: f64,
+    /// Of all switches, preemptions (the rest are waits): these depend on the machine's load.
+    preempted_per_request: f64,
     agent_cpu_us_per_request: f64,
     host_cpu_us_per_request: f64,
     /// Switches per request by thread (`agent: tokio-runtime-w`, `host: keyport-host-*`).
@@ -889,6 +891,7 @@ async fn count_row(agent: &Agent, name: String, method: &str, params: Value, n: 
         switches_per_request: per(used.agent_switches + used.host_switches),
         agent_switches_per_request: per(used.agent_switches),
         host_switches_per_request: per(used.host_switches),
+        preempted_per_request: per(used.preempted),
         agent_cpu_us_per_request: per(used.agent_cpu_ns) / 1e3,
         host_cpu_us_per_request: per(used.host_cpu_ns) / 1e3,
         by_thread: used
@@ -1054,8 +1057,8 @@ async fn counts(token: &Token, n: usize, slow_reps: usize) -> Counts {
 
 fn print_counts(c: &Counts) {
     println!();
-    println!("| per request (1 client, sequential) | switches | agent | host | agent CPU µs | host CPU µs | switches by thread |");
-    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!("| per request (1 client, sequential) | switches | agent | host | of them preempted | agent CPU µs | host CPU µs | waits (voluntary switches) by thread |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for r in &c.rows {
         // By group: its switches, and how many of its threads took part.
         let mut groups: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
@@ -1070,11 +1073,12 @@ fn print_counts(c: &Counts) {
             .map(|(k, (v, n))| format!("{k} {v:.2} ({n} threads)"))
             .collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
             r.name,
             r.switches_per_request,
             r.agent_switches_per_request,
             r.host_switches_per_request,
+            r.preempted_per_request,
             r.agent_cpu_us_per_request,
             r.host_cpu_us_per_request,
             threads.join(", ")
