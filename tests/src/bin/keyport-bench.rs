@@ -921,10 +921,13 @@ fn agent_args(module: &str, config: Option<&str>) -> Vec<String> {
     args
 }
 
+/// The agents of the counts log at `warn` unless `KEYPORT_BENCH_LOG` says otherwise (`info`,
+/// the agent's default, logs a line per signature: what that costs).
 fn start_agent(token: &Token, module: &str, config: Option<&str>) -> Agent {
     let args = agent_args(module, config);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Agent::start_raw(token, &args, &[("RUST_LOG", "warn")])
+    let level = std::env::var("KEYPORT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    Agent::start_raw(token, &args, &[("RUST_LOG", &level)])
 }
 
 /// `k` requests: calls per request, and the calls of the last one.
