@@ -163,7 +163,7 @@ async fn slots_with_a_token_are_one_list_and_their_information() {
     let (calls, slots) = calls_of(&fm, c.ok("pkcs11.slotsWithTokenPresent", json!({}))).await;
     let n = slots.as_array().unwrap().len();
     assert!(n >= 2, "{slots}");
-    let mut expected = vec!["C_GetSlotList".to_string()];
-    expected.extend(std::iter::repeat("C_GetSlotInfo".to_string()).take(n));
+    let mut expected = vec!["C_GetSlotInfo".to_string(); n + 1];
+    expected[0] = "C_GetSlotList".to_string();
     assert_eq!(calls, expected);
 }
