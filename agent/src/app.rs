@@ -84,8 +84,10 @@ pub fn run(mut config: Config) -> ExitCode {
         .spawn(move || {
             // Token calls run on blocking threads; bound them (each may hold a session)
             // so that a hung token cannot make the agent spawn threads without end.
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One async thread: a request then wakes no sibling worker that finds nothing to
+            // do (BENCHMARKS.md, "Context switches"); the CPU-bound work (signatures, the
+            // module hosts) is on other threads and processes anyway.
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .max_blocking_threads(MAX_BLOCKING_THREADS)
                 .enable_all()
                 .build()

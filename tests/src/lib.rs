@@ -5,6 +5,7 @@
 //! The `keyport` binary is `target/<profile>/keyport` beside the test executable (`cargo test
 //! --workspace` builds it), or `$KEYPORT_BIN`.
 
+pub mod counts;
 pub mod desktop;
 pub mod fault;
 pub mod pcsc;

@@ -39,6 +39,9 @@
 //! | `token_epoch=N` | a card pulled out and put back: the first intercepted call that sees a new `N` closes every session of the real module (which logs its tokens out, as a card losing power does), so every handle from before is stale. With `hide_tokens` this models the whole cycle: `hide_tokens=1` + a new epoch (pulled), then `hide_tokens=0` (back) |
 //! | `slot_events=1` | `C_WaitForSlotEvent` works (else it is the real module's: SoftHSM has none): a change of `hide_tokens` or `token_epoch` is an event for every slot of the real module. Blocking waits look at the control file every 10 ms and end with CKR_CRYPTOKI_NOT_INITIALIZED at `C_Finalize`; `CKF_DONT_BLOCK` answers CKR_NO_EVENT when nothing changed |
 //! | `no_pss=1` | a token without RSA-PSS: `C_GetMechanismList` leaves out CKM_RSA_PKCS_PSS |
+//! | `call_delay_ms=N` | every token call (each intercepted function but `C_Initialize`, `C_Finalize` and `C_WaitForSlotEvent`) sleeps N ms first: a slow card, where each call is one or more APDUs |
+//! | `log_all=1` | also log the token calls this module only passes on (`C_GetInfo`, `C_GetSessionInfo`, `C_CloseSession`, `C_CloseAllSessions`, `C_FindObjects`, `C_FindObjectsFinal`, `C_GetAttributeValue`, `C_SignInit`, `C_GetMechanismInfo`): with `log=`, one line per PKCS #11 call the caller made, to count them |
+//! | `sign_too_small=1` | the first `C_Sign` with a buffer after each `C_SignInit` answers CKR_BUFFER_TOO_SMALL without saying the length it needs (as some libraries do); the operation goes on, as PKCS #11 says it does |
 //! | `log=/abs/path` | append one line per intercepted call, e.g. `C_Login user_type=1 pin_len=8 rv=0x0`, `C_Logout rv=0x30 (injected)`, `C_Sign segv (injected)`; never a PIN |
 //! | `get_interface=<rv>` | (the `-v3` build only, see below) `C_GetInterface` and `C_GetInterfaceList` return that rv (`not_supported` is CKR_FUNCTION_NOT_SUPPORTED, as a Thales Luna library with old firmware answers); `C_GetFunctionList` still serves the 2.x list |
 //! | `get_interface=v2` | (the `-v3` build only) the default interface is the 2.x function list (version 2.40), not the 3.0 one |
@@ -49,7 +52,8 @@
 //!
 //! Intercepted: `C_Initialize`, `C_Finalize`, `C_GetSlotList`, `C_GetSlotInfo`,
 //! `C_GetTokenInfo`, `C_OpenSession`, `C_Login`, `C_Logout`, `C_FindObjectsInit`, `C_Sign`,
-//! `C_WaitForSlotEvent` (and `C_GetFunctionList`, which returns this module's list).
+//! `C_WaitForSlotEvent` (and `C_GetFunctionList`, which returns this module's list); passed on,
+//! but delayed by `call_delay_ms` and logged with `log_all=1`: the functions listed there.
 //!
 //! # Two builds: with and without `C_GetInterface`
 //!
@@ -119,6 +123,9 @@ pub struct Faults {
     pub slot_events: bool,
     pub no_pss: bool,
     pub log: Option<PathBuf>,
+    pub log_all: bool,
+    pub call_delay_ms: u64,
+    pub sign_too_small: bool,
     pub get_interface: Option<InterfaceFault>,
 }
 
@@ -169,6 +176,9 @@ impl Faults {
                 "slot_events" => put(&mut f.slot_events, parse_bool(value)),
                 "no_pss" => put(&mut f.no_pss, parse_bool(value)),
                 "log" => put(&mut f.log, Some(Some(value.into()))),
+                "log_all" => put(&mut f.log_all, parse_bool(value)),
+                "call_delay_ms" => put(&mut f.call_delay_ms, value.parse().ok()),
+                "sign_too_small" => put(&mut f.sign_too_small, parse_bool(value)),
                 "get_interface" => put(&mut f.get_interface, parse_interface(value).map(Some)),
                 _ => {
                     problems.push(format!("line {}: unknown key {key:?}", i + 1));
@@ -291,6 +301,14 @@ fn warn(message: &str) {
     let _ = writeln!(std::io::stderr(), "keyport-fault-module: {message}");
 }
 
+/// What a wrapped token call does first: read the control file (acting on a new epoch), then
+/// wait `call_delay_ms`.
+fn enter() -> Faults {
+    let f = Faults::load();
+    sleep_ms(f.call_delay_ms);
+    f
+}
+
 fn sleep_ms(ms: u64) {
     if ms > 0 {
         std::thread::sleep(Duration::from_millis(ms));
@@ -375,6 +393,15 @@ fn load_module() -> Result<Module, String> {
     ours.C_Finalize = Some(finalize);
     ours.C_GetMechanismList = Some(get_mechanism_list);
     ours.C_WaitForSlotEvent = Some(wait_for_slot_event);
+    ours.C_GetInfo = Some(get_info);
+    ours.C_GetSessionInfo = Some(get_session_info);
+    ours.C_CloseSession = Some(close_session);
+    ours.C_CloseAllSessions = Some(close_all_sessions);
+    ours.C_FindObjects = Some(find_objects);
+    ours.C_FindObjectsFinal = Some(find_objects_final);
+    ours.C_GetAttributeValue = Some(get_attribute_value);
+    ours.C_SignInit = Some(sign_init);
+    ours.C_GetMechanismInfo = Some(get_mechanism_info);
     Ok(Module {
         _lib: lib,
         real,
@@ -581,6 +608,47 @@ pub unsafe extern "C" fn get_interface_list(list: CK_INTERFACE_PTR, count: CK_UL
     })
 }
 
+/// Token calls this module only passes on: delayed by `call_delay_ms`, logged with `log_all=1`.
+macro_rules! passed_on {
+    ($(fn $wrapper:ident = $name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        unsafe extern "C" fn $wrapper($($arg: $ty),*) -> CK_RV {
+            guard(|| {
+                let f = enter();
+                let rv = forward!($name($($arg),*));
+                if f.log_all {
+                    f.report(stringify!($name), "", rv, false);
+                }
+                rv
+            })
+        }
+    )*};
+}
+
+passed_on! {
+    fn get_info = C_GetInfo(info: CK_INFO_PTR);
+    fn get_session_info = C_GetSessionInfo(session: CK_SESSION_HANDLE, info: CK_SESSION_INFO_PTR);
+    fn close_session = C_CloseSession(session: CK_SESSION_HANDLE);
+    fn close_all_sessions = C_CloseAllSessions(slot: CK_SLOT_ID);
+    fn find_objects = C_FindObjects(
+        session: CK_SESSION_HANDLE,
+        objects: CK_OBJECT_HANDLE_PTR,
+        max: CK_ULONG,
+        count: CK_ULONG_PTR
+    );
+    fn find_objects_final = C_FindObjectsFinal(session: CK_SESSION_HANDLE);
+    fn get_attribute_value = C_GetAttributeValue(
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        template: CK_ATTRIBUTE_PTR,
+        count: CK_ULONG
+    );
+    fn get_mechanism_info = C_GetMechanismInfo(
+        slot: CK_SLOT_ID,
+        kind: CK_MECHANISM_TYPE,
+        info: CK_MECHANISM_INFO_PTR
+    );
+}
+
 unsafe extern "C" fn initialize(args: *mut c_void) -> CK_RV {
     guard(|| {
         let f = Faults::load();
@@ -606,7 +674,7 @@ unsafe extern "C" fn get_slot_list(
     count: CK_ULONG_PTR,
 ) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         let detail = format!("token_present={token_present}");
         if f.hide_tokens && token_present != CK_FALSE {
             if count.is_null() {
@@ -623,7 +691,7 @@ unsafe extern "C" fn get_slot_list(
 
 unsafe extern "C" fn get_slot_info(slot: CK_SLOT_ID, info: CK_SLOT_INFO_PTR) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         let rv = forward!(C_GetSlotInfo(slot, info));
         if rv == CKR_OK && f.hide_tokens && !info.is_null() {
             // SAFETY: the real module just filled `*info`, a caller's valid CK_SLOT_INFO.
@@ -635,7 +703,7 @@ unsafe extern "C" fn get_slot_info(slot: CK_SLOT_ID, info: CK_SLOT_INFO_PTR) -> 
 
 unsafe extern "C" fn get_token_info(slot: CK_SLOT_ID, info: CK_TOKEN_INFO_PTR) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         let detail = format!("slot={slot}");
         if f.hide_tokens {
             return f.report("C_GetTokenInfo", &detail, CKR_TOKEN_NOT_PRESENT, true);
@@ -666,7 +734,7 @@ unsafe extern "C" fn open_session(
     session: CK_SESSION_HANDLE_PTR,
 ) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         let detail = format!("slot={slot}");
         if f.hide_tokens {
             return f.report("C_OpenSession", &detail, CKR_TOKEN_NOT_PRESENT, true);
@@ -683,7 +751,7 @@ unsafe extern "C" fn login(
     pin_len: CK_ULONG,
 ) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         if f.hide_tokens {
             let detail = format!("user_type={user_type} pin_len={pin_len}");
             return f.report("C_Login", &detail, CKR_TOKEN_NOT_PRESENT, true);
@@ -713,7 +781,7 @@ unsafe extern "C" fn login(
 
 unsafe extern "C" fn logout(session: CK_SESSION_HANDLE) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         if let Some(rv) = f.logout {
             return f.report("C_Logout", "", rv, true);
         }
@@ -728,12 +796,39 @@ unsafe extern "C" fn find_objects_init(
     count: CK_ULONG,
 ) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         if f.hide_tokens {
             return f.report("C_FindObjectsInit", "", CKR_TOKEN_NOT_PRESENT, true);
         }
         let rv = forward!(C_FindObjectsInit(session, template, count));
         f.report("C_FindObjectsInit", "", rv, false)
+    })
+}
+
+/// Sessions whose signing operation is yet to answer CKR_BUFFER_TOO_SMALL (`sign_too_small`).
+fn fresh_signs() -> std::sync::MutexGuard<'static, std::collections::HashSet<CK_SESSION_HANDLE>> {
+    static FRESH: OnceLock<Mutex<std::collections::HashSet<CK_SESSION_HANDLE>>> = OnceLock::new();
+    FRESH
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+unsafe extern "C" fn sign_init(
+    session: CK_SESSION_HANDLE,
+    mechanism: CK_MECHANISM_PTR,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let f = enter();
+        let rv = forward!(C_SignInit(session, mechanism, key));
+        if rv == CKR_OK && f.sign_too_small {
+            fresh_signs().insert(session);
+        }
+        if f.log_all {
+            f.report("C_SignInit", "", rv, false);
+        }
+        rv
     })
 }
 
@@ -745,7 +840,11 @@ unsafe extern "C" fn sign(
     signature_len: CK_ULONG_PTR,
 ) -> CK_RV {
     guard(|| {
-        let mut f = Faults::load();
+        let mut f = enter();
+        if !signature.is_null() && fresh_signs().remove(&session) {
+            // The operation goes on (PKCS #11 5.2); the length needed is not said.
+            return f.report("C_Sign", "buffer", CKR_BUFFER_TOO_SMALL, true);
+        }
         if !signature.is_null() && f.sign_delay_ms > 0 && f.sign.is_none() && !f.hide_tokens {
             sleep_ms(f.sign_delay_ms);
             // The card may have been pulled meanwhile.
@@ -837,7 +936,7 @@ unsafe extern "C" fn get_mechanism_list(
     count: CK_ULONG_PTR,
 ) -> CK_RV {
     guard(|| {
-        let f = Faults::load();
+        let f = enter();
         if !f.no_pss || count.is_null() {
             let rv = forward!(C_GetMechanismList(slot, list, count));
             return f.report("C_GetMechanismList", &format!("slot={slot}"), rv, false);
@@ -981,7 +1080,8 @@ mod tests {
     fn every_key() {
         let text = "# a comment\n\n target = /x/y.so \ninitialize=fail\ninitialize_delay_ms=5\n\
                     logout=device_error\nsign=hang\nsign_delay_ms=7\nprotected_auth_path=1\n\
-                    pinpad_pin=12 34\npinpad=cancel\npinpad_delay_ms=9\nhide_tokens=1\nlog=/tmp/l\n";
+                    pinpad_pin=12 34\npinpad=cancel\npinpad_delay_ms=9\nhide_tokens=1\nlog=/tmp/l\n\
+                    log_all=1\ncall_delay_ms=20\nsign_too_small=1\n";
         let (f, problems) = Faults::parse(text);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(f.target.as_deref(), Some(Path::new("/x/y.so")));
@@ -994,6 +1094,9 @@ mod tests {
         assert_eq!(f.pinpad_pin.as_deref(), Some("12 34"));
         assert_eq!(f.pinpad_delay_ms, 9);
         assert_eq!(f.log.as_deref(), Some(Path::new("/tmp/l")));
+        assert!(f.log_all);
+        assert_eq!(f.call_delay_ms, 20);
+        assert!(f.sign_too_small);
     }
 
     #[test]

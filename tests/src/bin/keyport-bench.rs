@@ -4,6 +4,7 @@
 //!   cargo build --release -p keyport && cargo run --release -p keyport-e2e --bin keyport-bench
 //!   ... --bin keyport-bench -- --smoke            (tiny counts: CI checks it still runs)
 //!   ... --bin keyport-bench -- --json out.json
+//!   ... --bin keyport-bench -- --counts          (only the counts below: a minute)
 //!
 //! Rows:
 //! * raw naive: C_Login + find key + C_Sign + C_Logout per operation (the semantics of one
@@ -14,7 +15,12 @@
 //!   token round trips; each with its ratio to raw naive and raw best;
 //! * agent peak RSS idle and after N requests, and time from spawn to the ready line;
 //! * agent RSS idle with its tray, under Xvfb with a private session bus and (if installed)
-//!   `trayer` as tray host; skipped, saying why, when Xvfb or dbus-daemon is missing.
+//!   `trayer` as tray host; skipped, saying why, when Xvfb or dbus-daemon is missing;
+//! * counts, which do not move with the machine's load: context switches and CPU time per
+//!   `info` and ECDSA `signData` (agent and module host, thread by thread, from /proc), with
+//!   the library in a module host and in process; PKCS #11 calls per request as the library
+//!   saw them (the fault module in front of SoftHSM, logging every call), and the time of the
+//!   repeated requests when each call takes 20 ms more (a slow card).
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -22,10 +28,13 @@ use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
+use keyport_e2e::counts::{call_names, Snapshot};
 use keyport_e2e::desktop::{PrivateBus, TrayHost, Xvfb};
-use keyport_e2e::{b64, sha, Agent, Token, MODULE, PIN};
+use keyport_e2e::fault::FaultModule;
+use keyport_e2e::{b64, sha, Agent, Client, Token, MODULE, PIN};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -362,6 +371,8 @@ struct Report {
     rss_agent_and_hosts_kib: u64,
     /// The in-process agent after the same rows.
     rss_in_process_kib: u64,
+    /// Context switches, CPU time and token calls per request.
+    counts: Counts,
 }
 
 #[derive(Serialize)]
@@ -536,6 +547,17 @@ async fn main() {
 
     let token = Token::provision();
     std::env::set_var("SOFTHSM2_CONF", token.conf());
+    let (count_n, slow_reps) = (scale(2000), if smoke { 2 } else { 5 });
+    if args.iter().any(|a| a == "--counts") {
+        let c = counts(&token, count_n, slow_reps).await;
+        println!("Machine: {}", machine());
+        print_counts(&c);
+        if let Some(path) = json_out {
+            std::fs::write(&path, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+            println!("\nJSON written to {path}");
+        }
+        return;
+    }
 
     // Raw cryptoki first, in this process.
     let raw = Raw::new();
@@ -661,6 +683,7 @@ async fn main() {
     let host_start = host_start_ms(&token).await;
     // The same agent with its tray, idle, on its own (nothing else runs meanwhile).
     let tray = tray_memory(&token).await;
+    let counts = counts(&token, count_n, slow_reps).await;
 
     let report = Report {
         machine: machine(),
@@ -680,6 +703,7 @@ async fn main() {
         host_start_ms: host_start,
         rss_agent_and_hosts_kib: rss_with_hosts,
         rss_in_process_kib: rss_in_process,
+        counts,
     };
     print_table(&report);
     if let Some(path) = json_out {
@@ -805,5 +829,277 @@ fn print_table(r: &Report) {
                 .collect();
             println!("| agent RSS idle with its tray | skipped: {why} |")
         }
+    }
+    print_counts(&r.counts);
+}
+
+// ---- Counts: context switches, CPU time and token calls per request (issue 26) ----
+
+/// Context switches and CPU time per request, agent and module host apart.
+#[derive(Serialize, Clone)]
+struct CountRow {
+    name: String,
+    requests: usize,
+    /// Agent and module host together.
+    switches_per_request: f64,
+    agent_switches_per_request: f64,
+    host_switches_per_request: f64,
+    /// Of all switches, preemptions (the rest are waits): these depend on the machine's load.
+    preempted_per_request: f64,
+    agent_cpu_us_per_request: f64,
+    host_cpu_us_per_request: f64,
+    /// Switches per request by thread (`agent: tokio-runtime-w`, `host: keyport-host-*`).
+    by_thread: BTreeMap<String, f64>,
+}
+
+/// PKCS #11 calls per request, as the library saw them (the fault module's log, `log_all=1`).
+#[derive(Serialize, Clone)]
+struct TokenCallRow {
+    request: String,
+    calls_per_request: f64,
+    /// The calls of the last such request, in order.
+    calls: Vec<String>,
+    /// Median time of one request, when every token call takes `call_delay_ms` more.
+    slow_p50_ms: Option<f64>,
+}
+
+#[derive(Serialize, Default)]
+struct Counts {
+    rows: Vec<CountRow>,
+    token_calls: Vec<TokenCallRow>,
+    /// The slow token's delay per call.
+    call_delay_ms: u64,
+}
+
+/// One sequential client sends `method` `n` times (after a warm-up); what the agent and its
+/// hosts spent on it, per request.
+async fn count_row(agent: &Agent, name: String, method: &str, params: Value, n: usize) -> CountRow {
+    let mut c = agent.client(None).await;
+    for _ in 0..20 {
+        c.ok(method, params.clone()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = Snapshot::of(agent.pid());
+    for _ in 0..n {
+        c.ok(method, params.clone()).await;
+    }
+    let used = Snapshot::of(agent.pid()).since(&before);
+    let per = |v: u64| v as f64 / n as f64;
+    CountRow {
+        name,
+        requests: n,
+        switches_per_request: per(used.agent_switches + used.host_switches),
+        agent_switches_per_request: per(used.agent_switches),
+        host_switches_per_request: per(used.host_switches),
+        preempted_per_request: per(used.preempted),
+        agent_cpu_us_per_request: per(used.agent_cpu_ns) / 1e3,
+        host_cpu_us_per_request: per(used.host_cpu_ns) / 1e3,
+        by_thread: used
+            .by_thread
+            .into_iter()
+            .map(|(k, v)| (k, per(v)))
+            .collect(),
+    }
+}
+
+fn agent_args(module: &str, config: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--module",
+        module,
+        "--no-origin",
+        "trust",
+        "--no-tray",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(config) = config {
+        args.extend(["--config".to_string(), config.to_string()]);
+    }
+    args
+}
+
+/// The agents of the counts log at `warn` unless `KEYPORT_BENCH_LOG` says otherwise (`info`,
+/// the agent's default, logs a line per signature: what that costs).
+fn start_agent(token: &Token, module: &str, config: Option<&str>) -> Agent {
+    let args = agent_args(module, config);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let level = std::env::var("KEYPORT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    Agent::start_raw(token, &args, &[("RUST_LOG", &level)])
+}
+
+/// `k` requests: calls per request, and the calls of the last one.
+async fn token_calls(
+    c: &mut Client,
+    fm: &FaultModule,
+    request: &str,
+    method: &str,
+    params: &Value,
+    k: usize,
+) -> TokenCallRow {
+    let start = fm.calls().len();
+    for _ in 0..k - 1 {
+        c.ok(method, params.clone()).await;
+    }
+    let last = fm.calls().len();
+    c.ok(method, params.clone()).await;
+    let all = fm.calls();
+    TokenCallRow {
+        request: request.to_string(),
+        calls_per_request: call_names(&all[start..]).len() as f64 / k as f64,
+        calls: call_names(&all[last..]),
+        slow_p50_ms: None,
+    }
+}
+
+async fn slow_p50_ms(c: &mut Client, method: &str, params: &Value, k: usize) -> f64 {
+    let mut ms = Vec::new();
+    for _ in 0..k {
+        let t = Instant::now();
+        c.ok(method, params.clone()).await;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms[ms.len() / 2]
+}
+
+/// The counts of issue 26: switches and CPU per `info` and ECDSA `signData`, with the library
+/// in a module host and in process; token calls per request through the fault module (log
+/// every call), then the same requests with every call 20 ms slower (a slow card).
+async fn counts(token: &Token, n: usize, slow_reps: usize) -> Counts {
+    let mut out = Counts {
+        call_delay_ms: 20,
+        ..Counts::default()
+    };
+    let digest = sha("sha256", b"counts");
+    let dir = tempfile::tempdir().unwrap();
+    let in_process = dir.path().join("in-process.toml");
+    std::fs::write(&in_process, "module_isolation = false\n").unwrap();
+    for (label, config) in [("module host", None), ("in process", in_process.to_str())] {
+        let agent = start_agent(token, MODULE, config);
+        let slot = agent.client(None).await.slot_of("keyport-demo").await;
+        let sign = json!({"slot_id": slot, "cert_id": Key::Ecdsa.id(), "pin": PIN,
+                          "data": b64(&digest), "algorithm_reference": "sha256"});
+        let info = count_row(
+            &agent,
+            format!("pkcs11.info ({label})"),
+            "pkcs11.info",
+            json!({}),
+            n,
+        );
+        out.rows.push(info.await);
+        let name = format!("signData ECDSA P-256 ({label})");
+        out.rows
+            .push(count_row(&agent, name, "pkcs11.signData", sign, n).await);
+        let _ = agent.stop();
+    }
+
+    // Token calls: the fault module in front of SoftHSM, logging every call.
+    let fm = FaultModule::for_store(&token.conf());
+    fm.set("log_all=1");
+    let agent = start_agent(token, fm.path_str(), None);
+    let mut c = agent.client(None).await;
+    let slot = c.slot_of("keyport-demo").await;
+    let sign = json!({"slot_id": slot, "cert_id": Key::Ecdsa.id(), "pin": PIN,
+                      "data": b64(&digest), "algorithm_reference": "sha256"});
+    let on_slot = json!({"slot_id": slot});
+    let k = 10;
+    let rows = [
+        ("pkcs11.info", "pkcs11.info", json!({}), k),
+        (
+            "pkcs11.slotsWithTokenPresent",
+            "pkcs11.slotsWithTokenPresent",
+            json!({}),
+            k,
+        ),
+        ("pkcs11.token", "pkcs11.token", on_slot.clone(), k),
+        (
+            "pkcs11.certificates (first)",
+            "pkcs11.certificates",
+            on_slot.clone(),
+            1,
+        ),
+        (
+            "pkcs11.certificates (again)",
+            "pkcs11.certificates",
+            on_slot.clone(),
+            k,
+        ),
+        (
+            "signData ECDSA P-256 (first: login)",
+            "pkcs11.signData",
+            sign.clone(),
+            1,
+        ),
+        (
+            "signData ECDSA P-256 (warm)",
+            "pkcs11.signData",
+            sign.clone(),
+            k,
+        ),
+    ];
+    for (request, method, params, k) in &rows {
+        let row = token_calls(&mut c, &fm, request, method, params, *k).await;
+        out.token_calls.push(row);
+    }
+    // A slow card: what a page waits for the requests that are asked again and again.
+    fm.set(&format!("log_all=1\ncall_delay_ms={}", out.call_delay_ms));
+    for row in out.token_calls.iter_mut() {
+        let Some((_, method, params, _)) = rows.iter().find(|r| r.0 == row.request && r.3 > 1)
+        else {
+            continue;
+        };
+        row.slow_p50_ms = Some(slow_p50_ms(&mut c, method, params, slow_reps).await);
+    }
+    fm.set("");
+    let _ = agent.stop();
+    out
+}
+
+fn print_counts(c: &Counts) {
+    println!();
+    println!("| per request (1 client, sequential) | switches | agent | host | of them preempted | agent CPU µs | host CPU µs | waits (voluntary switches) by thread |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for r in &c.rows {
+        // By group: its switches, and how many of its threads took part.
+        let mut groups: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for (thread, v) in &r.by_thread {
+            let group = thread.rsplit_once(" #").map_or(thread.as_str(), |(g, _)| g);
+            let g = groups.entry(group).or_default();
+            g.0 += v;
+            g.1 += 1;
+        }
+        let threads: Vec<String> = groups
+            .iter()
+            .map(|(k, (v, n))| format!("{k} {v:.2} ({n} threads)"))
+            .collect();
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
+            r.name,
+            r.switches_per_request,
+            r.agent_switches_per_request,
+            r.host_switches_per_request,
+            r.preempted_per_request,
+            r.agent_cpu_us_per_request,
+            r.host_cpu_us_per_request,
+            threads.join(", ")
+        );
+    }
+    println!();
+    println!(
+        "| request | token calls | the calls | p50 ms, {} ms per call |",
+        c.call_delay_ms
+    );
+    println!("|---|---:|---|---:|");
+    for r in &c.token_calls {
+        println!(
+            "| {} | {:.1} | {} | {} |",
+            r.request,
+            r.calls_per_request,
+            r.calls.join(", "),
+            r.slow_p50_ms.map(|v| format!("{v:.1}")).unwrap_or_default()
+        );
     }
 }

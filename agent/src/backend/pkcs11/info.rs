@@ -80,13 +80,13 @@ pub(super) fn library_info(ctx: &Pkcs11) -> Result<InfoResult> {
     })
 }
 
+/// Slots read with one `C_GetSlotList` (a module with more costs two calls more).
+const SLOTS_AT_ONCE: usize = 32;
+
 /// `pkcs11.slots` and `pkcs11.slotsWithTokenPresent`.
 pub(super) fn slots(ctx: &Pkcs11, token_present: bool) -> Result<Vec<SlotInfo>> {
-    let slots = if token_present {
-        ctx.get_slots_with_token()?
-    } else {
-        ctx.get_all_slots()?
-    };
+    // One C_GetSlotList, not two (count, then list), unless the module has more slots.
+    let slots = ctx.get_slots_within(token_present, SLOTS_AT_ONCE)?;
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
         let info = ctx.get_slot_info(slot)?;

@@ -293,15 +293,17 @@ impl Backend for CryptokiBackend {
     ) -> Result<CertificateObject> {
         let m = self.module(module)?;
         self.on_token(&m, slot_id, |t| {
-            objects::certificate(&m, t, id, self.policy.lock_wait)
+            objects::certificate(&m, t, id, self.policy.lock_wait, objects::Check::Token)
         })
     }
 
     fn sign(&self, module: &AllowedModule, req: &SignRequest<'_>) -> Result<Vec<Vec<u8>>> {
         let m = self.module(module)?;
         let signature = self.on_token(&m, req.slot_id, |t| {
-            // The key must be that of a certificate on the token (usually cached).
-            let cert = objects::certificate(&m, t, req.key_id, self.policy.lock_wait)?;
+            // The key must be that of a certificate on the token (usually cached: the
+            // signature's own calls fail if the token left, and the request runs again).
+            let check = objects::Check::ByWhatFollows;
+            let cert = objects::certificate(&m, t, req.key_id, self.policy.lock_wait, check)?;
             if req.scheme == keyport_protocol::SignatureScheme::Pss {
                 // Refused before any login: an EC key, or a token without the mechanism.
                 if !matches!(

@@ -158,7 +158,12 @@ pub(super) fn sign_on(
         )
         .into());
     };
-    match session.sign(&mechanism, key, &data) {
+    // C_SignInit + C_Sign into a buffer sized from the key's certificate: no length query.
+    let signed = match super::objects::signature_len(t, req.key_id) {
+        Some(len) => session.sign_with_len(&mechanism, key, &data, len),
+        None => session.sign(&mechanism, key, &data),
+    };
+    match signed {
         Ok(sig) => Ok(sig),
         Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Err(SignFailure::NotLoggedIn),
         Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _))

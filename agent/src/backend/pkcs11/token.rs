@@ -16,6 +16,7 @@
 use super::error::{invalidates_token_state, is_stale_handle};
 use super::lock;
 use super::login::{pin_error, Login};
+use super::objects::CertCache;
 use crate::error::{AgentError, Result};
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
@@ -27,8 +28,8 @@ use keyport_protocol::{ErrorReason, Pin};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Idle sessions kept per token.
 pub(super) const POOL_SIZE: usize = 8;
@@ -41,8 +42,8 @@ pub(super) struct TokenState {
     pub(super) login: RwLock<Login>,
     pub(super) pool: Mutex<Vec<Session>>,
     pub(super) keys: Mutex<HashMap<Vec<u8>, (ObjectHandle, KeyType)>>,
-    /// Certificates by CKA_ID, read at most `CERT_TTL` ago (public objects: no login needed).
-    pub(super) certs: Mutex<HashMap<Vec<u8>, CachedCert>>,
+    /// Certificates read in this generation of the token (see `objects`).
+    pub(super) certs: Mutex<CertCache>,
     pub(super) last_used_ms: AtomicU64,
     /// Bumped by [`TokenState::invalidate`]: what was kept before is dead.
     generation: AtomicU64,
@@ -72,13 +73,6 @@ pub(super) fn discard(session: Session) {
     }
 }
 
-/// A certificate's DER and when it was read.
-type CachedCert = (Instant, Arc<Vec<u8>>);
-
-/// How long a certificate read from the token is reused by signData/verifySignedData. Listing the
-/// certificates always reads the token (and refreshes this cache); a token error clears it.
-const CERT_TTL: Duration = Duration::from_secs(10);
-
 fn busy() -> AgentError {
     AgentError::with_message(
         ErrorReason::TokenBusy,
@@ -94,7 +88,7 @@ impl TokenState {
             login: RwLock::new(Login::default()),
             pool: Mutex::new(Vec::new()),
             keys: Mutex::new(HashMap::new()),
-            certs: Mutex::new(HashMap::new()),
+            certs: Mutex::new(CertCache::default()),
             last_used_ms: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             stale: AtomicU64::new(0),
@@ -204,19 +198,7 @@ impl TokenState {
             discard(session);
         }
         lock(&self.keys).clear();
-        lock(&self.certs).clear();
-    }
-
-    pub(super) fn cached_cert(&self, id: &[u8]) -> Option<Arc<Vec<u8>>> {
-        let certs = lock(&self.certs);
-        certs
-            .get(id)
-            .filter(|(at, _)| at.elapsed() < CERT_TTL)
-            .map(|(_, der)| der.clone())
-    }
-
-    pub(super) fn cache_cert(&self, id: &[u8], der: &[u8]) {
-        lock(&self.certs).insert(id.to_vec(), (Instant::now(), Arc::new(der.to_vec())));
+        *lock(&self.certs) = CertCache::default();
     }
 
     /// Log out (under the caller's write lock). If the module will not log out, every session

@@ -53,6 +53,24 @@ impl Pkcs11 {
         Ok(slots.into_iter().map(Slot::new).collect())
     }
 
+    /// The slots (with a token when `with_token`) in one `C_GetSlotList` call when there are
+    /// at most `capacity` of them (Keyport's addition, see vendor/README.md): `get_slots` asks
+    /// for the count first. More slots than that: as `get_slots` does.
+    pub fn get_slots_within(&self, with_token: bool, capacity: usize) -> Result<Vec<Slot>> {
+        let flag = if with_token { CK_TRUE } else { CK_FALSE };
+        let mut slots: Vec<CK_SLOT_ID> = vec![0; capacity.max(1)];
+        let mut slot_count = slots.len().try_into()?;
+        let rval = unsafe {
+            get_pkcs11!(self, C_GetSlotList)(flag, slots.as_mut_ptr(), &mut slot_count)
+        };
+        if matches!(Rv::from(rval), Rv::Error(BufferTooSmall)) {
+            return self.get_slots(flag);
+        }
+        Rv::from(rval).into_result(Function::GetSlotList)?;
+        slots.truncate(slot_count as usize);
+        Ok(slots.into_iter().map(Slot::new).collect())
+    }
+
     /// Get all slots available with a token
     pub fn get_slots_with_token(&self) -> Result<Vec<Slot>> {
         self.get_slots(CK_TRUE)

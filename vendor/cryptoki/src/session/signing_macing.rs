@@ -56,6 +56,69 @@ impl Session {
         Ok(signature)
     }
 
+    /// Sign data in single-part into a buffer of `expected_len` bytes (Keyport's addition, see
+    /// vendor/README.md): `C_SignInit` and one `C_Sign` when the signature fits, instead of
+    /// `sign`'s length query first. A module that answers `CKR_BUFFER_TOO_SMALL` has not ended
+    /// the operation (PKCS #11 section 5.2): its length is asked for (`C_Sign` with no buffer,
+    /// as `sign` does) and the signature made again into a buffer of that size.
+    pub fn sign_with_len(
+        &self,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+        expected_len: usize,
+    ) -> Result<Vec<u8>> {
+        let mut mechanism: CK_MECHANISM = mechanism.into();
+        unsafe {
+            Rv::from(get_pkcs11!(self.client(), C_SignInit)(
+                self.handle(),
+                &mut mechanism as CK_MECHANISM_PTR,
+                key.handle(),
+            ))
+            .into_result(Function::SignInit)?;
+        }
+        let mut signature = vec![0; expected_len.max(1)];
+        let mut signature_len: CK_ULONG = signature.len().try_into()?;
+        let rv = unsafe {
+            Rv::from(get_pkcs11!(self.client(), C_Sign)(
+                self.handle(),
+                data.as_ptr() as *mut u8,
+                data.len().try_into()?,
+                signature.as_mut_ptr(),
+                &mut signature_len,
+            ))
+        };
+        if matches!(rv, Rv::Error(crate::error::RvError::BufferTooSmall)) {
+            // Not every module sets the length it needs with this error: ask for it.
+            signature_len = 0;
+            unsafe {
+                Rv::from(get_pkcs11!(self.client(), C_Sign)(
+                    self.handle(),
+                    data.as_ptr() as *mut u8,
+                    data.len().try_into()?,
+                    std::ptr::null_mut(),
+                    &mut signature_len,
+                ))
+                .into_result(Function::Sign)?;
+            }
+            signature = vec![0; signature_len.try_into()?];
+            unsafe {
+                Rv::from(get_pkcs11!(self.client(), C_Sign)(
+                    self.handle(),
+                    data.as_ptr() as *mut u8,
+                    data.len().try_into()?,
+                    signature.as_mut_ptr(),
+                    &mut signature_len,
+                ))
+                .into_result(Function::Sign)?;
+            }
+        } else {
+            rv.into_result(Function::Sign)?;
+        }
+        signature.truncate(signature_len.try_into()?);
+        Ok(signature)
+    }
+
     /// Starts new multi-part signing operation
     pub fn sign_init(&self, mechanism: &Mechanism, key: ObjectHandle) -> Result<()> {
         let mut mechanism: CK_MECHANISM = mechanism.into();
