@@ -206,7 +206,7 @@ fn the_consent_dialog_shows_the_request_and_allow_waits_for_the_guard() {
         assert_eq!(w.item(ID_FINGERPRINT).text(), "Digest: ABABABAB ABABABAB");
         assert!(w.item(ID_COUNTDOWN).text().starts_with("No answer within "));
         assert_eq!(w.item(ID_ALLOW).text(), "&Allow");
-        assert_eq!(w.item(ID_ALWAYS).text(), "Always allow this &site");
+        assert_eq!(w.item(ID_ALWAYS).text(), "Al&ways allow this site");
         assert_eq!(w.item(ID_DENY).text(), "&Deny");
         // The yes buttons start disabled, and a click that comes anyway is not an answer.
         assert!(!w.item(ID_ALLOW).enabled() && !w.item(ID_ALWAYS).enabled());
