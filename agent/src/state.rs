@@ -175,6 +175,57 @@ impl Agent {
         }
     }
 
+    /// The backend's call made on this (async) thread, if it can answer so: see
+    /// [`Backend::info_quick`]. For [`Agent::call`].
+    pub fn quick<T>(
+        &self,
+        quick: impl FnOnce(&dyn Backend) -> Option<crate::backend::Quick<T>>,
+    ) -> Option<crate::backend::Quick<T>> {
+        quick(self.backend.as_ref())
+    }
+
+    /// The `quick` call when there is one ([`Agent::quick`]), else `slow` on a blocking thread
+    /// ([`Agent::blocking`]).
+    pub async fn call<T, F>(&self, quick: Option<crate::backend::Quick<T>>, slow: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
+    {
+        self.call_within(self.request_timeout, quick, slow).await
+    }
+
+    /// [`Agent::call`] with a time limit of its own.
+    pub async fn call_within<T, F>(
+        &self,
+        limit: Duration,
+        quick: Option<crate::backend::Quick<T>>,
+        slow: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<T> + Send + 'static,
+    {
+        let Some(answer) = quick else {
+            return self.blocking_within(limit, slow).await;
+        };
+        // A task of its own, which runs to its end even if this request is dropped (its page went
+        // away): a call that hangs still gets its host stopped at the deadline, and it holds a
+        // share of the request's in-flight permit until then, as a blocking call does.
+        let share = request_share();
+        let task = tokio::spawn(async move {
+            let _share = share;
+            answer.await
+        });
+        match tokio::time::timeout(limit + Duration::from_millis(500), task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "backend call panicked");
+                Err(AgentError::new(ErrorReason::Internal))
+            }
+            Err(_) => Err(AgentError::new(ErrorReason::RequestTimeout)),
+        }
+    }
+
     /// Log out, close sessions, finalise the modules: once, at the end. A module stuck in a
     /// call is not waited for beyond a few seconds.
     pub async fn shutdown(&self) {

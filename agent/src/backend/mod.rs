@@ -130,6 +130,9 @@ pub fn for_config(config: &crate::config::Config) -> std::sync::Arc<dyn Backend>
     }
 }
 
+/// A backend call answered without a blocking thread (see [`Backend::info_quick`]).
+pub type Quick<T> = futures_util::future::BoxFuture<'static, Result<T>>;
+
 pub trait Backend: Send + Sync + 'static {
     fn info(&self, module: &AllowedModule) -> Result<InfoResult>;
     fn slots(&self, module: &AllowedModule, token_present: bool) -> Result<Vec<SlotInfo>>;
@@ -160,6 +163,40 @@ pub trait Backend: Send + Sync + 'static {
     fn wait_slot_event(&self, module: &AllowedModule, timeout: Duration) -> Result<SlotWait>;
     /// Forget every login (pause, idle, shutdown). Idempotent.
     fn logout_all(&self);
+
+    /// The calls a request makes most, answered on the async thread where the backend can do
+    /// so without blocking it (the module host's channel on Unix, with its host up and the
+    /// request small enough to write at once): no blocking thread is woken for them. `None`:
+    /// make the blocking call instead. The future holds no thread; it answers by the same
+    /// time limit as the blocking call.
+    fn info_quick(&self, _module: &AllowedModule) -> Option<Quick<InfoResult>> {
+        None
+    }
+    fn slots_quick(
+        &self,
+        _module: &AllowedModule,
+        _token_present: bool,
+    ) -> Option<Quick<Vec<SlotInfo>>> {
+        None
+    }
+    fn token_quick(&self, _module: &AllowedModule, _slot_id: u64) -> Option<Quick<TokenInfo>> {
+        None
+    }
+    fn certificate_quick(
+        &self,
+        _module: &AllowedModule,
+        _slot_id: u64,
+        _id: &[u8],
+    ) -> Option<Quick<CertificateObject>> {
+        None
+    }
+    fn sign_quick(
+        &self,
+        _module: &AllowedModule,
+        _request: &SignRequest<'_>,
+    ) -> Option<Quick<Vec<Vec<u8>>>> {
+        None
+    }
     /// Log out, close sessions, finalise the modules. Called once at shutdown.
     fn shutdown(&self) {
         self.logout_all();

@@ -2,7 +2,7 @@
 
 use super::register;
 use crate::allowlist::AllowedModule;
-use crate::backend::{Credential, SignRequest};
+use crate::backend::{Backend, Credential, SignRequest};
 use crate::consent::{digest_fingerprint, Caller, ConsentRequest};
 use crate::error::{AgentError, Result};
 use crate::i18n;
@@ -159,7 +159,7 @@ macro_rules! job {
     };
 }
 
-/// Sign on a blocking thread, with `pin` (None: the reader's PIN pad).
+/// Sign with `pin` (None: the reader's PIN pad), on this thread where the backend can.
 async fn sign(
     state: &Agent,
     module: &AllowedModule,
@@ -175,23 +175,43 @@ async fn sign(
         Some(_) => per_signature,
         None => per_signature + state.pin_pad_timeout,
     };
-    let (module, id, digests) = (module.clone(), id.to_vec(), digests.clone());
-    let (slot_id, algorithm, scheme) = (job.slot_id, job.algorithm, job.scheme);
-    state
-        .blocking_within(limit, move |b| {
-            // The backend signs only with the key of a certificate on the token.
-            let req = SignRequest {
-                slot_id,
-                key_id: &id,
-                credential: pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
-                algorithm,
-                scheme,
-                digests: &digests,
-                progress: None,
-            };
-            b.sign(&module, &req)
-        })
-        .await
+    let how = How {
+        slot_id: job.slot_id,
+        algorithm: job.algorithm,
+        scheme: job.scheme,
+    };
+    let quick = state.quick(|b| b.sign_quick(module, &how.request(id, &pin, digests)));
+    let (m, id, digests) = (module.clone(), id.to_vec(), digests.clone());
+    let slow = move |b: &dyn Backend| b.sign(&m, &how.request(&id, &pin, &digests));
+    state.call_within(limit, quick, slow).await
+}
+
+/// What a signature is made with, beside the key, the PIN and the digests.
+#[derive(Clone, Copy)]
+struct How {
+    slot_id: u64,
+    algorithm: AlgorithmReference,
+    scheme: SignatureScheme,
+}
+
+impl How {
+    /// The backend's request. It signs only with the key of a certificate on the token.
+    fn request<'a>(
+        self,
+        key_id: &'a [u8],
+        pin: &'a Option<Pin>,
+        digests: &'a [Zeroizing<Vec<u8>>],
+    ) -> SignRequest<'a> {
+        SignRequest {
+            slot_id: self.slot_id,
+            key_id,
+            credential: pin.as_ref().map_or(Credential::PinPad, Credential::Pin),
+            algorithm: self.algorithm,
+            scheme: self.scheme,
+            digests,
+            progress: None,
+        }
+    }
 }
 
 /// Where the PIN comes from: the page, or (none sent) the reader's keypad when the token has
@@ -205,7 +225,8 @@ async fn pin_source(
         return Ok(PinSource::Page(pin));
     }
     let (m, slot) = (module.clone(), job.slot_id);
-    let token = state.blocking(move |b| b.token(&m, slot)).await?;
+    let quick = state.quick(|b| b.token_quick(module, slot));
+    let token = state.call(quick, move |b| b.token(&m, slot)).await?;
     if token.protected_authentication_path {
         Ok(PinSource::PinPad)
     } else if state.consent.has_pin_ui() {
@@ -262,8 +283,9 @@ async fn sign_all(
     // notice) and for how an EC signature is encoded.
     let certificate = || async {
         let (m, cert_id, slot) = (module.clone(), id.clone(), job.slot_id);
+        let quick = state.quick(|b| b.certificate_quick(&module, slot, &id));
         state
-            .blocking(move |b| b.certificate(&m, slot, &cert_id))
+            .call(quick, move |b| b.certificate(&m, slot, &cert_id))
             .await
     };
     let shown = || async {

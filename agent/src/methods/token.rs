@@ -8,12 +8,14 @@ use keyport_protocol::{Info, Slots, SlotsWithTokenPresent, Token};
 pub(super) fn register_all(m: &mut RpcModule<Agent>) {
     register::<Info, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
-        state.blocking(move |b| b.info(&module)).await
+        let quick = state.quick(|b| b.info_quick(&module));
+        state.call(quick, move |b| b.info(&module)).await
     });
     register::<Slots, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
         let m = module.clone();
-        let slots = state.blocking(move |b| b.slots(&m, false)).await?;
+        let quick = state.quick(|b| b.slots_quick(&module, false));
+        let slots = state.call(quick, move |b| b.slots(&m, false)).await?;
         if slots.is_empty() {
             explain_no_slot(module.path());
         }
@@ -21,11 +23,15 @@ pub(super) fn register_all(m: &mut RpcModule<Agent>) {
     });
     register::<SlotsWithTokenPresent, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
-        state.blocking(move |b| b.slots(&module, true)).await
+        let quick = state.quick(|b| b.slots_quick(&module, true));
+        state.call(quick, move |b| b.slots(&module, true)).await
     });
     register::<Token, _, _>(m, |p, state, _| async move {
         let module = state.module(p.module.as_deref())?;
-        state.blocking(move |b| b.token(&module, p.slot_id)).await
+        let quick = state.quick(|b| b.token_quick(&module, p.slot_id));
+        state
+            .call(quick, move |b| b.token(&module, p.slot_id))
+            .await
     });
 }
 

@@ -1,18 +1,24 @@
 //! The agent's end of one module host's channel: [`Host::call`] sends a request and waits for
-//! its reply, with no reader thread in between; a host that stops answering is stopped, and
-//! one that dies fails every call it held.
+//! its reply; a host that stops answering is stopped, and one that dies fails every call it
+//! held.
 //!
-//! Reading the channel never waits behind writing to it (see [`Host::call`]): that once froze
-//! the channel for every site.
+//! One reader per host reads every reply and hands it to its caller: a task on the agent's
+//! async runtime where there is one (Unix), else a thread. The reader never writes, so reading
+//! never waits behind writing (a reader stuck behind a writer once froze the channel for every
+//! site); writers write into a non-blocking pipe with their call's deadline.
+//!
+//! Where the reader is a task, a small request can also be made from the async thread itself
+//! ([`Host::call_quick`]): written at once, its reply awaited on the same thread. No blocking
+//! thread is woken for it, and no thread but the host's is.
 
 use super::lock;
-use super::os::{read_frame_before, DeadlineWriter, Frame, Stopper};
+use super::os::{DeadlineWriter, Stopper};
 use super::wire::{self, Call, Op, Reply, Request};
 use crate::error::{AgentError, Result};
 use keyport_protocol::ErrorReason;
 use std::collections::HashMap;
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,42 +28,38 @@ pub(super) struct Host {
     pid: u32,
     /// The channel's writing end (non-blocking: see [`Host::write`]).
     stdin: parking_lot::Mutex<ChildStdin>,
-    /// The channel's reading end. Whoever holds it reads for everyone (see [`Host::call`]).
-    stdout: parking_lot::Mutex<ChildStdout>,
-    /// Calls on their way, by id.
-    pending: Mutex<HashMap<u64, Slot>>,
+    /// Calls on their way, by id: who waits for each reply.
+    pending: Mutex<HashMap<u64, Waiter>>,
     next_id: AtomicU64,
+    /// Its replies are read by a task on the async runtime: calls may wait for them there.
+    #[cfg(unix)]
+    quick: AtomicBool,
     /// Set once it is gone: why, as the error its calls get.
     death: OnceLock<AgentError>,
     /// Why the agent killed it, if it did.
     kill_reason: Mutex<Option<String>>,
     /// Set when the agent kills it: from then on no new call is given to it, even before the
     /// reaper has seen it end.
-    stopping: std::sync::atomic::AtomicBool,
+    stopping: AtomicBool,
     /// Stops it at once ([`Host::kill`]).
     stopper: Stopper,
 }
 
 impl Host {
     /// The channel to the host `pid` of the library `name`, with nothing on its way yet.
-    pub(super) fn new(
-        name: String,
-        pid: u32,
-        stopper: Stopper,
-        stdin: ChildStdin,
-        stdout: ChildStdout,
-    ) -> Host {
+    pub(super) fn new(name: String, pid: u32, stopper: Stopper, stdin: ChildStdin) -> Host {
         Host {
             stopper,
             name,
             pid,
             stdin: parking_lot::Mutex::new(stdin),
-            stdout: parking_lot::Mutex::new(stdout),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            #[cfg(unix)]
+            quick: AtomicBool::new(false),
             death: OnceLock::new(),
             kill_reason: Mutex::new(None),
-            stopping: std::sync::atomic::AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -125,107 +127,258 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// What a waiting call receives: its reply, its turn to read the channel, or word that its
-/// call made headway (its deadline starts again).
+/// What a waiting call receives: its reply, or word that its call made headway (its deadline
+/// starts again).
 enum Delivery {
     Reply(Reply),
-    YourTurn,
     Progress,
 }
 
-/// Where a call stands, in [`Host::pending`].
-enum Slot {
-    /// Its request is still being written: it cannot read yet, so it is never handed the
-    /// reading role (it could be stuck writing into a full pipe while the replies pile up).
-    Writing,
-    /// Written; waiting for its reply or its turn to read.
-    Waiting(mpsc::Sender<Delivery>),
-    /// Its reply came while it was still writing.
-    Arrived(Reply),
+/// Who waits for a reply, in [`Host::pending`]: a thread, or a task on the async runtime.
+enum Waiter {
+    Thread(mpsc::Sender<Delivery>),
+    #[cfg(unix)]
+    Task(tokio::sync::mpsc::UnboundedSender<Delivery>),
 }
 
-/// How a turn at reading ended.
-enum Read {
-    Mine(Reply),
-    TimedOut,
-    Ended,
+impl Waiter {
+    fn send(&self, d: Delivery) {
+        // A caller that gave up has dropped its receiver: nothing to do.
+        let _ = match self {
+            Waiter::Thread(tx) => tx.send(d).map_err(drop),
+            #[cfg(unix)]
+            Waiter::Task(tx) => tx.send(d).map_err(drop),
+        };
+    }
 }
+
+/// Takes a call off [`Host::pending`] when its caller stops waiting, however it stops.
+struct Forget<'a> {
+    host: &'a Host,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(&self.host.pending).remove(&self.id);
+    }
+}
+
+/// The largest write a pipe takes whole or not at all (POSIX: `PIPE_BUF`, 4096 on Linux): a
+/// quick call's request is one such write, so it never leaves part of a frame behind.
+#[cfg(unix)]
+const ATOMIC_WRITE_BYTES: usize = libc::PIPE_BUF;
 
 impl Host {
-    /// Send `request` and wait for its reply; at most `timeout` passes without the host saying
-    /// anything of it (a batch says after each signature that it goes on: see
-    /// [`Reply::progress`]).
-    ///
-    /// There is no reader thread: a caller that has written its request and finds the channel
-    /// free reads it, handing the replies of others to them, until its own comes; then it
-    /// passes the reading role to another caller that has written its request. A lone call
-    /// therefore reads its own reply, with no thread in between.
-    ///
-    /// Reading never waits behind writing: a caller is given the reading role only once its
-    /// request is written, and a reply due to a caller still writing is kept for it. So
-    /// whenever the host has a reply to write, somebody reads it (or will, as soon as their
-    /// write returns), and the host's writers never block the host's reader for good. A write
-    /// itself is bounded by the deadline (the pipe is non-blocking): a host that stops reading
-    /// its requests is stopped like one that stops answering.
-    pub(super) fn call<O: Op>(&self, op: O, timeout: Duration) -> Result<O::Reply> {
-        let request: Request = op.into();
+    /// Read the host's replies from now on: on a task of the current async runtime, if the
+    /// caller is inside one (Unix), else on a thread of their own.
+    pub(super) fn read_replies(self: &Arc<Self>, stdout: ChildStdout) -> std::io::Result<()> {
+        #[cfg(unix)]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            super::os::set_nonblocking(&stdout)?;
+            let pipe = {
+                let _inside = runtime.enter();
+                // SAFETY: `stdout` owns its descriptor, which stays open, and the same, for as
+                // long as the AsyncFd that owns `stdout` lives.
+                unsafe {
+                    tokio::io::unix::AsyncFd::register_with_interest(
+                        stdout,
+                        tokio::io::Interest::READABLE,
+                    )
+                }?
+            };
+            self.quick.store(true, Ordering::SeqCst);
+            runtime.spawn(read_task(self.clone(), pipe));
+            return Ok(());
+        }
+        let host = self.clone();
+        std::thread::Builder::new()
+            .name("keyport-host-replies".into())
+            .spawn(move || host.read_thread(stdout))
+            .map(drop)
+    }
+
+    /// The reading thread: every frame to its caller, until the channel ends (the reaper then
+    /// says why) or the host says something unreadable (it is stopped).
+    fn read_thread(&self, mut stdout: ChildStdout) {
+        loop {
+            #[cfg(unix)]
+            let frame = wire::read_frame(&mut stdout);
+            // Overlapped I/O awaited until a deadline far away: an idle host is no fault.
+            #[cfg(windows)]
+            let frame = match super::os::read_frame_before(
+                &mut stdout,
+                Instant::now() + Duration::from_secs(24 * 3600),
+            ) {
+                super::os::Frame::Read(frame) => Ok(frame),
+                super::os::Frame::TimedOut => continue,
+                super::os::Frame::Ended => Err(wire::FrameError::Closed),
+            };
+            match frame {
+                Ok(frame) => {
+                    if !self.dispatch(&frame) {
+                        return;
+                    }
+                }
+                Err(wire::FrameError::TooLarge(n)) => {
+                    self.kill(format!("it sent a frame of {n} bytes"));
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Hand one frame to its caller; false (and the host stopped) when it is not a reply.
+    fn dispatch(&self, frame: &[u8]) -> bool {
+        match serde_json::from_slice::<Reply>(frame) {
+            Ok(reply) => {
+                self.deliver(reply);
+                true
+            }
+            Err(_) => {
+                self.kill("it answered garbage".into());
+                false
+            }
+        }
+    }
+
+    /// Hand `reply` to the call it answers (dropped if nobody waits for it any more).
+    fn deliver(&self, reply: Reply) {
+        let mut pending = lock(&self.pending);
+        if reply.progress {
+            if let Some(waiter) = pending.get(&reply.id) {
+                waiter.send(Delivery::Progress);
+            }
+        } else if let Some(waiter) = pending.remove(&reply.id) {
+            waiter.send(Delivery::Reply(reply));
+        }
+    }
+
+    /// Register a call's waiter; its error if the host is already gone (the reaper fails the
+    /// waiting calls after it sets `death`: a call registered after that would never hear).
+    fn register(&self, waiter: Waiter) -> std::result::Result<u64, AgentError> {
         if let Some(e) = self.death.get() {
             return Err(e.clone());
         }
-        let mut deadline = Instant::now() + timeout;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).insert(id, Slot::Writing);
-        if let Err(e) = self.write(&Call { id, request }, deadline) {
+        lock(&self.pending).insert(id, waiter);
+        if self.death.get().is_some() {
             lock(&self.pending).remove(&id);
+            return Err(self.wait_death());
+        }
+        Ok(id)
+    }
+
+    /// Send `request` and wait for its reply on this thread; at most `timeout` passes without
+    /// the host saying anything of it (a batch says after each signature that it goes on: see
+    /// [`Reply::progress`]).
+    ///
+    /// Not from the async runtime's own thread: where the replies are read by a task there,
+    /// that task could not run while this waits (use [`Host::call_quick`] there).
+    pub(super) fn call<O: Op>(&self, op: O, timeout: Duration) -> Result<O::Reply> {
+        let request: Request = op.into();
+        let (tx, rx) = mpsc::channel();
+        let id = self.register(Waiter::Thread(tx))?;
+        let _forget = Forget { host: self, id };
+        let mut deadline = Instant::now() + timeout;
+        if let Err(e) = self.write(&Call { id, request }, deadline) {
             return Err(match e.kind() {
                 std::io::ErrorKind::TimedOut => self.timed_out(timeout),
                 _ => self.wait_death(),
             });
         }
-        // Unbounded: a reply must never find the channel full of turns (it was lost once so).
-        let (tx, rx) = mpsc::channel();
-        let early = {
-            let mut pending = lock(&self.pending);
-            match pending.remove(&id) {
-                Some(Slot::Arrived(reply)) => Some(reply),
-                _ => {
-                    pending.insert(id, Slot::Waiting(tx));
-                    None
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Delivery::Reply(reply)) => return self.decode::<O>(reply),
+                Ok(Delivery::Progress) => deadline = Instant::now() + timeout,
+                Err(_) => return Err(self.timed_out(timeout)),
+            }
+        }
+    }
+
+    /// [`Host::call`] from the async runtime, when it can be made there: the replies are read
+    /// by a task, and the request fits one write that the pipe takes at once. Then the request
+    /// is written now and the returned future waits for the reply; `None` otherwise (make the
+    /// call on a blocking thread).
+    ///
+    /// The future may be dropped (its page went away): the call is forgotten, and its reply,
+    /// when it comes, dropped. A caller that wants the host stopped if the call hangs keeps the
+    /// future running to its end (it stops the host at its deadline).
+    #[cfg(unix)]
+    pub(super) fn call_quick<O>(
+        self: &Arc<Self>,
+        op: O,
+        timeout: Duration,
+    ) -> Option<impl std::future::Future<Output = Result<O::Reply>> + Send + 'static>
+    where
+        O: Op,
+        O::Reply: Send + 'static,
+    {
+        use std::io::Write;
+        if !self.quick.load(Ordering::SeqCst) || !self.serving() {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request: Request = op.into();
+        let frame = wire::frame(&Call { id, request }).ok()?;
+        if frame.len() > ATOMIC_WRITE_BYTES {
+            return None;
+        }
+        // Another caller is writing (a long frame, or into a full pipe): not now.
+        let mut stdin = self.stdin.try_lock()?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.pending).insert(id, Waiter::Task(tx));
+        let gone = |host: &Arc<Host>| {
+            lock(&host.pending).remove(&id);
+        };
+        if self.death.get().is_some() {
+            gone(self);
+            return None;
+        }
+        let written = stdin.write(&frame);
+        drop(stdin);
+        match written {
+            Ok(n) if n == frame.len() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                gone(self);
+                return None;
+            }
+            Ok(_) => {
+                // Not possible for a write of at most PIPE_BUF bytes; the channel is unusable.
+                gone(self);
+                self.kill("a request was written in part".into());
+                return None;
+            }
+            // The host is gone or going: the blocking call says how.
+            Err(_) => {
+                gone(self);
+                return None;
+            }
+        }
+        let host = self.clone();
+        Some(async move {
+            let _forget = Forget { host: &host, id };
+            let mut deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(Delivery::Reply(reply))) => return host.decode::<O>(reply),
+                    Ok(Some(Delivery::Progress)) => {
+                        deadline = tokio::time::Instant::now() + timeout;
+                    }
+                    // Taken off `pending` unanswered: only the reaper does that, after `death`.
+                    Ok(None) => {
+                        return Err(host.death().cloned().unwrap_or_else(|| host.stopped()));
+                    }
+                    Err(_) => return Err(host.timed_out(timeout)),
                 }
             }
-        };
-        // The reaper sets `death` before it fails the waiting calls: if it has, it may have
-        // done so before we were waiting.
-        if early.is_none() && self.death.get().is_some() {
-            lock(&self.pending).remove(&id);
-            return Err(self.wait_death());
-        }
-        let reply = match early {
-            Some(reply) => reply,
-            None => loop {
-                if let Some(mut stdout) = self.stdout.try_lock() {
-                    let turn = self.read_for(&mut stdout, id, &rx, &mut deadline, timeout);
-                    drop(stdout);
-                    lock(&self.pending).remove(&id);
-                    self.pass_the_turn();
-                    match turn {
-                        Read::Mine(reply) => break reply,
-                        Read::TimedOut => return Err(self.timed_out(timeout)),
-                        Read::Ended => return Err(self.wait_death()),
-                    }
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(Delivery::Reply(reply)) => break reply,
-                    Ok(Delivery::YourTurn) => continue,
-                    Ok(Delivery::Progress) => deadline = Instant::now() + timeout,
-                    Err(_) => {
-                        lock(&self.pending).remove(&id);
-                        return Err(self.timed_out(timeout));
-                    }
-                }
-            },
-        };
+        })
+    }
+
+    /// A reply's value, as the type its request declares.
+    fn decode<O: Op>(&self, reply: Reply) -> Result<O::Reply> {
         match (reply.ok, reply.err) {
             (_, Some(e)) => Err(e.into()),
             (Some(v), None) => {
@@ -256,76 +409,6 @@ impl Host {
         written
     }
 
-    /// Read the channel until reply `id` comes, delivering the others to their callers.
-    fn read_for(
-        &self,
-        stdout: &mut ChildStdout,
-        id: u64,
-        rx: &mpsc::Receiver<Delivery>,
-        deadline: &mut Instant,
-        timeout: Duration,
-    ) -> Read {
-        loop {
-            // A previous reader may have delivered ours just before passing the turn.
-            while let Ok(d) = rx.try_recv() {
-                match d {
-                    Delivery::Reply(r) => return Read::Mine(r),
-                    Delivery::Progress => *deadline = Instant::now() + timeout,
-                    Delivery::YourTurn => {}
-                }
-            }
-            let frame = match read_frame_before(stdout, *deadline) {
-                Frame::Read(frame) => frame,
-                Frame::TimedOut => return Read::TimedOut,
-                Frame::Ended => return Read::Ended,
-            };
-            let Ok(reply) = serde_json::from_slice::<Reply>(&frame) else {
-                self.kill("it answered garbage".into());
-                return Read::Ended;
-            };
-            if reply.id == id {
-                if reply.progress {
-                    *deadline = Instant::now() + timeout;
-                    continue;
-                }
-                return Read::Mine(reply);
-            }
-            self.deliver(reply);
-        }
-    }
-
-    /// Hand `reply` to the call it answers (kept for it if it is still writing; dropped if
-    /// nobody waits for it any more).
-    fn deliver(&self, reply: Reply) {
-        let mut pending = lock(&self.pending);
-        let Some(slot) = pending.get_mut(&reply.id) else {
-            return;
-        };
-        match slot {
-            Slot::Waiting(tx) if reply.progress => {
-                let _ = tx.send(Delivery::Progress);
-            }
-            Slot::Waiting(_) => {
-                if let Some(Slot::Waiting(tx)) = pending.remove(&reply.id) {
-                    let _ = tx.send(Delivery::Reply(reply));
-                }
-            }
-            Slot::Writing if !reply.progress => *slot = Slot::Arrived(reply),
-            Slot::Writing | Slot::Arrived(_) => {}
-        }
-    }
-
-    /// Give the reading role to a call that is waiting (its request written), if any.
-    fn pass_the_turn(&self) {
-        let pending = lock(&self.pending);
-        if let Some(tx) = pending.values().find_map(|s| match s {
-            Slot::Waiting(tx) => Some(tx),
-            _ => None,
-        }) {
-            let _ = tx.send(Delivery::YourTurn);
-        }
-    }
-
     fn timed_out(&self, timeout: Duration) -> AgentError {
         self.kill(format!(
             "a call took longer than {} s",
@@ -350,6 +433,10 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        self.stopped()
+    }
+
+    fn stopped(&self) -> AgentError {
         AgentError::with_message(
             ErrorReason::ModuleCrashed,
             format!(
@@ -392,10 +479,44 @@ impl Host {
         let error = AgentError::with_message(ErrorReason::ModuleCrashed, message);
         let _ = self.death.set(error.clone());
         let waiting: Vec<_> = lock(&self.pending).drain().collect();
-        for (id, slot) in waiting {
-            if let Slot::Waiting(tx) = slot {
-                let _ = tx.send(Delivery::Reply(Reply::to(id, Err((&error).into()))));
+        for (id, waiter) in waiting {
+            waiter.send(Delivery::Reply(Reply::to(id, Err((&error).into()))));
+        }
+    }
+}
+
+/// The reading task: every frame to its caller, until the channel ends (the reaper then says
+/// why) or the host says something unreadable (it is stopped). Memory follows the bytes that
+/// arrive, never a length claimed.
+#[cfg(unix)]
+async fn read_task(host: Arc<Host>, mut pipe: tokio::io::unix::AsyncFd<ChildStdout>) {
+    use std::io::Read;
+    let mut frames = wire::Frames::default();
+    let mut chunk = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    loop {
+        loop {
+            match frames.next_frame() {
+                Ok(Some(frame)) => {
+                    if !host.dispatch(&frame) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(n) => {
+                    host.kill(format!("it sent a frame of {n} bytes"));
+                    return;
+                }
             }
+        }
+        let Ok(mut ready) = pipe.readable_mut().await else {
+            return;
+        };
+        match ready.try_io(|p| p.get_mut().read(&mut chunk)) {
+            Ok(Ok(0)) => return,
+            Ok(Ok(n)) => frames.push(&chunk[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return,
+            Err(_would_block) => {}
         }
     }
 }

@@ -13,8 +13,12 @@
 //!   one that fails to start twice in a row, or dies five times within a minute (a library
 //!   that crashes on some request), is retried after a growing pause (1 s, 2 s, … 60 s), and
 //!   its error says when.
-//! * Reading the channel never waits behind writing to it (see `channel::Host::call`).
-//! * Each host is reaped by its reader thread (no zombies), exits when the agent's end of the
+//! * Reading the channel never waits behind writing to it: one reader per host, which never
+//!   writes (see `channel`).
+//! * The calls a request makes most are made from the async thread when the host is up and the
+//!   request fits one write ([`Backend::info_quick`]): no blocking thread between the page and
+//!   the host.
+//! * Each host is reaped by a thread of its own (no zombies), exits when the agent's end of the
 //!   channel closes (no orphans), and gets only the environment a module needs
 //!   ([`module_environment`]).
 
@@ -25,7 +29,9 @@ use super::supervisor::Supervisor;
 use super::wire::{self, Hex, Op};
 use crate::allowlist::{AllowedModule, ModuleIdentity};
 use crate::backend::pkcs11::LoginPolicy;
-use crate::backend::{Backend, CertificateObject, Credential, SignRequest, SlotPresence, SlotWait};
+use crate::backend::{
+    Backend, CertificateObject, Credential, Quick, SignRequest, SlotPresence, SlotWait,
+};
 use crate::config::ModuleEnv;
 use crate::error::{AgentError, Result};
 use keyport_protocol::{ErrorReason, InfoResult, SlotInfo, TokenInfo};
@@ -104,6 +110,50 @@ impl HostBackend {
         self.host(allowed)?.call(op, self.call_timeout)
     }
 
+    /// `op` made from the async thread ([`Host::call_quick`]) if its host is up and it can be;
+    /// a host is never started here (that waits for the library to load).
+    #[allow(unused_variables)]
+    fn quick<O, T>(
+        &self,
+        allowed: &AllowedModule,
+        op: O,
+        timeout: Duration,
+        then: fn(O::Reply) -> T,
+    ) -> Option<Quick<T>>
+    where
+        O: Op,
+        O::Reply: Send + 'static,
+        T: Send + 'static,
+    {
+        #[cfg(unix)]
+        {
+            use futures_util::FutureExt;
+            let host = lock(&self.modules).get(allowed.path())?.live()?;
+            let reply = host.call_quick(op, timeout)?;
+            Some(reply.map(move |r| r.map(then)).boxed())
+        }
+        #[cfg(not(unix))]
+        None
+    }
+
+    /// The host's request for `request`, and how long it may take.
+    fn sign_op(&self, request: &SignRequest<'_>) -> (wire::Sign, Duration) {
+        let (pin, timeout) = match request.credential {
+            Credential::Pin(pin) => (Some(pin.clone()), self.call_timeout),
+            // The person types on the reader: that wait has its own bound.
+            Credential::PinPad => (None, self.call_timeout + self.pin_pad_timeout),
+        };
+        let sign = wire::Sign {
+            slot_id: request.slot_id,
+            key_id: Hex(request.key_id.to_vec()),
+            pin,
+            algorithm: request.algorithm,
+            scheme: request.scheme,
+            digests: request.digests.iter().map(|d| Hex(d.to_vec())).collect(),
+        };
+        (sign, timeout)
+    }
+
     fn live_hosts(&self) -> Vec<Arc<Host>> {
         let sups: Vec<Arc<Supervisor>> = lock(&self.by_identity).values().cloned().collect();
         sups.iter().filter_map(|s| s.live()).collect()
@@ -126,6 +176,24 @@ impl HostBackend {
             delay_ms,
         };
         self.call(module, echo)
+    }
+
+    /// [`HostBackend::echo`] made from the async thread, when it can be (see
+    /// [`Backend::info_quick`]).
+    #[doc(hidden)]
+    pub fn echo_quick(
+        &self,
+        module: &AllowedModule,
+        payload: String,
+        reply_bytes: u32,
+        delay_ms: u32,
+    ) -> Option<Quick<(usize, String)>> {
+        let echo = wire::Echo {
+            payload,
+            reply_bytes,
+            delay_ms,
+        };
+        self.quick(module, echo, self.call_timeout, |r| r)
     }
 
     /// Process ids of the hosts running now (for tests and the benchmark).
@@ -168,21 +236,52 @@ impl Backend for HostBackend {
     }
 
     fn sign(&self, module: &AllowedModule, request: &SignRequest<'_>) -> Result<Vec<Vec<u8>>> {
-        let (pin, timeout) = match request.credential {
-            Credential::Pin(pin) => (Some(pin.clone()), self.call_timeout),
-            // The person types on the reader: that wait has its own bound.
-            Credential::PinPad => (None, self.call_timeout + self.pin_pad_timeout),
-        };
-        let sign = wire::Sign {
-            slot_id: request.slot_id,
-            key_id: Hex(request.key_id.to_vec()),
-            pin,
-            algorithm: request.algorithm,
-            scheme: request.scheme,
-            digests: request.digests.iter().map(|d| Hex(d.to_vec())).collect(),
-        };
+        let (sign, timeout) = self.sign_op(request);
         let sigs = self.host(module)?.call(sign, timeout)?;
-        Ok(sigs.into_iter().map(|s| s.0.clone()).collect())
+        Ok(signatures(sigs))
+    }
+
+    fn info_quick(&self, module: &AllowedModule) -> Option<Quick<InfoResult>> {
+        self.quick(module, wire::Info {}, self.call_timeout, |r| r)
+    }
+
+    fn slots_quick(
+        &self,
+        module: &AllowedModule,
+        token_present: bool,
+    ) -> Option<Quick<Vec<SlotInfo>>> {
+        self.quick(
+            module,
+            wire::Slots { token_present },
+            self.call_timeout,
+            |r| r,
+        )
+    }
+
+    fn token_quick(&self, module: &AllowedModule, slot_id: u64) -> Option<Quick<TokenInfo>> {
+        self.quick(module, wire::Token { slot_id }, self.call_timeout, |r| r)
+    }
+
+    fn certificate_quick(
+        &self,
+        module: &AllowedModule,
+        slot_id: u64,
+        id: &[u8],
+    ) -> Option<Quick<CertificateObject>> {
+        let op = wire::Certificate {
+            slot_id,
+            id: Hex(id.to_vec()),
+        };
+        self.quick(module, op, self.call_timeout, CertificateObject::from)
+    }
+
+    fn sign_quick(
+        &self,
+        module: &AllowedModule,
+        request: &SignRequest<'_>,
+    ) -> Option<Quick<Vec<Vec<u8>>>> {
+        let (sign, timeout) = self.sign_op(request);
+        self.quick(module, sign, timeout, signatures)
     }
 
     fn slot_presence(&self, module: &AllowedModule) -> Result<Vec<SlotPresence>> {
@@ -233,4 +332,9 @@ impl Backend for HostBackend {
             tracing::info!(module = %h.name(), "module host stopped");
         }
     }
+}
+
+/// The signatures of a host's reply, as bytes.
+fn signatures(sigs: Vec<Hex>) -> Vec<Vec<u8>> {
+    sigs.into_iter().map(|s| s.0.clone()).collect()
 }

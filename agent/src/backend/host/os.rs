@@ -1,35 +1,30 @@
-//! What the host's channel needs from the system: reading a frame and writing into the host's
-//! stdin with a deadline, and stopping a host at once ([`Stopper`]).
+//! What the host's channel needs from the system: writing into the host's stdin with a
+//! deadline, reading a frame (Windows), and stopping a host at once ([`Stopper`]).
 //!
-//! Unix here: poll(2) for readiness, a non-blocking stdin, kill(2). Windows: overlapped I/O
-//! awaited until the deadline, and a job object (`windows.rs`).
+//! Unix here: poll(2) for room, non-blocking pipes, kill(2). Windows: overlapped I/O awaited
+//! until the deadline, and a job object (`windows.rs`).
 
-use super::wire::{self, FrameError};
-use std::process::{Child, ChildStdout};
+use std::process::Child;
+#[cfg(windows)]
+use std::process::ChildStdout;
 use std::time::Instant;
-use zeroize::Zeroizing;
 
 #[cfg(windows)]
 pub(super) use super::windows::DeadlineWriter;
 
-/// How reading one frame before a deadline ended.
+/// How reading one frame before a deadline ended (Windows: the reply thread reads so).
+#[cfg(windows)]
 pub(super) enum Frame {
-    Read(Zeroizing<Vec<u8>>),
+    Read(zeroize::Zeroizing<Vec<u8>>),
     TimedOut,
     /// The host closed the channel (or it broke).
     Ended,
 }
 
-/// Read the host's next frame, waiting at most until `deadline` for it to begin (Unix) or to
-/// arrive (Windows). A timed-out read may leave part of a frame read: the caller stops the host.
+/// Read the host's next frame, waiting at most until `deadline` for it to arrive.
+#[cfg(windows)]
 pub(super) fn read_frame_before(stdout: &mut ChildStdout, deadline: Instant) -> Frame {
-    #[cfg(unix)]
-    if !ready_before(&*stdout, libc_events::IN, deadline) {
-        return Frame::TimedOut;
-    }
-    #[cfg(unix)]
-    let read = wire::read_frame(stdout);
-    #[cfg(windows)]
+    use super::wire::{self, FrameError};
     let read = wire::read_frame(&mut super::windows::DeadlineReader {
         pipe: stdout,
         deadline,
@@ -93,7 +88,7 @@ impl std::io::Write for DeadlineWriter<'_> {
         loop {
             match self.pipe.write(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if !ready_before(&*self.pipe, libc_events::OUT, self.deadline) {
+                    if !ready_before(&*self.pipe, libc::POLLOUT, self.deadline) {
                         return Err(std::io::ErrorKind::TimedOut.into());
                     }
                 }
@@ -105,13 +100,6 @@ impl std::io::Write for DeadlineWriter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.pipe.flush()
     }
-}
-
-/// The poll(2) events [`ready_before`] waits for.
-#[cfg(unix)]
-mod libc_events {
-    pub const IN: i16 = libc::POLLIN;
-    pub const OUT: i16 = libc::POLLOUT;
 }
 
 /// Wait until `pipe` is ready for `events` (or broken), at most until `deadline`.
@@ -141,10 +129,10 @@ fn ready_before(pipe: &impl std::os::fd::AsRawFd, events: i16, deadline: Instant
     }
 }
 
-/// Make the agent's end of the host's stdin non-blocking (see [`DeadlineWriter`]).
+/// Make the agent's end of a pipe to the host non-blocking (its stdin: see [`DeadlineWriter`];
+/// its stdout when a task reads it).
 #[cfg(unix)]
-pub(super) fn set_nonblocking(pipe: &std::process::ChildStdin) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub(super) fn set_nonblocking(pipe: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
     let fd = pipe.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own; only the O_NONBLOCK status flag changes.
     unsafe {
@@ -158,6 +146,6 @@ pub(super) fn set_nonblocking(pipe: &std::process::ChildStdin) -> std::io::Resul
 
 /// Nothing to do on Windows: writes are overlapped ones with a deadline.
 #[cfg(windows)]
-pub(super) fn set_nonblocking(_: &std::process::ChildStdin) -> std::io::Result<()> {
+pub(super) fn set_nonblocking<T>(_: &T) -> std::io::Result<()> {
     Ok(())
 }

@@ -163,7 +163,15 @@ impl Launcher {
                 e.to_string(),
             ));
         }
-        let host = Arc::new(Host::new(name, pid, stopper, stdin, stdout));
+        let host = Arc::new(Host::new(name, pid, stopper, stdin));
+        if let Err(e) = host.read_replies(stdout) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(AgentError::with_message(
+                ErrorReason::Internal,
+                e.to_string(),
+            ));
+        }
         host.watch(child)
             .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
         tracing::info!(

@@ -245,20 +245,65 @@ pub enum FrameError {
 
 /// Write one frame (a single `write_all`, then flush).
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
+    w.write_all(&framed(payload)?)?;
+    w.flush()
+}
+
+/// `payload` with its length before it: the bytes of one frame.
+fn framed(payload: &[u8]) -> std::io::Result<Zeroizing<Vec<u8>>> {
     if payload.len() > MAX_FRAME_BYTES {
         return Err(std::io::Error::other("frame over the limit"));
     }
     let mut frame = Zeroizing::new(Vec::with_capacity(payload.len() + 4));
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(payload);
-    w.write_all(&frame)?;
-    w.flush()
+    Ok(frame)
+}
+
+/// Serialize `message` as the bytes of one frame (wiped when dropped, as every copy is).
+pub fn frame(message: &impl Serialize) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let bytes = Zeroizing::new(serde_json::to_vec(message).map_err(std::io::Error::other)?);
+    framed(&bytes)
 }
 
 /// Serialize `message` and write it as one frame. The serialized bytes are wiped after.
 pub fn send(w: &mut impl Write, message: &impl Serialize) -> std::io::Result<()> {
-    let bytes = Zeroizing::new(serde_json::to_vec(message).map_err(std::io::Error::other)?);
-    write_frame(w, &bytes)
+    w.write_all(&frame(message)?)?;
+    w.flush()
+}
+
+/// Frames cut from bytes as they arrive (a reader that cannot block: the agent's reply task).
+#[derive(Default)]
+pub struct Frames {
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl Frames {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, if it has all arrived; `Err(length)` for a frame over the limit
+    /// (the stream is unusable from there).
+    pub fn next_frame(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>, usize> {
+        let Some(head) = self.buf.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*head) as usize;
+        if len > MAX_FRAME_BYTES {
+            return Err(len);
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let frame = Zeroizing::new(self.buf[4..4 + len].to_vec());
+        // What follows moves to the front; the bytes left past the end are wiped.
+        self.buf.copy_within(4 + len.., 0);
+        let rest = self.buf.len() - 4 - len;
+        self.buf[rest..].fill(0);
+        self.buf.truncate(rest);
+        Ok(Some(frame))
+    }
 }
 
 /// Read one frame; [`FrameError::Closed`] at a clean end of stream.
@@ -295,6 +340,33 @@ pub fn garbled(what: &str, module: &str) -> AgentError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_cut_from_bytes_as_they_arrive_whatever_the_pieces() {
+        let mut stream = Vec::new();
+        for payload in [&b"one"[..], b"", &[7u8; 70_000][..], b"{}"] {
+            write_frame(&mut stream, payload).unwrap();
+        }
+        for piece in [1, 3, 4, 5, 4096, stream.len()] {
+            let mut frames = Frames::default();
+            let mut got = Vec::new();
+            for bytes in stream.chunks(piece) {
+                frames.push(bytes);
+                while let Some(f) = frames.next_frame().unwrap() {
+                    got.push(f.to_vec());
+                }
+            }
+            assert_eq!(got.len(), 4, "pieces of {piece}");
+            assert_eq!(got[0], b"one");
+            assert!(got[1].is_empty());
+            assert_eq!(got[2], vec![7u8; 70_000]);
+            assert_eq!(got[3], b"{}");
+            assert!(frames.buf.is_empty());
+        }
+        let mut frames = Frames::default();
+        frames.push(&((MAX_FRAME_BYTES + 1) as u32).to_be_bytes());
+        assert_eq!(frames.next_frame().unwrap_err(), MAX_FRAME_BYTES + 1);
+    }
 
     #[test]
     fn frames_round_trip_and_oversize_lengths_are_refused_unread() {
