@@ -219,10 +219,19 @@ fn the_host_channel_keeps_moving_when_its_replies_are_read_on_the_async_thread()
             .expect("the host starts");
         let first_host = backend.host_pids();
         assert_eq!(first_host.len(), 1);
-        assert!(
-            backend.echo_quick(&module, String::new(), 1, 0).is_some(),
-            "a small call is made from the async thread"
-        );
+        // Alone on the channel, every small call is made from the async thread, and its reply
+        // (of every size, to the frame cap) read by the host's reply task.
+        let mut rng = Rng(0xA5A5_5A5A_0F0F_F0F0);
+        for n in 0..24 {
+            let (send, get) = (rng.below(3000), size(&mut rng));
+            let answer = backend
+                .echo_quick(&module, "q".repeat(send), get as u32, 0)
+                .unwrap_or_else(|| panic!("call {n} was not made from the async thread"));
+            let (seen, reply) = answer
+                .await
+                .unwrap_or_else(|e| panic!("call {n}: {} ({})", e.reason, e.message));
+            assert_eq!((seen, reply.len()), (send, get), "call {n}");
+        }
 
         let until = Instant::now() + Duration::from_secs(secs());
         let tally = Arc::new(Tally::default());
@@ -272,10 +281,8 @@ fn the_host_channel_keeps_moving_when_its_replies_are_read_on_the_async_thread()
         while let Some(done) = callers.join_next().await {
             slowest = slowest.max(done.expect("a caller failed"));
         }
+        // How many of the async callers' calls went quick depends on how often a blocking
+        // caller held the pipe (the soak's large frames): reported, not asserted.
         check(&tally, slowest, &backend, &first_host);
-        assert!(
-            tally.quick.load(Ordering::Relaxed) >= (CALLERS / 2) as u64,
-            "the async callers made few calls from the async thread"
-        );
     });
 }
