@@ -218,6 +218,8 @@ impl Agent {
         });
         match tokio::time::timeout(limit + Duration::from_millis(500), task).await {
             Ok(Ok(result)) => result,
+            // The runtime is stopping.
+            Ok(Err(join)) if join.is_cancelled() => Err(AgentError::new(ErrorReason::Internal)),
             Ok(Err(join)) => {
                 tracing::error!(error = %join, "backend call panicked");
                 Err(AgentError::new(ErrorReason::Internal))

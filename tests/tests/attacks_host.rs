@@ -342,3 +342,41 @@ async fn work_of_closed_connections_is_dropped_and_bounded_per_origin() {
         started.elapsed()
     );
 }
+
+/// The agent's async thread never waits for a module host to start (review of issue 26's
+/// quick path: asking whether a host was up took the lock a starting host holds, so one page's
+/// first call to a slow library froze every other connection for the library's whole start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_starts_slowly_holds_up_no_other_request() {
+    let (_store, faulty) = faulty_library();
+    let token = Token::provision();
+    let m = faulty.path_str().to_string();
+    let agent = agent_with(&token, Some(&m));
+    faulty.set("initialize_delay_ms=4000");
+    let mut first = agent.trusted().await;
+    let mut second = agent.trusted().await;
+    let mut other = agent.trusted().await;
+    let info = |id: u32| json!({"jsonrpc": "2.0", "id": id, "method": "pkcs11.info", "params": {"module": m}});
+    // The first call starts the host (4 s in C_Initialize); the second asks for it meanwhile.
+    first.send_text(info(1).to_string()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.send_text(info(2).to_string()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    other.ok("keyport.version", json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "keyport.version took {:?} while a host started",
+        started.elapsed()
+    );
+    // Both calls are answered once the host is up, by the one host.
+    for c in [&mut first, &mut second] {
+        let reply = c
+            .recv_within(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply["result"]["manufacturer_id"], "SoftHSM", "{reply}");
+    }
+    assert_eq!(host_starts(&agent), 1, "{}", agent.log());
+}

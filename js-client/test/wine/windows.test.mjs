@@ -9,7 +9,8 @@
 // Run by scripts/test-windows.sh, which builds what it needs and sets:
 //   KEYPORT_MSI             the installer (scripts/build-msi.sh)
 //   KEYPORT_SOFT_TOKEN_DLL  tests/soft-token built for x86_64-pc-windows-gnu
-// UPDATE_SCREENSHOT=1 writes each dialog's screenshot into docs/.
+// UPDATE_SCREENSHOT=1 writes each dialog's screenshot into docs/ (needs ImageMagick's `import`, which
+// the CI lists leave out; a machine busy with other work may catch a window half drawn: look).
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";

@@ -152,13 +152,14 @@ impl Waiter {
     }
 }
 
-/// Takes a call off [`Host::pending`] when its caller stops waiting, however it stops.
-struct Forget<'a> {
-    host: &'a Host,
+/// Takes a call off [`Host::pending`] when its caller stops waiting, however it stops (`H`: the
+/// host, borrowed by a waiting thread, shared by a waiting future).
+struct Forget<H: std::ops::Deref<Target = Host>> {
+    host: H,
     id: u64,
 }
 
-impl Drop for Forget<'_> {
+impl<H: std::ops::Deref<Target = Host>> Drop for Forget<H> {
     fn drop(&mut self) {
         lock(&self.host.pending).remove(&self.id);
     }
@@ -204,14 +205,19 @@ impl Host {
         loop {
             #[cfg(unix)]
             let frame = wire::read_frame(&mut stdout);
-            // Overlapped I/O awaited until a deadline far away: an idle host is no fault.
+            // Overlapped I/O awaited until a deadline a day away. A read that times out may
+            // have taken part of a frame, so the host is stopped then: a host idle for a day
+            // is started again at its next call.
             #[cfg(windows)]
             let frame = match super::os::read_frame_before(
                 &mut stdout,
                 Instant::now() + Duration::from_secs(24 * 3600),
             ) {
                 super::os::Frame::Read(frame) => Ok(frame),
-                super::os::Frame::TimedOut => continue,
+                super::os::Frame::TimedOut => {
+                    self.kill("it said nothing for a day".into());
+                    return;
+                }
                 super::os::Frame::Ended => Err(wire::FrameError::Closed),
             };
             match frame {
@@ -357,9 +363,13 @@ impl Host {
                 return None;
             }
         }
-        let host = self.clone();
+        // Made before the future: one dropped before it first runs forgets its call too.
+        let call = Forget {
+            host: self.clone(),
+            id,
+        };
         Some(async move {
-            let _forget = Forget { host: &host, id };
+            let host = &call.host;
             let mut deadline = tokio::time::Instant::now() + timeout;
             loop {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -367,7 +377,8 @@ impl Host {
                     Ok(Some(Delivery::Progress)) => {
                         deadline = tokio::time::Instant::now() + timeout;
                     }
-                    // Taken off `pending` unanswered: only the reaper does that, after `death`.
+                    // Not expected: whoever takes a call off `pending` (a reply, the reaper)
+                    // answers it first. Said as a death all the same.
                     Ok(None) => {
                         return Err(host.death().cloned().unwrap_or_else(|| host.stopped()));
                     }

@@ -128,7 +128,9 @@ impl HostBackend {
         #[cfg(unix)]
         {
             use futures_util::FutureExt;
-            let host = lock(&self.modules).get(allowed.path())?.live()?;
+            // Never waits: not for the table's lock beyond a lookup, not for a host starting.
+            let supervisor = lock(&self.modules).get(allowed.path())?.clone();
+            let host = supervisor.try_live()?;
             let reply = host.call_quick(op, timeout)?;
             Some(reply.map(move |r| r.map(then)).boxed())
         }

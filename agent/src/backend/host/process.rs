@@ -164,16 +164,16 @@ impl Launcher {
             ));
         }
         let host = Arc::new(Host::new(name, pid, stopper, stdin));
+        // The reaper first: from then on, stopping the host is enough for it to be reaped.
+        host.watch(child)
+            .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
         if let Err(e) = host.read_replies(stdout) {
-            let _ = child.kill();
-            let _ = child.wait();
+            host.kill(format!("its replies cannot be read: {e}"));
             return Err(AgentError::with_message(
                 ErrorReason::Internal,
                 e.to_string(),
             ));
         }
-        host.watch(child)
-            .map_err(|e| AgentError::with_message(ErrorReason::Internal, e.to_string()))?;
         tracing::info!(
             module = %host.name(),
             pid,

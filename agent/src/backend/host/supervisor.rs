@@ -97,6 +97,18 @@ impl Supervisor {
             .filter(|h| h.death().is_none())
     }
 
+    /// Its host, if one is running and not gone, and nobody is starting one right now: for the
+    /// async thread, which must never wait for a host to start (that holds `state`).
+    #[cfg(unix)]
+    pub(super) fn try_live(&self) -> Option<Arc<Host>> {
+        let state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        state.host.clone().filter(|h| h.serving())
+    }
+
     /// The live host, started if need be (unless it is backing off).
     pub(super) fn host(&self, launcher: &Launcher) -> Result<Arc<Host>> {
         let mut st = lock(&self.state);

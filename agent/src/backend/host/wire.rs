@@ -302,6 +302,10 @@ impl Frames {
         let rest = self.buf.len() - 4 - len;
         self.buf[rest..].fill(0);
         self.buf.truncate(rest);
+        if rest == 0 && self.buf.capacity() > FIRST_READ_BYTES {
+            // A large frame's room is given back (wiped) rather than kept for the host's life.
+            self.buf = Zeroizing::new(Vec::new());
+        }
         Ok(Some(frame))
     }
 }
