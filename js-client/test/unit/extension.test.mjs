@@ -357,9 +357,15 @@ describe("the extension bounds what a tab has in flight", () => {
       assert.match(err.description, /8 connections/);
       assert.equal(bg.natives, 8, "no 9th host was started");
       clients.pop().close();
-      await tick(20);
-      const again = await KeyportClient.initialize({ transport: "extension" });
-      assert.equal(again.door, "extension");
+      // The close reaches the background through the content script's port, hop by hop: on a
+      // busy machine that takes more than a tick or two, so the place is asked for until it frees.
+      let again;
+      for (const until = Date.now() + 3000; ; ) {
+        again = await KeyportClient.initialize({ transport: "extension" }).catch((e) => e);
+        if (again.door === "extension" || Date.now() > until) break;
+        await tick(20);
+      }
+      assert.equal(again.door, "extension", again.description);
       for (const c of [...clients, again]) c.close();
     } finally {
       await agent.close();
