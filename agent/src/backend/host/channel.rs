@@ -11,11 +11,14 @@
 //! ([`Host::call_quick`]): written at once, its reply awaited on the same thread. No blocking
 //! thread is woken for it, and no thread but the host's is.
 
+mod reader;
+
 use super::lock;
 use super::os::{DeadlineWriter, Stopper};
 use super::wire::{self, Call, Op, Reply, Request};
 use crate::error::{AgentError, Result};
 use keyport_protocol::ErrorReason;
+use reader::{Delivery, Waiter};
 use std::collections::HashMap;
 use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,31 +130,6 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// What a waiting call receives: its reply, or word that its call made headway (its deadline
-/// starts again).
-enum Delivery {
-    Reply(Reply),
-    Progress,
-}
-
-/// Who waits for a reply, in [`Host::pending`]: a thread, or a task on the async runtime.
-enum Waiter {
-    Thread(mpsc::Sender<Delivery>),
-    #[cfg(unix)]
-    Task(tokio::sync::mpsc::UnboundedSender<Delivery>),
-}
-
-impl Waiter {
-    fn send(&self, d: Delivery) {
-        // A caller that gave up has dropped its receiver: nothing to do.
-        let _ = match self {
-            Waiter::Thread(tx) => tx.send(d).map_err(drop),
-            #[cfg(unix)]
-            Waiter::Task(tx) => tx.send(d).map_err(drop),
-        };
-    }
-}
-
 /// Takes a call off [`Host::pending`] when its caller stops waiting, however it stops (`H`: the
 /// host, borrowed by a waiting thread, shared by a waiting future).
 struct Forget<H: std::ops::Deref<Target = Host>> {
@@ -174,91 +152,7 @@ impl Host {
     /// Read the host's replies from now on: on a task of the current async runtime, if the
     /// caller is inside one (Unix), else on a thread of their own.
     pub(super) fn read_replies(self: &Arc<Self>, stdout: ChildStdout) -> std::io::Result<()> {
-        #[cfg(unix)]
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            super::os::set_nonblocking(&stdout)?;
-            let pipe = {
-                let _inside = runtime.enter();
-                // SAFETY: `stdout` owns its descriptor, which stays open, and the same, for as
-                // long as the AsyncFd that owns `stdout` lives.
-                unsafe {
-                    tokio::io::unix::AsyncFd::register_with_interest(
-                        stdout,
-                        tokio::io::Interest::READABLE,
-                    )
-                }?
-            };
-            self.quick.store(true, Ordering::SeqCst);
-            runtime.spawn(read_task(self.clone(), pipe));
-            return Ok(());
-        }
-        let host = self.clone();
-        std::thread::Builder::new()
-            .name("keyport-host-replies".into())
-            .spawn(move || host.read_thread(stdout))
-            .map(drop)
-    }
-
-    /// The reading thread: every frame to its caller, until the channel ends (the reaper then
-    /// says why) or the host says something unreadable (it is stopped).
-    fn read_thread(&self, mut stdout: ChildStdout) {
-        loop {
-            #[cfg(unix)]
-            let frame = wire::read_frame(&mut stdout);
-            // Overlapped I/O awaited until a deadline a day away. A read that times out may
-            // have taken part of a frame, so the host is stopped then: a host idle for a day
-            // is started again at its next call.
-            #[cfg(windows)]
-            let frame = match super::os::read_frame_before(
-                &mut stdout,
-                Instant::now() + Duration::from_secs(24 * 3600),
-            ) {
-                super::os::Frame::Read(frame) => Ok(frame),
-                super::os::Frame::TimedOut => {
-                    self.kill("it said nothing for a day".into());
-                    return;
-                }
-                super::os::Frame::Ended => Err(wire::FrameError::Closed),
-            };
-            match frame {
-                Ok(frame) => {
-                    if !self.dispatch(&frame) {
-                        return;
-                    }
-                }
-                Err(wire::FrameError::TooLarge(n)) => {
-                    self.kill(format!("it sent a frame of {n} bytes"));
-                    return;
-                }
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// Hand one frame to its caller; false (and the host stopped) when it is not a reply.
-    fn dispatch(&self, frame: &[u8]) -> bool {
-        match serde_json::from_slice::<Reply>(frame) {
-            Ok(reply) => {
-                self.deliver(reply);
-                true
-            }
-            Err(_) => {
-                self.kill("it answered garbage".into());
-                false
-            }
-        }
-    }
-
-    /// Hand `reply` to the call it answers (dropped if nobody waits for it any more).
-    fn deliver(&self, reply: Reply) {
-        let mut pending = lock(&self.pending);
-        if reply.progress {
-            if let Some(waiter) = pending.get(&reply.id) {
-                waiter.send(Delivery::Progress);
-            }
-        } else if let Some(waiter) = pending.remove(&reply.id) {
-            waiter.send(Delivery::Reply(reply));
-        }
+        reader::start(self, stdout)
     }
 
     /// Register a call's waiter; its error if the host is already gone (the reaper fails the
@@ -492,42 +386,6 @@ impl Host {
         let waiting: Vec<_> = lock(&self.pending).drain().collect();
         for (id, waiter) in waiting {
             waiter.send(Delivery::Reply(Reply::to(id, Err((&error).into()))));
-        }
-    }
-}
-
-/// The reading task: every frame to its caller, until the channel ends (the reaper then says
-/// why) or the host says something unreadable (it is stopped). Memory follows the bytes that
-/// arrive, never a length claimed.
-#[cfg(unix)]
-async fn read_task(host: Arc<Host>, mut pipe: tokio::io::unix::AsyncFd<ChildStdout>) {
-    use std::io::Read;
-    let mut frames = wire::Frames::default();
-    let mut chunk = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
-    loop {
-        loop {
-            match frames.next_frame() {
-                Ok(Some(frame)) => {
-                    if !host.dispatch(&frame) {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(n) => {
-                    host.kill(format!("it sent a frame of {n} bytes"));
-                    return;
-                }
-            }
-        }
-        let Ok(mut ready) = pipe.readable_mut().await else {
-            return;
-        };
-        match ready.try_io(|p| p.get_mut().read(&mut chunk)) {
-            Ok(Ok(0)) => return,
-            Ok(Ok(n)) => frames.push(&chunk[..n]),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(Err(_)) => return,
-            Err(_would_block) => {}
         }
     }
 }
