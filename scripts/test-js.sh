@@ -3,11 +3,18 @@
 # integration tests (the built package against the real agent on a SoftHSM token, openssl as the
 # verifier) and headless-Chromium tests of the demo page.
 #
-# Needs: Node 20+, `cargo build -p keyport` done (or KEYPORT_BIN=/path/to/keyport), and the Debian
+# Needs: Node 20.14+, `cargo build -p keyport` done (or KEYPORT_BIN=/path/to/keyport), and the Debian
 # packages softhsm2, opensc, gnutls-bin, openssl, dbus, chromium and firefox-esr (CHROMIUM_BIN and
 # FIREFOX_BIN override /usr/bin/chromium and /usr/bin/firefox-esr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The test runs use the test runner's --test-force-exit (Node 20.14+): a test that fails with a
+# client still open must not keep its process, and the CI run, alive.
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 14) ? 0 : 1)'; then
+  echo "test-js: the tests need Node.js 20.14 or newer (found $(node --version))." >&2
+  exit 1
+fi
 
 bin=${KEYPORT_BIN:-target/debug/keyport}
 if [ ! -x "$bin" ]; then
@@ -28,6 +35,7 @@ cd js-client
 npm ci --no-audit --no-fund --loglevel=error
 npm run typecheck
 npm run build
-npm test
-npm run test:integration
-npm run test:browser
+# Each run is also bounded as a whole (each test is, by --test-timeout in package.json).
+timeout -k 30 900 npm test
+timeout -k 30 1800 npm run test:integration
+timeout -k 30 1800 npm run test:browser

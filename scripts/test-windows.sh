@@ -49,6 +49,6 @@ echo "== Windows: end to end under Wine (installed agent, Chromium, dialogs, ope
   cd js-client
   [ -f demo/keyport-client.js ] || npm run build >/dev/null
   KEYPORT_MSI="$msi" KEYPORT_SOFT_TOKEN_DLL="$dll" timeout 900 \
-    node --test --test-concurrency=1 test/wine/*.test.mjs
+    node --test --test-force-exit --test-concurrency=1 test/wine/*.test.mjs
 )
 echo "Windows tests passed."

@@ -25,6 +25,14 @@ async function pageWithExtension(host, origin = ORIGIN) {
   return { bg, win };
 }
 
+/**
+ * Close `clients` (in a test's finally): a client left open after a failed assertion reconnects
+ * for ever and keeps the test process alive (a CI run hung so until its time ran out).
+ */
+function closeAll(clients) {
+  for (const c of clients) c.close();
+}
+
 /** A page at `origin` without the extension. */
 function pageWithoutExtension(origin = ORIGIN) {
   const win = new FakeWindow(origin);
@@ -305,11 +313,14 @@ describe("the extension bounds what a tab has in flight", () => {
       if (req.method === "pkcs11.signData") held.push({ req, socket });
       else result(socket, req.id, cannedResult(req.method));
     });
+    const clients = [];
     try {
       await pageWithExtension({ agentUrl: agent.url });
       // Two clients in one tab share the tab's 64 places.
       const a = await KeyportClient.initialize({ transport: "extension" });
+      clients.push(a);
       const b = await KeyportClient.initialize({ transport: "extension" });
+      clients.push(b);
       const sign = (client) =>
         client.pkcs11().signData({ slot_id: 1, cert_id: "01", data: "AA==", algorithm_reference: "sha256" }).catch((e) => e);
       const first = [...Array.from({ length: 40 }, () => sign(a)), ...Array.from({ length: 24 }, () => sign(b))];
@@ -338,18 +349,17 @@ describe("the extension bounds what a tab has in flight", () => {
       for (const { req, socket } of held.splice(0)) result(socket, req.id, "c2ln");
       const done = await within(Promise.all([...first, later]), "every answer");
       assert.ok(done.every((r) => r.data === "c2ln"), JSON.stringify(done.find((r) => r.data !== "c2ln")));
-      a.close();
-      b.close();
     } finally {
+      closeAll(clients);
       await agent.close();
     }
   });
 
   test("at most 8 connections (host processes) per tab: the 9th is refused with BUSY, a closed one frees its place", async () => {
     const agent = await startFakeAgent();
+    const clients = [];
     try {
       const { bg } = await pageWithExtension({ agentUrl: agent.url });
-      const clients = [];
       for (let i = 0; i < 8; i++) clients.push(await KeyportClient.initialize({ transport: "extension" }));
       const err = await KeyportClient.initialize({ transport: "extension" }).catch((e) => e);
       assert.equal(err.reason, "BUSY", err.description);
@@ -366,8 +376,9 @@ describe("the extension bounds what a tab has in flight", () => {
         await tick(20);
       }
       assert.equal(again.door, "extension", again.description);
-      for (const c of [...clients, again]) c.close();
+      clients.push(again);
     } finally {
+      closeAll(clients);
       await agent.close();
     }
   });
@@ -378,10 +389,10 @@ describe("the extension bounds what a tab has in flight", () => {
       if (req.method === "pkcs11.signData") held.push({ req, socket });
       else result(socket, req.id, cannedResult(req.method));
     });
+    const clients = [];
     try {
       const bg = await startBackground({ agentUrl: agent.url });
       const tabs = [await openTab(bg, { origin: ORIGIN, tabId: 1 }), await openTab(bg, { origin: "https://other.example", tabId: 2 })];
-      const clients = [];
       for (const win of tabs) {
         restoreWindow();
         restoreWindow = useWindow(win);
@@ -390,16 +401,28 @@ describe("the extension bounds what a tab has in flight", () => {
       const sign = (client) =>
         client.pkcs11().signData({ slot_id: 1, cert_id: "01", data: "AA==", algorithm_reference: "sha256" }).catch((e) => e);
       const all = clients.flatMap((c) => Array.from({ length: 64 }, () => sign(c)));
+      // Nothing is answered before the agent holds all 128: an early answer (a BUSY, say) fails
+      // the test at once, naming it, and a slow machine gets 20 s (CI once took over 5 s here).
+      const early = Promise.race(all).then((r) => {
+        throw new Error(`answered before the agent held all 128 (${held.length} there): ${JSON.stringify(r)}`);
+      });
+      early.catch(() => {});
       await within(
-        (async () => {
-          while (held.length < 128) await tick(5);
-        })(),
+        Promise.race([
+          early,
+          (async () => {
+            while (held.length < 128) await tick(5);
+          })(),
+        ]),
         "128 requests at the agent",
-      );
+        20_000,
+      ).catch((e) => {
+        throw /held all/.test(e.message) ? e : new Error(`${e.message} (${held.length} there)`);
+      });
       for (const { req, socket } of held.splice(0)) result(socket, req.id, "c2ln");
       assert.ok((await Promise.all(all)).every((r) => r.data === "c2ln"));
-      for (const c of clients) c.close();
     } finally {
+      closeAll(clients);
       await agent.close();
     }
   });
