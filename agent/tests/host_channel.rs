@@ -8,7 +8,7 @@
 //! Each host now has one reader that never writes: a thread (no async runtime: the first test),
 //! or a task on the agent's runtime, where small calls are also made from the async thread
 //! itself (issue 26: the second test mixes those with blocking callers).
-//! `KEYPORT_SOAK_SECS` sets the length of both together (default 20 s; the test command runs 60 s),
+//! `KEYPORT_SOAK_SECS` sets the length of both together (default 20 s, as in the test command),
 //! one after the other.
 
 use keyport::allowlist::{AllowedModule, Allowlist};
