@@ -19,9 +19,22 @@ else
 fi
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 
+# How the targets are built. A long run (FUZZ_RUNS) gets cargo-fuzz's full build: optimised,
+# one codegen unit, AddressSanitizer. The smoke run (CI) gets a build that takes half the time
+# (5.7 min instead of 10.4 on a 2-core CI machine): no sanitizer (what the targets reach is
+# safe Rust: the parsers, the framing, the request path on the fake backend; the agent's unsafe
+# code is FFI and OS calls they never touch), opt-level 1, 16 codegen units, no debug info. It
+# still runs 15,000-100,000 inputs a second. FUZZ_FULL=1 asks for the full build anyway.
+if [ -n "${FUZZ_RUNS:-}" ] || [ -n "${FUZZ_FULL:-}" ]; then
+  build=(-O)
+else
+  build=(-O -s none --codegen-units 16)
+  export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false
+fi
+
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(fuzz list)
-fuzz build -O
+fuzz build "${build[@]}"
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   if [ -n "${FUZZ_RUNS:-}" ]; then
@@ -37,7 +50,7 @@ for t in "${targets[@]}"; do
   echo "== fuzz $t (${limit[*]})"
   log=$(mktemp)
   status=0
-  fuzz run -O "$t" "${dirs[@]}" -- "${limit[@]}" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  fuzz run "${build[@]}" "$t" "${dirs[@]}" -- "${limit[@]}" -print_final_stats=1 >"$log" 2>&1 || status=$?
   [ -z "${scratch:-}" ] || rm -rf "$scratch"
   # libFuzzer's chatter stays in the log; its summary (and any crash) is shown.
   grep -aE '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ERROR|thread .* panicked|SUMMARY)' "$log" || true
