@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { KeyportClient } from "../../dist/esm/index.js";
 import { FakeWindow, openTab, startBackground, tick, useWindow } from "./fake-browser.mjs";
-import { cannedResult, freePort, result, startFakeAgent, within } from "./fake-agent.mjs";
+import { cannedResult, freePort, result, startFakeAgent, waitUntil, within } from "./fake-agent.mjs";
 
 const ORIGIN = "https://sign.example";
 
@@ -324,12 +324,7 @@ describe("the extension bounds what a tab has in flight", () => {
       const sign = (client) =>
         client.pkcs11().signData({ slot_id: 1, cert_id: "01", data: "AA==", algorithm_reference: "sha256" }).catch((e) => e);
       const first = [...Array.from({ length: 40 }, () => sign(a)), ...Array.from({ length: 24 }, () => sign(b))];
-      await within(
-        (async () => {
-          while (held.length < 64) await tick(5);
-        })(),
-        "64 requests at the agent",
-      );
+      await waitUntil(() => held.length >= 64, "64 requests at the agent", { detail: () => `${held.length} there` });
       const extra = await within(Promise.all([sign(a), sign(b), sign(b)]), "the extra requests' answers");
       for (const err of extra) {
         assert.equal(err.reason, "BUSY", err.description);
@@ -340,12 +335,7 @@ describe("the extension bounds what a tab has in flight", () => {
       // Answer some: their places are free again.
       for (const { req, socket } of held.splice(0, 10)) result(socket, req.id, "c2ln");
       const later = sign(b);
-      await within(
-        (async () => {
-          while (held.length < 55) await tick(5);
-        })(),
-        "the later request at the agent",
-      );
+      await waitUntil(() => held.length >= 55, "the later request at the agent", { detail: () => `${held.length} there` });
       for (const { req, socket } of held.splice(0)) result(socket, req.id, "c2ln");
       const done = await within(Promise.all([...first, later]), "every answer");
       assert.ok(done.every((r) => r.data === "c2ln"), JSON.stringify(done.find((r) => r.data !== "c2ln")));
@@ -406,18 +396,10 @@ describe("the extension bounds what a tab has in flight", () => {
       const early = Promise.race(all).then((r) => {
         throw new Error(`answered before the agent held all 128 (${held.length} there): ${JSON.stringify(r)}`);
       });
-      early.catch(() => {});
-      await within(
-        Promise.race([
-          early,
-          (async () => {
-            while (held.length < 128) await tick(5);
-          })(),
-        ]),
-        "128 requests at the agent",
-        20_000,
-      ).catch((e) => {
-        throw /held all/.test(e.message) ? e : new Error(`${e.message} (${held.length} there)`);
+      await waitUntil(() => held.length >= 128, "128 requests at the agent", {
+        ms: 20_000,
+        detail: () => `${held.length} there`,
+        failure: early,
       });
       for (const { req, socket } of held.splice(0)) result(socket, req.id, "c2ln");
       assert.ok((await Promise.all(all)).every((r) => r.data === "c2ln"));

@@ -133,3 +133,31 @@ export function within(promise, what, ms = 5000) {
   });
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Resolves once `condition()` holds, polling every 5 ms; rejects naming `what` (and what
+ * `detail()` says then) if it does not within `ms`, or at once if `failure` rejects first. The
+ * polling stops either way: a loop left polling after a failed test keeps node's test process
+ * alive for good (a CI run once hung so until its time ran out).
+ */
+export function waitUntil(condition, what, { ms = 5000, detail = () => "", failure } = {}) {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + ms;
+    let timer;
+    const stop = (error) => {
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    };
+    failure?.then(undefined, (error) => stop(error));
+    const poll = () => {
+      if (condition()) return stop();
+      if (Date.now() > deadline) {
+        const more = detail();
+        return stop(new Error(`${what}: not within ${ms} ms${more ? ` (${more})` : ""}`));
+      }
+      timer = setTimeout(poll, 5);
+    };
+    poll();
+  });
+}
