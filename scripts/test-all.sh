@@ -12,7 +12,7 @@ scripts/setup.sh --cross
 # step left behind (or the machine's neighbours) ate the CPU.
 step() {
   printf '== [%d:%02d] %s (load %s)\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" "$(cut -d' ' -f1-3 /proc/loadavg)"
-  ps -eo pid=,etimes=,pcpu=,comm= --sort=-pcpu 2>/dev/null | awk '$3 >= 20 { printf "   busy: pid %s, %s s old, %s%% CPU, %s\n", $1, $2, $3, $4 }' | head -5 || true
+  ps -eo pid=,etimes=,pcpu=,comm= --sort=-pcpu 2>/dev/null | awk '$2 >= 10 && $3 >= 20 { printf "   busy: pid %s, %s s old, %s%% CPU, %s\n", $1, $2, $3, $4 }' | head -5 || true
 }
 
 # The release builds here (the Debian package's and the MSI's keyport) are built to be tested,
