@@ -21,7 +21,8 @@ step() {
 # debug assertions, and the debug-only test hooks (agent/src/hooks.rs) ignored, as installed. The
 # packages a person installs come from scripts/build-deb.sh and build-msi.sh with Cargo.toml's
 # release profile; KEYPORT_CI_RELEASE=full keeps that profile here too. (fuzz.sh picks its own.)
-if [ "${KEYPORT_CI_RELEASE:-fast}" != full ]; then
+fast_release=$([ "${KEYPORT_CI_RELEASE:-fast}" = full ] && echo no || echo yes)
+if [ "$fast_release" = yes ]; then
   export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=0
 fi
 
@@ -58,7 +59,7 @@ if [ -x scripts/test-deb.sh ]; then
     timeout -k 30 1500 scripts/test-deb.sh
     # The package's keyport was built unoptimised (above): not left where tests/tests/readme.rs
     # would check its size as the shipped binary's on the next run.
-    [ "${KEYPORT_CI_RELEASE:-fast}" = full ] || rm -f target/release/keyport
+    [ "$fast_release" = no ] || rm -f target/release/keyport
   else
     step "Debian package: skipped (not root; scripts/test-deb.sh runs it, through sudo)"
   fi

@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The test runs use the test runner's --test-force-exit (Node 20.14+): a test that fails with a
-# client still open must not keep its process, and the CI run, alive.
+# The test runs use the test runner's --test-force-exit (Node 20.14+): a test that fails and
+# leaves a timer or a connection behind must not keep its process, and the CI run, alive.
 if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 14) ? 0 : 1)'; then
   echo "test-js: the tests need Node.js 20.14 or newer (found $(node --version))." >&2
   exit 1
